@@ -1,0 +1,2 @@
+export { CpuBackend, CpuTensor, cpuBackend } from './backend.js';
+export * as cpuKernels from './kernels/index.js';

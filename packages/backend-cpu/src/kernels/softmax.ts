@@ -1,0 +1,39 @@
+import type { SoftmaxAttrs } from '@qkv/core';
+
+/**
+ * Row softmax over the last axis for rows [from, to).
+ * Pass 1: the row max (subtracted only for numerical stability: exp never overflows).
+ * Pass 2: exp(s − max) and their sum, in float64.
+ * Pass 3: normalise.
+ * A row that is entirely −∞ (a query that can see no key) yields zeros, not NaN. NaN anywhere in
+ * a row propagates to the whole row, as in PyTorch.
+ */
+export function softmax(s: Float32Array, out: Float32Array, attrs: SoftmaxAttrs, from = 0, to = attrs.rows): void {
+  const n = attrs.cols;
+  for (let r = from; r < to; r++) {
+    const off = r * n;
+    let max = Number.NEGATIVE_INFINITY;
+    let nan = false;
+    for (let j = 0; j < n; j++) {
+      const v = s[off + j] as number;
+      if (v > max) max = v;
+      else if (v !== v) nan = true;
+    }
+    if (nan) {
+      out.fill(Number.NaN, off, off + n);
+      continue;
+    }
+    if (max === Number.NEGATIVE_INFINITY) {
+      out.fill(0, off, off + n);
+      continue;
+    }
+    let sum = 0;
+    for (let j = 0; j < n; j++) {
+      const e = Math.exp((s[off + j] as number) - max);
+      out[off + j] = e;
+      sum += e;
+    }
+    const inv = 1 / sum;
+    for (let j = 0; j < n; j++) out[off + j] = (out[off + j] as number) * inv;
+  }
+}

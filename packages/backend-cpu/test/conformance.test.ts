@@ -1,0 +1,4 @@
+import { describeConformance } from '@qkv/conformance/suite';
+import { cpuBackend } from '../src/index.js';
+
+describeConformance(cpuBackend);

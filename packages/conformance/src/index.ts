@@ -1,0 +1,4 @@
+export * from './compare.js';
+export * from './golden.js';
+export * from './random.js';
+export * from './reference.js';

@@ -1,0 +1,112 @@
+import {
+  type AttentionConfig,
+  type AttentionInputs,
+  type AttentionWeights,
+  type StepName,
+  prepareInputs,
+  resolveConfig,
+  sinusoidalPositionalEncoding,
+  validateWeights,
+} from '@qkv/core';
+
+export interface RefTensor {
+  shape: number[];
+  data: Float64Array;
+}
+
+/**
+ * A plain float64 implementation of the whole block, written straight from the conventions
+ * (GOLDEN-FORMAT.md) and independent of every backend: the yardstick for differential tests.
+ * Returns every step by its graph name.
+ */
+export function referenceAttention(
+  configIn: AttentionConfig,
+  weightsIn: AttentionWeights,
+  inputsIn: AttentionInputs,
+): Record<StepName, RefTensor> & { unbatched: boolean } {
+  const config = resolveConfig(configIn);
+  const w = validateWeights(config, weightsIn);
+  const { shape, feeds, unbatched } = prepareInputs(config, inputsIn);
+  const { dModel: D, numHeads: H, numKVHeads: KVH, headDim: hd, scale, causal } = config;
+  const { batch: B, queryLength: Lq, keyLength: Lk } = shape;
+  const f64 = (n: number) => new Float64Array(n);
+  const get = (name: string) => feeds.get(name)?.data ?? null;
+  const param = (name: string) => w.get(name)?.data ?? null;
+
+  const input = Float64Array.from(get('input') as Float32Array);
+  const pe = config.positionalEncoding === 'sinusoidal' ? Float64Array.from(sinusoidalPositionalEncoding(Lq, D).data) : null;
+  const x = Float64Array.from(input, (v, idx) => (pe ? v + (pe[idx % (Lq * D)] as number) : v));
+  const kvIn = shape.selfAttention ? [x, x] : [Float64Array.from(get('key') as Float32Array), Float64Array.from(get('value') as Float32Array)];
+
+  const project = (src: ArrayLike<number>, rows: number, wt: Float32Array, b: Float32Array | null, nIn: number, nOut: number) => {
+    const out = f64(rows * nOut);
+    for (let r = 0; r < rows; r++) {
+      for (let o = 0; o < nOut; o++) {
+        let s = b ? (b[o] as number) : 0;
+        for (let i = 0; i < nIn; i++) s += (src[r * nIn + i] as number) * (wt[i * nOut + o] as number);
+        out[r * nOut + o] = s;
+      }
+    }
+    return out;
+  };
+  const q = project(x, B * Lq, param('wq') as Float32Array, param('bq'), D, H * hd);
+  const k = project(kvIn[0] as Float64Array, B * Lk, param('wk') as Float32Array, param('bk'), D, KVH * hd);
+  const v = project(kvIn[1] as Float64Array, B * Lk, param('wv') as Float32Array, param('bv'), D, KVH * hd);
+
+  const S = B * H * Lq * Lk;
+  const scores = f64(S);
+  const scaled = f64(S);
+  const masked = f64(S);
+  const weights = f64(S);
+  const heads = f64(B * Lq * H * hd);
+  const pad = get('keyPaddingMask');
+  const am = get('attnMask');
+  for (let b = 0; b < B; b++) {
+    for (let h = 0; h < H; h++) {
+      const kvh = Math.floor(h / (H / KVH));
+      for (let i = 0; i < Lq; i++) {
+        const row = ((b * H + h) * Lq + i) * Lk;
+        for (let j = 0; j < Lk; j++) {
+          let s = 0;
+          for (let c = 0; c < hd; c++) s += (q[(b * Lq + i) * H * hd + h * hd + c] as number) * (k[(b * Lk + j) * KVH * hd + kvh * hd + c] as number);
+          scores[row + j] = s;
+          scaled[row + j] = s * scale;
+          const hidden = (causal && j > i + (Lk - Lq)) || (pad !== null && pad[b * Lk + j] !== 0);
+          masked[row + j] = hidden ? Number.NEGATIVE_INFINITY : s * scale + (am ? (am[i * Lk + j] as number) : 0);
+        }
+        let max = Number.NEGATIVE_INFINITY;
+        for (let j = 0; j < Lk; j++) max = Math.max(max, masked[row + j] as number);
+        if (max === Number.NEGATIVE_INFINITY) continue; // nothing visible: weights stay 0
+        let sum = 0;
+        for (let j = 0; j < Lk; j++) sum += Math.exp((masked[row + j] as number) - max);
+        for (let j = 0; j < Lk; j++) weights[row + j] = Math.exp((masked[row + j] as number) - max) / sum;
+        for (let c = 0; c < hd; c++) {
+          let acc = 0;
+          for (let j = 0; j < Lk; j++) acc += (weights[row + j] as number) * (v[(b * Lk + j) * KVH * hd + kvh * hd + c] as number);
+          heads[((b * Lq + i) * H + h) * hd + c] = acc;
+        }
+      }
+    }
+  }
+  const attention = project(heads, B * Lq, param('wo') as Float32Array, param('bo'), H * hd, D);
+  const residual = Float64Array.from(x, (val, idx) => val + (attention[idx] as number));
+
+  // Unbatched calls answer without the batch dim, like the API.
+  const bs = (rest: number[]) => (unbatched ? rest : [B, ...rest]);
+  return {
+    unbatched,
+    input: { shape: bs([Lq, D]), data: input },
+    positionalEncoding: { shape: [Lq, D], data: pe ?? f64(0) },
+    x: { shape: bs([Lq, D]), data: x },
+    q: { shape: bs([Lq, H * hd]), data: q },
+    k: { shape: bs([Lk, KVH * hd]), data: k },
+    v: { shape: bs([Lk, KVH * hd]), data: v },
+    scores: { shape: bs([H, Lq, Lk]), data: scores },
+    scaled: { shape: bs([H, Lq, Lk]), data: scaled },
+    masked: { shape: bs([H, Lq, Lk]), data: masked },
+    weights: { shape: bs([H, Lq, Lk]), data: weights },
+    heads: { shape: bs([Lq, H * hd]), data: heads },
+    attention: { shape: bs([Lq, D]), data: attention },
+    residual: { shape: bs([Lq, D]), data: residual },
+  };
+}

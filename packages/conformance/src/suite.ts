@@ -1,0 +1,273 @@
+import {
+  type AttentionConfig,
+  type AttentionInputs,
+  type AttentionResult,
+  type AttentionWeights,
+  type BackendCreateOptions,
+  type BackendFactory,
+  BackendRegistry,
+  type StepName,
+  type Tensor,
+  createAttention,
+} from '@qkv/core';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { DEFAULT_TOLERANCE, type Tolerance, compareArrays } from './compare.js';
+import { GOLDEN_CASES, type GoldenCaseName, goldenToApi, loadGoldenCase } from './golden.js';
+import { rng, randomTensor, randomWeights } from './random.js';
+import { type RefTensor, referenceAttention } from './reference.js';
+
+export interface ConformanceOptions {
+  /** Differential tests compare against this backend (e.g. cpu); default: the float64 reference. */
+  reference?: BackendFactory;
+  /** Passed to the backend factory's create(). */
+  backendOptions?: BackendCreateOptions;
+  /** fast-check seed and number of random cases (env QKV_FUZZ_SEED / QKV_FUZZ_RUNS override). */
+  seed?: number;
+  numRuns?: number;
+  /** Per-test timeout in ms (software GL is slow). */
+  timeout?: number;
+  /** Golden cases to run (default: all). */
+  cases?: readonly GoldenCaseName[];
+}
+
+function env(name: string): string | undefined {
+  return typeof process !== 'undefined' ? process.env?.[name] : undefined;
+}
+
+function assertClose(name: string, actual: Tensor | undefined, expected: { shape: readonly number[]; data: ArrayLike<number> }, tol: Tolerance): void {
+  expect(actual, `${name} missing from the result`).toBeDefined();
+  const c = compareArrays(name, actual as Tensor, expected, tol);
+  if (!c.ok) expect.fail(c.message);
+}
+
+const CAPTURE_ALL: StepName[] = ['x', 'q', 'k', 'v', 'scores', 'scaled', 'masked', 'weights', 'heads', 'attention', 'residual'];
+
+/** f64 helpers that recompute one step from the backend's own captured inputs. */
+function definitions(config: Required<Pick<AttentionConfig, 'numHeads'>> & { numKVHeads: number; headDim: number; scale: number; causal: boolean }, cap: Partial<Record<StepName, Tensor>>, inputs: AttentionInputs) {
+  const q = cap.q as Tensor;
+  const k = cap.k as Tensor;
+  const v = cap.v as Tensor;
+  const [B, Lq] = q.shape as [number, number];
+  const Lk = k.shape[1] as number;
+  const { numHeads: H, numKVHeads: KVH, headDim: hd } = config;
+  const S = B * H * Lq * Lk;
+  const scores = new Float64Array(S);
+  for (let b = 0; b < B; b++)
+    for (let h = 0; h < H; h++)
+      for (let i = 0; i < Lq; i++)
+        for (let j = 0; j < Lk; j++) {
+          let s = 0;
+          const kvh = Math.floor(h / (H / KVH));
+          for (let c = 0; c < hd; c++) s += (q.data[(b * Lq + i) * H * hd + h * hd + c] as number) * (k.data[(b * Lk + j) * KVH * hd + kvh * hd + c] as number);
+          scores[((b * H + h) * Lq + i) * Lk + j] = s;
+        }
+  const scaledIn = (cap.scores as Tensor).data;
+  const scaled = Float64Array.from(scaledIn, (s) => s * config.scale);
+  const pad = inputs.keyPaddingMask?.data ?? null;
+  const am = inputs.attnMask?.data ?? null;
+  const maskedIn = (cap.scaled as Tensor).data;
+  const masked = new Float64Array(S);
+  for (let idx = 0; idx < S; idx++) {
+    const j = idx % Lk;
+    const i = Math.floor(idx / Lk) % Lq;
+    const b = Math.floor(idx / (Lk * Lq * H));
+    const hidden = (config.causal && j > i + Lk - Lq) || (pad !== null && (pad[b * Lk + j] as number) !== 0);
+    masked[idx] = hidden ? Number.NEGATIVE_INFINITY : (maskedIn[idx] as number) + (am ? (am[i * Lk + j] as number) : 0);
+  }
+  const weightsIn = (cap.masked as Tensor).data;
+  const weights = new Float64Array(S);
+  for (let r = 0; r < S / Lk; r++) {
+    let max = Number.NEGATIVE_INFINITY;
+    for (let j = 0; j < Lk; j++) max = Math.max(max, weightsIn[r * Lk + j] as number);
+    if (max === Number.NEGATIVE_INFINITY) continue;
+    let sum = 0;
+    for (let j = 0; j < Lk; j++) sum += Math.exp((weightsIn[r * Lk + j] as number) - max);
+    for (let j = 0; j < Lk; j++) weights[r * Lk + j] = Math.exp((weightsIn[r * Lk + j] as number) - max) / sum;
+  }
+  const w = (cap.weights as Tensor).data;
+  const heads = new Float64Array(B * Lq * H * hd);
+  for (let b = 0; b < B; b++)
+    for (let h = 0; h < H; h++)
+      for (let i = 0; i < Lq; i++)
+        for (let c = 0; c < hd; c++) {
+          let acc = 0;
+          const kvh = Math.floor(h / (H / KVH));
+          for (let j = 0; j < Lk; j++) acc += (w[((b * H + h) * Lq + i) * Lk + j] as number) * (v.data[(b * Lk + j) * KVH * hd + kvh * hd + c] as number);
+          heads[((b * Lq + i) * H + h) * hd + c] = acc;
+        }
+  const sShape = [B, H, Lq, Lk];
+  return {
+    scores: { shape: sShape, data: scores },
+    scaled: { shape: sShape, data: scaled },
+    masked: { shape: sShape, data: masked },
+    weights: { shape: sShape, data: weights },
+    heads: { shape: [B, Lq, H * hd], data: heads },
+  };
+}
+
+/**
+ * The conformance suite. One line runs it on a backend:
+ *   describeConformance(cpuBackend)
+ * It checks every golden case, every captured intermediate against its definition, the fused
+ * path against the materialised one, and seeded random configs against a reference.
+ */
+export function describeConformance(factory: BackendFactory, options: ConformanceOptions = {}): void {
+  const registry = new BackendRegistry().register(factory);
+  if (options.reference && options.reference.name !== factory.name) registry.register(options.reference);
+  const timeout = options.timeout ?? 60_000;
+  const make = (config: AttentionConfig, weights: AttentionWeights, backend = factory.name) =>
+    createAttention(config, weights, { backend, registry, ...(backend === factory.name && options.backendOptions ? { backendOptions: options.backendOptions } : {}) });
+
+  describe(`conformance: ${factory.name}`, () => {
+    it('is available here', async () => {
+      const a = await registry.availability(factory.name);
+      expect(a.available ? 'available' : a.reason).toBe('available');
+    });
+
+    describe('golden vectors (PyTorch)', () => {
+      for (const name of options.cases ?? GOLDEN_CASES) {
+        it(name, { timeout }, async () => {
+          const c = await loadGoldenCase(name);
+          const { config, weights, inputs } = goldenToApi(c);
+          const attn = await make(config, weights);
+          try {
+            expect(attn.backend).toBe(factory.name);
+            const wantWeights = c.outputs.weights !== undefined;
+            const out = await attn.run(inputs, { returnWeights: wantWeights });
+            const tol = c.tolerance;
+            for (const key of ['attention', 'residual', 'weights', 'positionalEncoding'] as const) {
+              const expected = c.outputs[key];
+              if (expected) assertClose(`${name}.${key}`, out[key], expected, tol);
+            }
+            // The same case through the fused path (no weights asked) must agree too.
+            const fusedOut = await attn.run(inputs);
+            assertClose(`${name}.attention (fused=${fusedOut.fused})`, fusedOut.attention, c.outputs.attention as { shape: number[]; data: number[] }, tol);
+            if (c.fullyMaskedRows && out.weights) {
+              const [, H, Lq, Lk] = out.weights.shape as [number, number, number, number];
+              for (const [b, i] of c.fullyMaskedRows) {
+                for (let h = 0; h < H; h++) {
+                  const row = out.weights.data.subarray(((b * H + h) * Lq + i) * Lk, ((b * H + h) * Lq + i + 1) * Lk);
+                  expect([...row], `weights[${b}, ${h}, ${i}, :] of a fully-masked row`).toEqual(new Array(Lk).fill(0));
+                }
+              }
+            }
+          } finally {
+            await attn.dispose();
+          }
+        });
+      }
+    });
+
+    describe('captured intermediates match their definitions', () => {
+      const picks: GoldenCaseName[] = ['mha_causal_padding_b2_l8_d16_h4', 'gqa_b2_l6_d32_h8_kv2', 'mha_attnmask_b1_l6_d16_h2', 'cross_kv_distinct_padding_b2_lq6_lk3_d8_h2', 'mha_fully_masked_rows_b2_l5_d8_h2', 'mha_posenc_b2_l10_d16_h4'];
+      for (const name of picks) {
+        it(name, { timeout }, async () => {
+          const c = await loadGoldenCase(name);
+          const { config, weights, inputs } = goldenToApi(c);
+          const attn = await make(config, weights);
+          try {
+            const out = await attn.run(inputs, { capture: CAPTURE_ALL });
+            expect(out.fused).toBe(false);
+            const r = attn.config;
+            const defs = definitions(r, out.captured, inputs);
+            for (const step of ['scores', 'scaled', 'masked', 'weights', 'heads'] as const) {
+              assertClose(`${name}: ${step}`, out.captured[step], defs[step], DEFAULT_TOLERANCE);
+            }
+            // Every weights row sums to 1, or is all zero when the query sees no key.
+            const wts = out.captured.weights as Tensor;
+            const Lk = wts.shape[3] as number;
+            for (let row = 0; row < wts.data.length / Lk; row++) {
+              let s = 0;
+              for (let j = 0; j < Lk; j++) s += wts.data[row * Lk + j] as number;
+              if (s !== 0) expect(Math.abs(s - 1), `weights row ${row} sums to ${s}`).toBeLessThan(1e-5);
+            }
+            // And the whole chain matches the float64 reference.
+            const ref = referenceAttention(config, weights, inputs);
+            for (const step of CAPTURE_ALL) assertClose(`${name}: ${step} vs float64 reference`, out.captured[step], ref[step], c.tolerance);
+          } finally {
+            await attn.dispose();
+          }
+        });
+      }
+    });
+
+    describe('differential: random configs and masks', () => {
+      const seed = Number(env('QKV_FUZZ_SEED') ?? options.seed ?? 20261128);
+      const numRuns = Number(env('QKV_FUZZ_RUNS') ?? options.numRuns ?? 40);
+      const refName = options.reference?.name;
+      it(`${numRuns} seeded cases agree with ${refName ?? 'the float64 reference'} (seed ${seed})`, { timeout: timeout * 4 }, async () => {
+        const arb = fc.record({
+          numKVHeads: fc.constantFrom(1, 2),
+          group: fc.constantFrom(1, 2, 3),
+          headDim: fc.integer({ min: 1, max: 8 }),
+          dModel: fc.integer({ min: 1, max: 24 }),
+          batch: fc.integer({ min: 1, max: 3 }),
+          queryLength: fc.integer({ min: 1, max: 12 }),
+          keyLength: fc.integer({ min: 1, max: 12 }),
+          cross: fc.boolean(),
+          causal: fc.boolean(),
+          bias: fc.boolean(),
+          padding: fc.constantFrom('none', 'random', 'allPadded'),
+          attnMask: fc.constantFrom('none', 'additive', 'withInfinity'),
+          scale: fc.option(fc.double({ min: 0.05, max: 2, noNaN: true }), { nil: null }),
+          magnitude: fc.constantFrom(1, 10),
+          dataSeed: fc.integer({ min: 0, max: 2 ** 31 - 1 }),
+        });
+        await fc.assert(
+          fc.asyncProperty(arb, async (p) => {
+            const random = rng(p.dataSeed);
+            const numHeads = p.numKVHeads * p.group;
+            const Lk = p.cross ? p.keyLength : p.queryLength;
+            const config: AttentionConfig = { dModel: p.dModel, numHeads, numKVHeads: p.numKVHeads, headDim: p.headDim, causal: p.causal, bias: p.bias, scale: p.scale };
+            const weights = randomWeights(config, random);
+            const inputs: AttentionInputs = { query: randomTensor([p.batch, p.queryLength, p.dModel], random, p.magnitude) };
+            if (p.cross) {
+              inputs.key = randomTensor([p.batch, Lk, p.dModel], random, p.magnitude);
+              inputs.value = randomTensor([p.batch, Lk, p.dModel], random, p.magnitude);
+            }
+            if (p.padding !== 'none') {
+              const pad = new Float32Array(p.batch * Lk);
+              for (let i = 0; i < pad.length; i++) pad[i] = p.padding === 'allPadded' && i < Lk ? 1 : random() < 0.3 ? 1 : 0;
+              inputs.keyPaddingMask = { shape: [p.batch, Lk], data: pad };
+            }
+            if (p.attnMask !== 'none') {
+              const am = randomTensor([p.queryLength, Lk], random, 2);
+              if (p.attnMask === 'withInfinity') for (let i = 0; i < am.data.length; i++) if (random() < 0.25) am.data[i] = Number.NEGATIVE_INFINITY;
+              inputs.attnMask = am;
+            }
+            const tol: Tolerance = { atol: 1e-4 * p.magnitude * p.magnitude, rtol: 1e-3 };
+            const attn = await make(config, weights);
+            try {
+              const got = await attn.run(inputs, { returnWeights: true });
+              const fused = await attn.run(inputs);
+              let expected: Record<'attention' | 'residual' | 'weights', { shape: readonly number[]; data: ArrayLike<number> }>;
+              if (refName) {
+                const ref = await make(config, weights, refName);
+                try {
+                  const r: AttentionResult = await ref.run(inputs, { returnWeights: true });
+                  expected = { attention: r.attention, residual: r.residual, weights: r.weights as Tensor };
+                } finally {
+                  await ref.dispose();
+                }
+              } else {
+                const r = referenceAttention(config, weights, inputs);
+                expected = { attention: r.attention, residual: r.residual, weights: r.weights as RefTensor };
+              }
+              const replay = `replay: QKV_FUZZ_SEED=${seed} (case ${JSON.stringify(p)})`;
+              for (const key of ['attention', 'residual', 'weights'] as const) {
+                const c = compareArrays(key, got[key] as Tensor, expected[key], tol);
+                if (!c.ok) throw new Error(`${c.message}\n${replay}`);
+              }
+              const c = compareArrays('attention (fused path)', fused.attention, expected.attention, tol);
+              if (!c.ok) throw new Error(`${c.message}\n${replay}`);
+            } finally {
+              await attn.dispose();
+            }
+          }),
+          { seed, numRuns },
+        );
+      });
+    });
+  });
+}

@@ -1,0 +1,100 @@
+import type {
+  FusedAttentionAttrs,
+  LinearAttrs,
+  MaskAttrs,
+  PositionalEncodingAttrs,
+  ScaleAttrs,
+  ScoresAttrs,
+  SoftmaxAttrs,
+  WeightedSumAttrs,
+} from './graph.js';
+import type { Tensor } from './tensor.js';
+
+/**
+ * A tensor that lives wherever the backend keeps it (a Float32Array, a GPU texture, a
+ * SharedArrayBuffer). The executor only ever reads `shape` and passes handles back to the backend
+ * that made them.
+ */
+export interface BackendTensor {
+  readonly shape: readonly number[];
+}
+
+export type MaybePromise<T> = T | Promise<T>;
+
+/**
+ * One kernel per graph op. Inputs are never mutated; every call returns a new handle that the
+ * executor disposes once no later node needs it. Shapes in comments use the graph's dim names.
+ */
+export interface Kernels<T extends BackendTensor = BackendTensor> {
+  /** → [Lq, dModel] */
+  positionalEncoding(attrs: PositionalEncodingAttrs): MaybePromise<T>;
+  /** a + b, where b broadcasts over a's leading dims (PE [Lq, dModel] onto E [B, Lq, dModel]). */
+  add(a: T, b: T): MaybePromise<T>;
+  /** x [rows, in] · w [in, out] + bias [out] → [rows, out] (row-vector weights). */
+  linear(x: T, w: T, bias: T | null, attrs: LinearAttrs): MaybePromise<T>;
+  /** q [B, Lq, H·hd], k [B, Lk, KVH·hd] → [B, H, Lq, Lk]; head h reads KV head h / (H/KVH). */
+  scores(q: T, k: T, attrs: ScoresAttrs): MaybePromise<T>;
+  /** s · scale, elementwise. */
+  scale(s: T, attrs: ScaleAttrs): MaybePromise<T>;
+  /**
+   * scaled [B, H, Lq, Lk] (+ attnMask [Lq, Lk]); −∞ where causal hides a key or
+   * keyPaddingMask [B, Lk] is nonzero.
+   */
+  mask(s: T, keyPaddingMask: T | null, attnMask: T | null, attrs: MaskAttrs): MaybePromise<T>;
+  /** Row softmax over the last axis, max-subtracted; a row that is all −∞ gives zeros. */
+  softmax(s: T, attrs: SoftmaxAttrs): MaybePromise<T>;
+  /** weights [B, H, Lq, Lk] · v [B, Lk, KVH·hd] → heads [B, Lq, H·hd]. */
+  weightedSum(weights: T, v: T, attrs: WeightedSumAttrs): MaybePromise<T>;
+}
+
+/** The optional fused path; the executor uses it when no intermediate score tensor is wanted. */
+export interface FusedKernels<T extends BackendTensor = BackendTensor> {
+  /** q, k, v, masks as in `Kernels` → heads [B, Lq, H·hd], without materialising [Lq, Lk]. */
+  fusedAttention(
+    q: T,
+    k: T,
+    v: T,
+    keyPaddingMask: T | null,
+    attnMask: T | null,
+    attrs: FusedAttentionAttrs,
+  ): MaybePromise<T>;
+}
+
+export interface Backend<T extends BackendTensor = BackendTensor> {
+  readonly name: string;
+  /** Copies a host tensor to the backend. */
+  upload(t: Tensor): MaybePromise<T>;
+  /** Copies a backend tensor to the host. */
+  download(t: T): Promise<Tensor>;
+  /** Frees a handle. Idempotent. */
+  dispose(t: T): void;
+  readonly kernels: Kernels<T>;
+  readonly fused?: FusedKernels<T>;
+  /**
+   * Throws a `QkvError('LIMIT_EXCEEDED' | 'CAPABILITY')` before any work when a graph with these
+   * dims cannot run here (texture limits, memory). Optional.
+   */
+  checkLimits?(dims: { batch: number; queryLength: number; keyLength: number; dModel: number; numHeads: number; headDim: number; numKVHeads: number }, fused: boolean): void;
+  /** Live handle count, for leak tests. */
+  liveTensors?(): number;
+  /** Frees everything the backend holds (threads, contexts). Idempotent. */
+  destroy(): MaybePromise<void>;
+}
+
+export type Availability = { available: true; detail?: string } | { available: false; reason: string };
+
+export interface BackendCreateOptions {
+  /** Backend-specific options (e.g. `{ threads: 2 }` for workers). */
+  readonly [key: string]: unknown;
+}
+
+/** What a backend package exports and a registry holds. Registering has no side effects. */
+export interface BackendFactory {
+  readonly name: string;
+  /** Higher wins under `backend: 'auto'`. */
+  readonly priority: number;
+  readonly description?: string;
+  /** Probes the environment; never throws. */
+  isAvailable(): Promise<Availability>;
+  create(options?: BackendCreateOptions): Promise<Backend>;
+}

@@ -1,0 +1,173 @@
+import type { Availability, Backend, BackendCreateOptions, BackendFactory } from './backend.js';
+import { QkvError, describeValue } from './errors.js';
+
+export interface BackendInfo {
+  readonly name: string;
+  readonly priority: number;
+  readonly available: boolean;
+  /** Why it is unavailable (absent when available). */
+  readonly reason?: string;
+  readonly description?: string;
+}
+
+export interface SkippedBackend {
+  readonly name: string;
+  readonly reason: string;
+}
+
+/** Which backend runs a handle and why: never a silent choice. */
+export interface Selection {
+  readonly backend: string;
+  readonly requested: string;
+  readonly reason: string;
+  /** Every other registered backend and why it does not run this handle. */
+  readonly skipped: readonly SkippedBackend[];
+}
+
+/**
+ * Backends by name. `auto` tries them from the highest priority down and takes the first that is
+ * available and initialises; an explicit name must exist and be available, or the error lists
+ * every registered backend with its availability.
+ */
+export class BackendRegistry {
+  readonly #factories = new Map<string, BackendFactory>();
+  readonly #probes = new Map<string, Promise<Availability>>();
+
+  register(factory: BackendFactory): this {
+    if (!factory || typeof factory.name !== 'string' || factory.name === '' || factory.name === 'auto') {
+      throw new QkvError('INVALID_OPTION', `register: expected a factory with a name other than "auto", got ${describeValue(factory)}`);
+    }
+    if (typeof factory.priority !== 'number' || !Number.isFinite(factory.priority)) {
+      throw new QkvError('INVALID_OPTION', `register(${factory.name}): priority must be a finite number, got ${describeValue(factory.priority)}`);
+    }
+    if (typeof factory.isAvailable !== 'function' || typeof factory.create !== 'function') {
+      throw new QkvError('INVALID_OPTION', `register(${factory.name}): a factory needs isAvailable() and create()`);
+    }
+    this.#factories.set(factory.name, factory);
+    this.#probes.delete(factory.name);
+    return this;
+  }
+
+  unregister(name: string): boolean {
+    this.#probes.delete(name);
+    return this.#factories.delete(name);
+  }
+
+  has(name: string): boolean {
+    return this.#factories.has(name);
+  }
+
+  get(name: string): BackendFactory | undefined {
+    return this.#factories.get(name);
+  }
+
+  /** Registered names, highest priority first. */
+  names(): string[] {
+    return this.#sorted().map((f) => f.name);
+  }
+
+  #sorted(): BackendFactory[] {
+    return [...this.#factories.values()].sort((a, b) => b.priority - a.priority);
+  }
+
+  /** Probes once per factory and remembers the answer; a probe that throws counts as unavailable. */
+  availability(name: string): Promise<Availability> {
+    const factory = this.#factories.get(name);
+    if (!factory) return Promise.resolve({ available: false, reason: 'not registered' });
+    let p = this.#probes.get(name);
+    if (!p) {
+      p = Promise.resolve()
+        .then(() => factory.isAvailable())
+        .catch((e: unknown): Availability => ({ available: false, reason: `probe failed: ${errorText(e)}` }));
+      this.#probes.set(name, p);
+    }
+    return p;
+  }
+
+  async list(): Promise<BackendInfo[]> {
+    return Promise.all(
+      this.#sorted().map(async (f) => {
+        const a = await this.availability(f.name);
+        const info: BackendInfo = {
+          name: f.name,
+          priority: f.priority,
+          available: a.available,
+          ...(a.available ? {} : { reason: a.reason }),
+          ...(f.description ? { description: f.description } : {}),
+        };
+        return info;
+      }),
+    );
+  }
+
+  async #describeAll(): Promise<string> {
+    const infos = await this.list();
+    if (infos.length === 0) return 'no backends are registered';
+    return infos.map((i) => `${i.name} (${i.available ? 'available' : `unavailable: ${i.reason}`})`).join('; ');
+  }
+
+  /** Picks and creates a backend. */
+  async create(requested: string, options?: BackendCreateOptions): Promise<{ backend: Backend; selection: Selection }> {
+    if (typeof requested !== 'string' || requested === '') {
+      throw new QkvError('INVALID_OPTION', `options.backend: expected a backend name or "auto", got ${describeValue(requested)}`);
+    }
+    if (requested !== 'auto') {
+      const factory = this.#factories.get(requested);
+      if (!factory) {
+        throw new QkvError('BACKEND_UNKNOWN', `options.backend: "${requested}" is not registered; registered: ${await this.#describeAll()}`);
+      }
+      const a = await this.availability(requested);
+      if (!a.available) {
+        throw new QkvError(
+          'BACKEND_UNAVAILABLE',
+          `options.backend: "${requested}" is unavailable: ${a.reason}; registered: ${await this.#describeAll()}`,
+        );
+      }
+      const backend = await createOrWrap(factory, options);
+      const skipped: SkippedBackend[] = [];
+      for (const f of this.#sorted()) {
+        if (f.name !== requested) skipped.push({ name: f.name, reason: `not requested (backend: "${requested}")` });
+      }
+      return { backend, selection: { backend: requested, requested, reason: 'requested by name', skipped } };
+    }
+    const skipped: SkippedBackend[] = [];
+    const sorted = this.#sorted();
+    for (let i = 0; i < sorted.length; i++) {
+      const f = sorted[i] as BackendFactory;
+      const a = await this.availability(f.name);
+      if (!a.available) {
+        skipped.push({ name: f.name, reason: `unavailable: ${a.reason}` });
+        continue;
+      }
+      let backend: Backend;
+      try {
+        backend = await createOrWrap(f, options);
+      } catch (e) {
+        skipped.push({ name: f.name, reason: `failed to initialise: ${errorText(e)}` });
+        continue;
+      }
+      for (const rest of sorted.slice(i + 1)) {
+        skipped.push({ name: rest.name, reason: `lower priority (${rest.priority}) than ${f.name} (${f.priority})` });
+      }
+      const reason =
+        skipped.length === 0 || i === 0
+          ? `highest-priority available backend (priority ${f.priority})`
+          : `first available backend by priority (${f.priority}) after skipping ${skipped.slice(0, i).map((s) => s.name).join(', ')}`;
+      return { backend, selection: { backend: f.name, requested, reason, skipped } };
+    }
+    throw new QkvError('BACKEND_UNAVAILABLE', `options.backend: "auto" found no usable backend; registered: ${await this.#describeAll()}`);
+  }
+}
+
+async function createOrWrap(factory: BackendFactory, options?: BackendCreateOptions): Promise<Backend> {
+  try {
+    return await factory.create(options);
+  } catch (e) {
+    if (e instanceof QkvError) throw e;
+    throw new QkvError('BACKEND_FAILED', `backend "${factory.name}" failed to initialise: ${errorText(e)}`, { cause: e });
+  }
+}
+
+export function errorText(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}

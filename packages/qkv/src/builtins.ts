@@ -1,0 +1,7 @@
+import type { BackendFactory } from '@qkv/core';
+import { cpuBackend } from '@qkv/backend-cpu';
+
+/** The backends that ship with qkv, highest priority first is decided by the registry. */
+export function builtinBackends(): BackendFactory[] {
+  return [cpuBackend];
+}
