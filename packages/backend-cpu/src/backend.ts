@@ -5,8 +5,8 @@ import {
   type FusedKernels,
   type Kernels,
   QkvError,
-  type Tensor,
   sizeOf,
+  type Tensor,
 } from '@qkv/core';
 import * as k from './kernels/index.js';
 

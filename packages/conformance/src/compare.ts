@@ -35,7 +35,8 @@ export function compareArrays(
   expected: { shape: readonly number[]; data: ArrayLike<number> },
   tol: Tolerance = DEFAULT_TOLERANCE,
 ): Comparison {
-  const shapeOk = actual.shape.length === expected.shape.length && actual.shape.every((d, i) => d === expected.shape[i]);
+  const shapeOk =
+    actual.shape.length === expected.shape.length && actual.shape.every((d, i) => d === expected.shape[i]);
   if (!shapeOk || actual.data.length !== expected.data.length) {
     return {
       ok: false,
@@ -60,7 +61,8 @@ export function compareArrays(
     if (ratio > worst) worst = ratio;
     if (!(err <= allowed)) {
       mismatches++;
-      if (shown.length < 5) shown.push(`${index(i, expected.shape)}: got ${a}, expected ${e} (±${allowed.toExponential(2)})`);
+      if (shown.length < 5)
+        shown.push(`${index(i, expected.shape)}: got ${a}, expected ${e} (±${allowed.toExponential(2)})`);
     }
   }
   const ok = mismatches === 0;

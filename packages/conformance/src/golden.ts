@@ -40,7 +40,8 @@ export interface GoldenCase {
     scale: number | null;
     positionalEncoding: 'sinusoidal' | null;
   };
-  inputs: Record<'query' | 'key' | 'value', GoldenTensor> & Partial<Record<'keyPaddingMask' | 'attnMask', GoldenTensor>>;
+  inputs: Record<'query' | 'key' | 'value', GoldenTensor> &
+    Partial<Record<'keyPaddingMask' | 'attnMask', GoldenTensor>>;
   weights: Record<string, GoldenTensor>;
   outputs: Partial<Record<'attention' | 'residual' | 'weights' | 'positionalEncoding', GoldenTensor>>;
   tolerance: { atol: number; rtol: number };
@@ -51,7 +52,8 @@ export interface GoldenCase {
 
 const urls: Record<GoldenCaseName, () => URL> = {
   cross_b2_lq4_lk9_d16_h4: () => new URL('../golden/cross_b2_lq4_lk9_d16_h4.json', import.meta.url),
-  cross_kv_distinct_padding_b2_lq6_lk3_d8_h2: () => new URL('../golden/cross_kv_distinct_padding_b2_lq6_lk3_d8_h2.json', import.meta.url),
+  cross_kv_distinct_padding_b2_lq6_lk3_d8_h2: () =>
+    new URL('../golden/cross_kv_distinct_padding_b2_lq6_lk3_d8_h2.json', import.meta.url),
   gqa_b2_l6_d32_h8_kv2: () => new URL('../golden/gqa_b2_l6_d32_h8_kv2.json', import.meta.url),
   mha_attnmask_b1_l6_d16_h2: () => new URL('../golden/mha_attnmask_b1_l6_d16_h2.json', import.meta.url),
   mha_b1_l6_d16_h2: () => new URL('../golden/mha_b1_l6_d16_h2.json', import.meta.url),
@@ -100,12 +102,18 @@ async function readJson(url: URL): Promise<unknown> {
 const MINUS_INFINITY_STANDIN = -1e30;
 
 function toTensorLike(t: GoldenTensor, infinities = false): TensorLike {
-  const data = Float32Array.from(t.data, (v) => (infinities && v <= MINUS_INFINITY_STANDIN ? Number.NEGATIVE_INFINITY : v));
+  const data = Float32Array.from(t.data, (v) =>
+    infinities && v <= MINUS_INFINITY_STANDIN ? Number.NEGATIVE_INFINITY : v,
+  );
   return { shape: t.shape, data };
 }
 
 /** Maps a case 1:1 onto the public API: config → config, inputs → inputs, weights → weights. */
-export function goldenToApi(c: GoldenCase): { config: AttentionConfig; weights: AttentionWeights; inputs: AttentionInputs } {
+export function goldenToApi(c: GoldenCase): {
+  config: AttentionConfig;
+  weights: AttentionWeights;
+  inputs: AttentionInputs;
+} {
   const inputs: AttentionInputs = {
     query: toTensorLike(c.inputs.query),
     key: toTensorLike(c.inputs.key),
@@ -113,6 +121,8 @@ export function goldenToApi(c: GoldenCase): { config: AttentionConfig; weights: 
   };
   if (c.inputs.keyPaddingMask) inputs.keyPaddingMask = toTensorLike(c.inputs.keyPaddingMask);
   if (c.inputs.attnMask) inputs.attnMask = toTensorLike(c.inputs.attnMask, true);
-  const weights = Object.fromEntries(Object.entries(c.weights).map(([k, v]) => [k, toTensorLike(v)])) as unknown as AttentionWeights;
+  const weights = Object.fromEntries(
+    Object.entries(c.weights).map(([k, v]) => [k, toTensorLike(v)]),
+  ) as unknown as AttentionWeights;
   return { config: { ...c.config }, weights, inputs };
 }

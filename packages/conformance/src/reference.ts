@@ -2,9 +2,9 @@ import {
   type AttentionConfig,
   type AttentionInputs,
   type AttentionWeights,
-  type StepName,
   prepareInputs,
   resolveConfig,
+  type StepName,
   sinusoidalPositionalEncoding,
   validateWeights,
 } from '@qkv/core';
@@ -34,11 +34,21 @@ export function referenceAttention(
   const param = (name: string) => w.get(name)?.data ?? null;
 
   const input = Float64Array.from(get('input') as Float32Array);
-  const pe = config.positionalEncoding === 'sinusoidal' ? Float64Array.from(sinusoidalPositionalEncoding(Lq, D).data) : null;
+  const pe =
+    config.positionalEncoding === 'sinusoidal' ? Float64Array.from(sinusoidalPositionalEncoding(Lq, D).data) : null;
   const x = Float64Array.from(input, (v, idx) => (pe ? v + (pe[idx % (Lq * D)] as number) : v));
-  const kvIn = shape.selfAttention ? [x, x] : [Float64Array.from(get('key') as Float32Array), Float64Array.from(get('value') as Float32Array)];
+  const kvIn = shape.selfAttention
+    ? [x, x]
+    : [Float64Array.from(get('key') as Float32Array), Float64Array.from(get('value') as Float32Array)];
 
-  const project = (src: ArrayLike<number>, rows: number, wt: Float32Array, b: Float32Array | null, nIn: number, nOut: number) => {
+  const project = (
+    src: ArrayLike<number>,
+    rows: number,
+    wt: Float32Array,
+    b: Float32Array | null,
+    nIn: number,
+    nOut: number,
+  ) => {
     const out = f64(rows * nOut);
     for (let r = 0; r < rows; r++) {
       for (let o = 0; o < nOut; o++) {
@@ -68,7 +78,9 @@ export function referenceAttention(
         const row = ((b * H + h) * Lq + i) * Lk;
         for (let j = 0; j < Lk; j++) {
           let s = 0;
-          for (let c = 0; c < hd; c++) s += (q[(b * Lq + i) * H * hd + h * hd + c] as number) * (k[(b * Lk + j) * KVH * hd + kvh * hd + c] as number);
+          for (let c = 0; c < hd; c++)
+            s +=
+              (q[(b * Lq + i) * H * hd + h * hd + c] as number) * (k[(b * Lk + j) * KVH * hd + kvh * hd + c] as number);
           scores[row + j] = s;
           scaled[row + j] = s * scale;
           const hidden = (causal && j > i + (Lk - Lq)) || (pad !== null && pad[b * Lk + j] !== 0);
@@ -82,7 +94,8 @@ export function referenceAttention(
         for (let j = 0; j < Lk; j++) weights[row + j] = Math.exp((masked[row + j] as number) - max) / sum;
         for (let c = 0; c < hd; c++) {
           let acc = 0;
-          for (let j = 0; j < Lk; j++) acc += (weights[row + j] as number) * (v[(b * Lk + j) * KVH * hd + kvh * hd + c] as number);
+          for (let j = 0; j < Lk; j++)
+            acc += (weights[row + j] as number) * (v[(b * Lk + j) * KVH * hd + kvh * hd + c] as number);
           heads[((b * Lq + i) * H + h) * hd + c] = acc;
         }
       }

@@ -6,15 +6,15 @@ import {
   type BackendCreateOptions,
   type BackendFactory,
   BackendRegistry,
+  createAttention,
   type StepName,
   type Tensor,
-  createAttention,
 } from '@qkv/core';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_TOLERANCE, type Tolerance, compareArrays } from './compare.js';
+import { compareArrays, DEFAULT_TOLERANCE, type Tolerance } from './compare.js';
 import { GOLDEN_CASES, type GoldenCaseName, goldenToApi, loadGoldenCase } from './golden.js';
-import { rng, randomTensor, randomWeights } from './random.js';
+import { randomTensor, randomWeights, rng } from './random.js';
 import { type RefTensor, referenceAttention } from './reference.js';
 
 export interface ConformanceOptions {
@@ -35,16 +35,42 @@ function env(name: string): string | undefined {
   return typeof process !== 'undefined' ? process.env?.[name] : undefined;
 }
 
-function assertClose(name: string, actual: Tensor | undefined, expected: { shape: readonly number[]; data: ArrayLike<number> }, tol: Tolerance): void {
+function assertClose(
+  name: string,
+  actual: Tensor | undefined,
+  expected: { shape: readonly number[]; data: ArrayLike<number> },
+  tol: Tolerance,
+): void {
   expect(actual, `${name} missing from the result`).toBeDefined();
   const c = compareArrays(name, actual as Tensor, expected, tol);
   if (!c.ok) expect.fail(c.message);
 }
 
-const CAPTURE_ALL: StepName[] = ['x', 'q', 'k', 'v', 'scores', 'scaled', 'masked', 'weights', 'heads', 'attention', 'residual'];
+const CAPTURE_ALL: StepName[] = [
+  'x',
+  'q',
+  'k',
+  'v',
+  'scores',
+  'scaled',
+  'masked',
+  'weights',
+  'heads',
+  'attention',
+  'residual',
+];
 
 /** f64 helpers that recompute one step from the backend's own captured inputs. */
-function definitions(config: Required<Pick<AttentionConfig, 'numHeads'>> & { numKVHeads: number; headDim: number; scale: number; causal: boolean }, cap: Partial<Record<StepName, Tensor>>, inputs: AttentionInputs) {
+function definitions(
+  config: Required<Pick<AttentionConfig, 'numHeads'>> & {
+    numKVHeads: number;
+    headDim: number;
+    scale: number;
+    causal: boolean;
+  },
+  cap: Partial<Record<StepName, Tensor>>,
+  inputs: AttentionInputs,
+) {
   const q = cap.q as Tensor;
   const k = cap.k as Tensor;
   const v = cap.v as Tensor;
@@ -59,7 +85,10 @@ function definitions(config: Required<Pick<AttentionConfig, 'numHeads'>> & { num
         for (let j = 0; j < Lk; j++) {
           let s = 0;
           const kvh = Math.floor(h / (H / KVH));
-          for (let c = 0; c < hd; c++) s += (q.data[(b * Lq + i) * H * hd + h * hd + c] as number) * (k.data[(b * Lk + j) * KVH * hd + kvh * hd + c] as number);
+          for (let c = 0; c < hd; c++)
+            s +=
+              (q.data[(b * Lq + i) * H * hd + h * hd + c] as number) *
+              (k.data[(b * Lk + j) * KVH * hd + kvh * hd + c] as number);
           scores[((b * H + h) * Lq + i) * Lk + j] = s;
         }
   const scaledIn = (cap.scores as Tensor).data;
@@ -93,7 +122,10 @@ function definitions(config: Required<Pick<AttentionConfig, 'numHeads'>> & { num
         for (let c = 0; c < hd; c++) {
           let acc = 0;
           const kvh = Math.floor(h / (H / KVH));
-          for (let j = 0; j < Lk; j++) acc += (w[((b * H + h) * Lq + i) * Lk + j] as number) * (v.data[(b * Lk + j) * KVH * hd + kvh * hd + c] as number);
+          for (let j = 0; j < Lk; j++)
+            acc +=
+              (w[((b * H + h) * Lq + i) * Lk + j] as number) *
+              (v.data[(b * Lk + j) * KVH * hd + kvh * hd + c] as number);
           heads[((b * Lq + i) * H + h) * hd + c] = acc;
         }
   const sShape = [B, H, Lq, Lk];
@@ -117,7 +149,11 @@ export function describeConformance(factory: BackendFactory, options: Conformanc
   if (options.reference && options.reference.name !== factory.name) registry.register(options.reference);
   const timeout = options.timeout ?? 60_000;
   const make = (config: AttentionConfig, weights: AttentionWeights, backend = factory.name) =>
-    createAttention(config, weights, { backend, registry, ...(backend === factory.name && options.backendOptions ? { backendOptions: options.backendOptions } : {}) });
+    createAttention(config, weights, {
+      backend,
+      registry,
+      ...(backend === factory.name && options.backendOptions ? { backendOptions: options.backendOptions } : {}),
+    });
 
   describe(`conformance: ${factory.name}`, () => {
     it('is available here', async () => {
@@ -142,7 +178,12 @@ export function describeConformance(factory: BackendFactory, options: Conformanc
             }
             // The same case through the fused path (no weights asked) must agree too.
             const fusedOut = await attn.run(inputs);
-            assertClose(`${name}.attention (fused=${fusedOut.fused})`, fusedOut.attention, c.outputs.attention as { shape: number[]; data: number[] }, tol);
+            assertClose(
+              `${name}.attention (fused=${fusedOut.fused})`,
+              fusedOut.attention,
+              c.outputs.attention as { shape: number[]; data: number[] },
+              tol,
+            );
             if (c.fullyMaskedRows && out.weights) {
               const [, H, Lq, Lk] = out.weights.shape as [number, number, number, number];
               for (const [b, i] of c.fullyMaskedRows) {
@@ -160,7 +201,14 @@ export function describeConformance(factory: BackendFactory, options: Conformanc
     });
 
     describe('captured intermediates match their definitions', () => {
-      const picks: GoldenCaseName[] = ['mha_causal_padding_b2_l8_d16_h4', 'gqa_b2_l6_d32_h8_kv2', 'mha_attnmask_b1_l6_d16_h2', 'cross_kv_distinct_padding_b2_lq6_lk3_d8_h2', 'mha_fully_masked_rows_b2_l5_d8_h2', 'mha_posenc_b2_l10_d16_h4'];
+      const picks: GoldenCaseName[] = [
+        'mha_causal_padding_b2_l8_d16_h4',
+        'gqa_b2_l6_d32_h8_kv2',
+        'mha_attnmask_b1_l6_d16_h2',
+        'cross_kv_distinct_padding_b2_lq6_lk3_d8_h2',
+        'mha_fully_masked_rows_b2_l5_d8_h2',
+        'mha_posenc_b2_l10_d16_h4',
+      ];
       for (const name of picks) {
         it(name, { timeout }, async () => {
           const c = await loadGoldenCase(name);
@@ -184,7 +232,8 @@ export function describeConformance(factory: BackendFactory, options: Conformanc
             }
             // And the whole chain matches the float64 reference.
             const ref = referenceAttention(config, weights, inputs);
-            for (const step of CAPTURE_ALL) assertClose(`${name}: ${step} vs float64 reference`, out.captured[step], ref[step], c.tolerance);
+            for (const step of CAPTURE_ALL)
+              assertClose(`${name}: ${step} vs float64 reference`, out.captured[step], ref[step], c.tolerance);
           } finally {
             await attn.dispose();
           }
@@ -196,7 +245,9 @@ export function describeConformance(factory: BackendFactory, options: Conformanc
       const seed = Number(env('QKV_FUZZ_SEED') ?? options.seed ?? 20261128);
       const numRuns = Number(env('QKV_FUZZ_RUNS') ?? options.numRuns ?? 40);
       const refName = options.reference?.name;
-      it(`${numRuns} seeded cases agree with ${refName ?? 'the float64 reference'} (seed ${seed})`, { timeout: timeout * 4 }, async () => {
+      it(`${numRuns} seeded cases agree with ${refName ?? 'the float64 reference'} (seed ${seed})`, {
+        timeout: timeout * 4,
+      }, async () => {
         const arb = fc.record({
           numKVHeads: fc.constantFrom(1, 2),
           group: fc.constantFrom(1, 2, 3),
@@ -219,21 +270,33 @@ export function describeConformance(factory: BackendFactory, options: Conformanc
             const random = rng(p.dataSeed);
             const numHeads = p.numKVHeads * p.group;
             const Lk = p.cross ? p.keyLength : p.queryLength;
-            const config: AttentionConfig = { dModel: p.dModel, numHeads, numKVHeads: p.numKVHeads, headDim: p.headDim, causal: p.causal, bias: p.bias, scale: p.scale };
+            const config: AttentionConfig = {
+              dModel: p.dModel,
+              numHeads,
+              numKVHeads: p.numKVHeads,
+              headDim: p.headDim,
+              causal: p.causal,
+              bias: p.bias,
+              scale: p.scale,
+            };
             const weights = randomWeights(config, random);
-            const inputs: AttentionInputs = { query: randomTensor([p.batch, p.queryLength, p.dModel], random, p.magnitude) };
+            const inputs: AttentionInputs = {
+              query: randomTensor([p.batch, p.queryLength, p.dModel], random, p.magnitude),
+            };
             if (p.cross) {
               inputs.key = randomTensor([p.batch, Lk, p.dModel], random, p.magnitude);
               inputs.value = randomTensor([p.batch, Lk, p.dModel], random, p.magnitude);
             }
             if (p.padding !== 'none') {
               const pad = new Float32Array(p.batch * Lk);
-              for (let i = 0; i < pad.length; i++) pad[i] = p.padding === 'allPadded' && i < Lk ? 1 : random() < 0.3 ? 1 : 0;
+              for (let i = 0; i < pad.length; i++)
+                pad[i] = p.padding === 'allPadded' && i < Lk ? 1 : random() < 0.3 ? 1 : 0;
               inputs.keyPaddingMask = { shape: [p.batch, Lk], data: pad };
             }
             if (p.attnMask !== 'none') {
               const am = randomTensor([p.queryLength, Lk], random, 2);
-              if (p.attnMask === 'withInfinity') for (let i = 0; i < am.data.length; i++) if (random() < 0.25) am.data[i] = Number.NEGATIVE_INFINITY;
+              if (p.attnMask === 'withInfinity')
+                for (let i = 0; i < am.data.length; i++) if (random() < 0.25) am.data[i] = Number.NEGATIVE_INFINITY;
               inputs.attnMask = am;
             }
             const tol: Tolerance = { atol: 1e-4 * p.magnitude * p.magnitude, rtol: 1e-3 };
@@ -241,18 +304,29 @@ export function describeConformance(factory: BackendFactory, options: Conformanc
             try {
               const got = await attn.run(inputs, { returnWeights: true });
               const fused = await attn.run(inputs);
-              let expected: Record<'attention' | 'residual' | 'weights', { shape: readonly number[]; data: ArrayLike<number> }>;
+              let expected: Record<
+                'attention' | 'residual' | 'weights',
+                { shape: readonly number[]; data: ArrayLike<number> }
+              >;
               if (refName) {
                 const ref = await make(config, weights, refName);
                 try {
                   const r: AttentionResult = await ref.run(inputs, { returnWeights: true });
-                  expected = { attention: r.attention, residual: r.residual, weights: r.weights as Tensor };
+                  expected = {
+                    attention: r.attention,
+                    residual: r.residual,
+                    weights: r.weights as Tensor,
+                  };
                 } finally {
                   await ref.dispose();
                 }
               } else {
                 const r = referenceAttention(config, weights, inputs);
-                expected = { attention: r.attention, residual: r.residual, weights: r.weights as RefTensor };
+                expected = {
+                  attention: r.attention,
+                  residual: r.residual,
+                  weights: r.weights as RefTensor,
+                };
               }
               const replay = `replay: QKV_FUZZ_SEED=${seed} (case ${JSON.stringify(p)})`;
               for (const key of ['attention', 'residual', 'weights'] as const) {

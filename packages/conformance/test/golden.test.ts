@@ -1,10 +1,12 @@
 import { readdirSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { GOLDEN_CASES, compareArrays, goldenToApi, loadGoldenCase, referenceAttention } from '../src/index.js';
+import { compareArrays, GOLDEN_CASES, goldenToApi, loadGoldenCase, referenceAttention } from '../src/index.js';
 
 describe('golden files', () => {
   it('the case list names exactly the files in golden/', () => {
-    const files = readdirSync(new URL('../golden/', import.meta.url)).filter((f) => f.endsWith('.json')).map((f) => f.replace(/\.json$/, ''));
+    const files = readdirSync(new URL('../golden/', import.meta.url))
+      .filter((f) => f.endsWith('.json'))
+      .map((f) => f.replace(/\.json$/, ''));
     expect([...GOLDEN_CASES].sort()).toEqual(files.sort());
   });
 
@@ -45,10 +47,14 @@ describe('compareArrays', () => {
   });
   it('treats equal infinities as equal and NaN only as NaN', () => {
     const inf = Number.NEGATIVE_INFINITY;
-    expect(compareArrays('t', { shape: [2], data: [inf, Number.NaN] }, { shape: [2], data: [inf, Number.NaN] }).ok).toBe(true);
+    expect(
+      compareArrays('t', { shape: [2], data: [inf, Number.NaN] }, { shape: [2], data: [inf, Number.NaN] }).ok,
+    ).toBe(true);
     expect(compareArrays('t', { shape: [1], data: [Number.NaN] }, { shape: [1], data: [0] }).ok).toBe(false);
   });
   it('refuses a shape mismatch', () => {
-    expect(compareArrays('t', { shape: [4], data: [1, 2, 3, 4] }, { shape: [2, 2], data: [1, 2, 3, 4] }).ok).toBe(false);
+    expect(compareArrays('t', { shape: [4], data: [1, 2, 3, 4] }, { shape: [2, 2], data: [1, 2, 3, 4] }).ok).toBe(
+      false,
+    );
   });
 });

@@ -1,10 +1,10 @@
 import type { Backend, BackendCreateOptions, BackendTensor } from './backend.js';
-import { type ResolvedConfig, type AttentionConfig, assertKnownKeys, resolveConfig } from './config.js';
-import { QkvError, describeValue } from './errors.js';
+import { type AttentionConfig, assertKnownKeys, type ResolvedConfig, resolveConfig } from './config.js';
+import { describeValue, QkvError } from './errors.js';
 import { execute } from './executor.js';
-import { type AttentionGraph, type GraphShape, STEP_NAMES, type StepName, buildGraph, formatGraph } from './graph.js';
+import { type AttentionGraph, buildGraph, formatGraph, type GraphShape, STEP_NAMES, type StepName } from './graph.js';
 import type { BackendRegistry, Selection } from './registry.js';
-import { type Tensor, type TensorLike, formatShape, toTensor } from './tensor.js';
+import { formatShape, type Tensor, type TensorLike, toTensor } from './tensor.js';
 
 export interface AttentionWeights {
   wq: TensorLike;
@@ -85,14 +85,20 @@ const RUN_KEYS = new Set(['returnWeights', 'capture']);
 
 function expectShape(name: string, t: Tensor, expected: readonly number[], meaning: string): void {
   if (t.shape.length !== expected.length || t.shape.some((d, i) => d !== expected[i])) {
-    throw new QkvError('INVALID_SHAPE', `${name}: expected ${formatShape(expected)} (${meaning}), got ${formatShape(t.shape)}`);
+    throw new QkvError(
+      'INVALID_SHAPE',
+      `${name}: expected ${formatShape(expected)} (${meaning}), got ${formatShape(t.shape)}`,
+    );
   }
 }
 
 /** Validates weights against the config; returns float32 tensors by name. */
 export function validateWeights(config: ResolvedConfig, weights: AttentionWeights): Map<string, Tensor> {
   if (weights === null || typeof weights !== 'object') {
-    throw new QkvError('INVALID_DATA', `weights: expected { wq, wk, wv, wo, bq?, bk?, bv?, bo? }, got ${describeValue(weights)}`);
+    throw new QkvError(
+      'INVALID_DATA',
+      `weights: expected { wq, wk, wv, wo, bq?, bk?, bv?, bo? }, got ${describeValue(weights)}`,
+    );
   }
   assertKnownKeys('weights', weights, WEIGHT_KEYS);
   const { dModel, numHeads: H, numKVHeads: KVH, headDim: hd } = config;
@@ -112,12 +118,18 @@ export function validateWeights(config: ResolvedConfig, weights: AttentionWeight
     const isBias = name.startsWith('b');
     if (value === undefined) {
       if (!isBias || config.bias) {
-        throw new QkvError('INVALID_DATA', `weights.${name}: missing; expected ${formatShape(shape)} (${meaning})${isBias ? ' because config.bias is true' : ''}`);
+        throw new QkvError(
+          'INVALID_DATA',
+          `weights.${name}: missing; expected ${formatShape(shape)} (${meaning})${isBias ? ' because config.bias is true' : ''}`,
+        );
       }
       continue;
     }
     if (isBias && !config.bias) {
-      throw new QkvError('INVALID_OPTION', `weights.${name}: config.bias is false, so no biases are expected; remove it or set bias: true`);
+      throw new QkvError(
+        'INVALID_OPTION',
+        `weights.${name}: config.bias is false, so no biases are expected; remove it or set bias: true`,
+      );
     }
     const t = toTensor(name, value);
     expectShape(name, t, shape, meaning);
@@ -142,49 +154,76 @@ function sameData(a: Tensor, b: Tensor): boolean {
 /** Validates one call's inputs; every error names the input, the expected and the actual shape. */
 export function prepareInputs(config: ResolvedConfig, inputs: AttentionInputs): PreparedInputs {
   if (inputs === null || typeof inputs !== 'object') {
-    throw new QkvError('INVALID_DATA', `inputs: expected { query, key?, value?, keyPaddingMask?, attnMask? }, got ${describeValue(inputs)}`);
+    throw new QkvError(
+      'INVALID_DATA',
+      `inputs: expected { query, key?, value?, keyPaddingMask?, attnMask? }, got ${describeValue(inputs)}`,
+    );
   }
   assertKnownKeys('inputs', inputs, INPUT_KEYS);
   const { dModel } = config;
   let query = toTensor('query', inputs.query);
   const unbatched = query.shape.length === 2;
   if (query.shape.length !== 3 && !unbatched) {
-    throw new QkvError('INVALID_SHAPE', `query: expected [B, Lq, ${dModel}] (batch × length × dModel) or [Lq, ${dModel}], got ${formatShape(query.shape)}`);
+    throw new QkvError(
+      'INVALID_SHAPE',
+      `query: expected [B, Lq, ${dModel}] (batch × length × dModel) or [Lq, ${dModel}], got ${formatShape(query.shape)}`,
+    );
   }
-  const batched = (name: string, t: Tensor): Tensor => {
+  const batched = (t: Tensor): Tensor => {
     if (!unbatched) return t;
     return { shape: [1, ...t.shape], data: t.data };
   };
-  query = batched('query', query);
+  query = batched(query);
   const [B, Lq, qd] = query.shape as [number, number, number];
   if (qd !== dModel) {
-    throw new QkvError('INVALID_SHAPE', `query: expected last dimension dModel = ${dModel}, got ${formatShape(unbatched ? query.shape.slice(1) : query.shape)}`);
+    throw new QkvError(
+      'INVALID_SHAPE',
+      `query: expected last dimension dModel = ${dModel}, got ${formatShape(unbatched ? query.shape.slice(1) : query.shape)}`,
+    );
   }
   const hasKey = inputs.key !== undefined;
   const hasValue = inputs.value !== undefined;
   if (hasKey !== hasValue) {
-    throw new QkvError('INVALID_DATA', `${hasKey ? 'value' : 'key'}: missing; give both key and value (cross-attention) or neither (self-attention)`);
+    throw new QkvError(
+      'INVALID_DATA',
+      `${hasKey ? 'value' : 'key'}: missing; give both key and value (cross-attention) or neither (self-attention)`,
+    );
   }
   let selfAttention = config.selfAttention ?? !hasKey;
   const feeds = new Map<string, Tensor>([['input', query]]);
   let Lk = Lq;
   const rankName = unbatched ? `[Lk, ${dModel}]` : `[${B}, Lk, ${dModel}]`;
   if (hasKey) {
-    const key = batched('key', toTensor('key', inputs.key));
-    const value = batched('value', toTensor('value', inputs.value));
-    for (const [name, t] of [['key', key], ['value', value]] as const) {
+    const key = batched(toTensor('key', inputs.key));
+    const value = batched(toTensor('value', inputs.value));
+    for (const [name, t] of [
+      ['key', key],
+      ['value', value],
+    ] as const) {
       if (t.shape.length !== 3 || t.shape[0] !== B || t.shape[2] !== dModel) {
-        throw new QkvError('INVALID_SHAPE', `${name}: expected ${rankName} (${unbatched ? '' : 'batch × '}length × dModel), got ${formatShape(unbatched ? t.shape.slice(1) : t.shape)}`);
+        throw new QkvError(
+          'INVALID_SHAPE',
+          `${name}: expected ${rankName} (${unbatched ? '' : 'batch × '}length × dModel), got ${formatShape(unbatched ? t.shape.slice(1) : t.shape)}`,
+        );
       }
     }
     if (key.shape[1] !== value.shape[1]) {
-      throw new QkvError('INVALID_SHAPE', `value: expected the key's length ${key.shape[1]}, got ${formatShape(value.shape)}`);
+      throw new QkvError(
+        'INVALID_SHAPE',
+        `value: expected the key's length ${key.shape[1]}, got ${formatShape(value.shape)}`,
+      );
     }
     if (config.selfAttention === true) {
       // The golden files pass key = value = query for self-attention; anything else is a mistake.
-      for (const [name, t] of [['key', key], ['value', value]] as const) {
+      for (const [name, t] of [
+        ['key', key],
+        ['value', value],
+      ] as const) {
         if (t.shape[1] !== Lq || !sameData(t, query)) {
-          throw new QkvError('INVALID_DATA', `${name}: config.selfAttention is true, so ${name} must be omitted or equal to query`);
+          throw new QkvError(
+            'INVALID_DATA',
+            `${name}: config.selfAttention is true, so ${name} must be omitted or equal to query`,
+          );
         }
       }
       selfAttention = true;
@@ -227,7 +266,10 @@ function validateRunOptions(config: ResolvedConfig, options: RunOptions): { outp
   }
   assertKnownKeys('run options', options, RUN_KEYS);
   if (options.returnWeights !== undefined && typeof options.returnWeights !== 'boolean') {
-    throw new QkvError('INVALID_OPTION', `options.returnWeights: expected true or false, got ${describeValue(options.returnWeights)}`);
+    throw new QkvError(
+      'INVALID_OPTION',
+      `options.returnWeights: expected true or false, got ${describeValue(options.returnWeights)}`,
+    );
   }
   let captures: StepName[] = [];
   const hasPE = config.positionalEncoding !== 'none';
@@ -235,14 +277,23 @@ function validateRunOptions(config: ResolvedConfig, options: RunOptions): { outp
     captures = STEP_NAMES.filter((n) => n !== 'positionalEncoding' || hasPE);
   } else if (options.capture !== undefined) {
     if (!Array.isArray(options.capture)) {
-      throw new QkvError('INVALID_OPTION', `options.capture: expected an array of step names or 'all', got ${describeValue(options.capture)}`);
+      throw new QkvError(
+        'INVALID_OPTION',
+        `options.capture: expected an array of step names or 'all', got ${describeValue(options.capture)}`,
+      );
     }
     for (const c of options.capture) {
       if (!(STEP_NAMES as readonly string[]).includes(c)) {
-        throw new QkvError('INVALID_CAPTURE', `options.capture: unknown step ${describeValue(c)}; expected one of ${STEP_NAMES.join(', ')}`);
+        throw new QkvError(
+          'INVALID_CAPTURE',
+          `options.capture: unknown step ${describeValue(c)}; expected one of ${STEP_NAMES.join(', ')}`,
+        );
       }
       if (c === 'positionalEncoding' && !hasPE) {
-        throw new QkvError('INVALID_CAPTURE', `options.capture: "positionalEncoding" needs config.positionalEncoding other than 'none'`);
+        throw new QkvError(
+          'INVALID_CAPTURE',
+          `options.capture: "positionalEncoding" needs config.positionalEncoding other than 'none'`,
+        );
       }
     }
     captures = [...options.capture];

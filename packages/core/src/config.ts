@@ -1,4 +1,4 @@
-import { QkvError, describeValue } from './errors.js';
+import { describeValue, QkvError } from './errors.js';
 
 export type PositionalEncodingKind = 'none' | 'sinusoidal';
 
@@ -109,7 +109,10 @@ export function resolveConfig(config: AttentionConfig): ResolvedConfig {
   if (config.scale === undefined || config.scale === null) {
     scale = 1 / Math.sqrt(headDim);
   } else if (typeof config.scale !== 'number' || !Number.isFinite(config.scale)) {
-    throw new QkvError('INVALID_CONFIG', `config.scale: expected a finite number or null, got ${describeValue(config.scale)}`);
+    throw new QkvError(
+      'INVALID_CONFIG',
+      `config.scale: expected a finite number or null, got ${describeValue(config.scale)}`,
+    );
   } else {
     scale = config.scale;
   }

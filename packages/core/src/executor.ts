@@ -12,7 +12,7 @@ import type {
   SoftmaxAttrs,
   WeightedSumAttrs,
 } from './graph.js';
-import { type Tensor, formatShape, sizeOf } from './tensor.js';
+import { formatShape, sizeOf, type Tensor } from './tensor.js';
 
 /** The score-shaped nodes a fused kernel never materialises. */
 export const SCORE_NODES: ReadonlySet<string> = new Set(['scores', 'scaled', 'masked', 'weights']);
@@ -50,7 +50,11 @@ export function planExecution(
 ): { needed: Set<string>; fused: boolean; deps: Map<string, readonly (string | null)[]> } {
   const byName = new Map(graph.nodes.map((n) => [n.name, n]));
   for (const o of outputs) {
-    if (!byName.has(o)) throw new QkvError('INVALID_CAPTURE', `capture: "${o}" is not a node of this graph; nodes: ${[...byName.keys()].join(', ')}`);
+    if (!byName.has(o))
+      throw new QkvError(
+        'INVALID_CAPTURE',
+        `capture: "${o}" is not a node of this graph; nodes: ${[...byName.keys()].join(', ')}`,
+      );
   }
   const fused = backendHasFused && !outputs.some((o) => SCORE_NODES.has(o));
   const deps = new Map<string, readonly (string | null)[]>();

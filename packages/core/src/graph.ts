@@ -36,7 +36,15 @@ export const PARAM_NAMES = ['wq', 'bq', 'wk', 'bk', 'wv', 'bv', 'wo', 'bo'] as c
 export type ParamName = (typeof PARAM_NAMES)[number];
 
 /** One op, one name: graph op = kernel name = kernel file = kernel test. */
-export type KernelOp = 'positionalEncoding' | 'add' | 'linear' | 'scores' | 'scale' | 'mask' | 'softmax' | 'weightedSum';
+export type KernelOp =
+  | 'positionalEncoding'
+  | 'add'
+  | 'linear'
+  | 'scores'
+  | 'scale'
+  | 'mask'
+  | 'softmax'
+  | 'weightedSum';
 export type OpName = 'input' | 'param' | 'identity' | KernelOp;
 
 export interface AttentionDims {
@@ -114,13 +122,36 @@ export interface GraphShape {
 export function buildGraph(config: ResolvedConfig, shape: GraphShape): AttentionGraph {
   const { dModel, numHeads: H, numKVHeads: KVH, headDim: hd, bias } = config;
   const { batch: B, queryLength: Lq, keyLength: Lk } = shape;
-  const dims = { batch: B, numHeads: H, numKVHeads: KVH, queryLength: Lq, keyLength: Lk, headDim: hd, dModel };
-  const att: AttentionDims = { batch: B, numHeads: H, numKVHeads: KVH, queryLength: Lq, keyLength: Lk, headDim: hd };
+  const dims = {
+    batch: B,
+    numHeads: H,
+    numKVHeads: KVH,
+    queryLength: Lq,
+    keyLength: Lk,
+    headDim: hd,
+    dModel,
+  };
+  const att: AttentionDims = {
+    batch: B,
+    numHeads: H,
+    numKVHeads: KVH,
+    queryLength: Lq,
+    keyLength: Lk,
+    headDim: hd,
+  };
   const nodes: GraphNode[] = [];
   const node = (n: GraphNode) => nodes.push(n);
   const b = (name: string) => (bias ? name : null);
 
-  node({ name: 'input', op: 'input', inputs: [], shape: [B, Lq, dModel], dims: ['B', 'Lq', 'dModel'], attrs: {}, doc: 'E: the token embeddings' });
+  node({
+    name: 'input',
+    op: 'input',
+    inputs: [],
+    shape: [B, Lq, dModel],
+    dims: ['B', 'Lq', 'dModel'],
+    attrs: {},
+    doc: 'E: the token embeddings',
+  });
   if (config.positionalEncoding === 'sinusoidal') {
     node({
       name: 'positionalEncoding',
@@ -131,19 +162,67 @@ export function buildGraph(config: ResolvedConfig, shape: GraphShape): Attention
       attrs: { kind: 'sinusoidal', length: Lq, dModel, offset: shape.positionOffset ?? 0 },
       doc: 'PE[pos, 2i] = sin(pos/10000^(2i/dModel)), PE[pos, 2i+1] = cos(…)',
     });
-    node({ name: 'x', op: 'add', inputs: ['input', 'positionalEncoding'], shape: [B, Lq, dModel], dims: ['B', 'Lq', 'dModel'], attrs: {}, doc: 'X = E + Positional Encoding' });
+    node({
+      name: 'x',
+      op: 'add',
+      inputs: ['input', 'positionalEncoding'],
+      shape: [B, Lq, dModel],
+      dims: ['B', 'Lq', 'dModel'],
+      attrs: {},
+      doc: 'X = E + Positional Encoding',
+    });
   } else {
-    node({ name: 'x', op: 'identity', inputs: ['input'], shape: [B, Lq, dModel], dims: ['B', 'Lq', 'dModel'], attrs: {}, doc: 'X = E (no positional encoding)' });
+    node({
+      name: 'x',
+      op: 'identity',
+      inputs: ['input'],
+      shape: [B, Lq, dModel],
+      dims: ['B', 'Lq', 'dModel'],
+      attrs: {},
+      doc: 'X = E (no positional encoding)',
+    });
   }
   if (!shape.selfAttention) {
-    node({ name: 'key', op: 'input', inputs: [], shape: [B, Lk, dModel], dims: ['B', 'Lk', 'dModel'], attrs: {}, doc: 'the sequence the queries look at' });
-    node({ name: 'value', op: 'input', inputs: [], shape: [B, Lk, dModel], dims: ['B', 'Lk', 'dModel'], attrs: {}, doc: 'the sequence the values come from' });
+    node({
+      name: 'key',
+      op: 'input',
+      inputs: [],
+      shape: [B, Lk, dModel],
+      dims: ['B', 'Lk', 'dModel'],
+      attrs: {},
+      doc: 'the sequence the queries look at',
+    });
+    node({
+      name: 'value',
+      op: 'input',
+      inputs: [],
+      shape: [B, Lk, dModel],
+      dims: ['B', 'Lk', 'dModel'],
+      attrs: {},
+      doc: 'the sequence the values come from',
+    });
   }
   if (shape.hasKeyPaddingMask) {
-    node({ name: 'keyPaddingMask', op: 'input', inputs: [], shape: [B, Lk], dims: ['B', 'Lk'], attrs: {}, doc: 'nonzero = padding key, hidden from every query' });
+    node({
+      name: 'keyPaddingMask',
+      op: 'input',
+      inputs: [],
+      shape: [B, Lk],
+      dims: ['B', 'Lk'],
+      attrs: {},
+      doc: 'nonzero = padding key, hidden from every query',
+    });
   }
   if (shape.hasAttnMask) {
-    node({ name: 'attnMask', op: 'input', inputs: [], shape: [Lq, Lk], dims: ['Lq', 'Lk'], attrs: {}, doc: 'additive bias on the scaled scores; -Infinity hides a key' });
+    node({
+      name: 'attnMask',
+      op: 'input',
+      inputs: [],
+      shape: [Lq, Lk],
+      dims: ['Lq', 'Lk'],
+      attrs: {},
+      doc: 'additive bias on the scaled scores; -Infinity hides a key',
+    });
   }
   const qOut = H * hd;
   const kvOut = KVH * hd;
@@ -159,16 +238,64 @@ export function buildGraph(config: ResolvedConfig, shape: GraphShape): Attention
   ];
   for (const [name, pshape, pdims] of params) {
     if (!bias && name.startsWith('b')) continue;
-    node({ name, op: 'param', inputs: [], shape: pshape, dims: pdims, attrs: {}, doc: 'learned weights, fixed at run time' });
+    node({
+      name,
+      op: 'param',
+      inputs: [],
+      shape: pshape,
+      dims: pdims,
+      attrs: {},
+      doc: 'learned weights, fixed at run time',
+    });
   }
   const kvSource = shape.selfAttention ? ['x', 'x'] : ['key', 'value'];
-  node({ name: 'q', op: 'linear', inputs: ['x', 'wq', b('bq')], shape: [B, Lq, qOut], dims: ['B', 'Lq', 'H·hd'], attrs: { rows: B * Lq, inFeatures: dModel, outFeatures: qOut }, doc: 'Q = X·Wq + bq' });
-  node({ name: 'k', op: 'linear', inputs: [kvSource[0] as string, 'wk', b('bk')], shape: [B, Lk, kvOut], dims: ['B', 'Lk', 'KVH·hd'], attrs: { rows: B * Lk, inFeatures: dModel, outFeatures: kvOut }, doc: 'K = X·Wk + bk' });
-  node({ name: 'v', op: 'linear', inputs: [kvSource[1] as string, 'wv', b('bv')], shape: [B, Lk, kvOut], dims: ['B', 'Lk', 'KVH·hd'], attrs: { rows: B * Lk, inFeatures: dModel, outFeatures: kvOut }, doc: 'V = X·Wv + bv' });
+  node({
+    name: 'q',
+    op: 'linear',
+    inputs: ['x', 'wq', b('bq')],
+    shape: [B, Lq, qOut],
+    dims: ['B', 'Lq', 'H·hd'],
+    attrs: { rows: B * Lq, inFeatures: dModel, outFeatures: qOut },
+    doc: 'Q = X·Wq + bq',
+  });
+  node({
+    name: 'k',
+    op: 'linear',
+    inputs: [kvSource[0] as string, 'wk', b('bk')],
+    shape: [B, Lk, kvOut],
+    dims: ['B', 'Lk', 'KVH·hd'],
+    attrs: { rows: B * Lk, inFeatures: dModel, outFeatures: kvOut },
+    doc: 'K = X·Wk + bk',
+  });
+  node({
+    name: 'v',
+    op: 'linear',
+    inputs: [kvSource[1] as string, 'wv', b('bv')],
+    shape: [B, Lk, kvOut],
+    dims: ['B', 'Lk', 'KVH·hd'],
+    attrs: { rows: B * Lk, inFeatures: dModel, outFeatures: kvOut },
+    doc: 'V = X·Wv + bv',
+  });
   const sdims = ['B', 'H', 'Lq', 'Lk'];
   const sshape = [B, H, Lq, Lk];
-  node({ name: 'scores', op: 'scores', inputs: ['q', 'k'], shape: sshape, dims: sdims, attrs: { ...att }, doc: 'raw_score[i, j] = Q_i · K_j per head' });
-  node({ name: 'scaled', op: 'scale', inputs: ['scores'], shape: sshape, dims: sdims, attrs: { scale: config.scale }, doc: 'scaled_score = raw_score · scale (1/√dk by default)' });
+  node({
+    name: 'scores',
+    op: 'scores',
+    inputs: ['q', 'k'],
+    shape: sshape,
+    dims: sdims,
+    attrs: { ...att },
+    doc: 'raw_score[i, j] = Q_i · K_j per head',
+  });
+  node({
+    name: 'scaled',
+    op: 'scale',
+    inputs: ['scores'],
+    shape: sshape,
+    dims: sdims,
+    attrs: { scale: config.scale },
+    doc: 'scaled_score = raw_score · scale (1/√dk by default)',
+  });
   node({
     name: 'masked',
     op: 'mask',
@@ -178,10 +305,42 @@ export function buildGraph(config: ResolvedConfig, shape: GraphShape): Attention
     attrs: { ...att, causal: config.causal },
     doc: 'hidden keys (later tokens when causal, padding) set to -∞; attnMask added',
   });
-  node({ name: 'weights', op: 'softmax', inputs: ['masked'], shape: sshape, dims: sdims, attrs: { rows: B * H * Lq, cols: Lk }, doc: 'attention weights W_a = softmax over keys; rows with no visible key are 0' });
-  node({ name: 'heads', op: 'weightedSum', inputs: ['weights', 'v'], shape: [B, Lq, qOut], dims: ['B', 'Lq', 'H·hd'], attrs: { ...att }, doc: 'ΔE_i(h) = Σ_j W_a[i, j] · V_j per head, heads side by side (concat)' });
-  node({ name: 'attention', op: 'linear', inputs: ['heads', 'wo', b('bo')], shape: [B, Lq, dModel], dims: ['B', 'Lq', 'dModel'], attrs: { rows: B * Lq, inFeatures: qOut, outFeatures: dModel }, doc: 'ΔE = concat(heads)·Wo + bo' });
-  node({ name: 'residual', op: 'add', inputs: ['x', 'attention'], shape: [B, Lq, dModel], dims: ['B', 'Lq', 'dModel'], attrs: {}, doc: "E' = X + ΔE" });
+  node({
+    name: 'weights',
+    op: 'softmax',
+    inputs: ['masked'],
+    shape: sshape,
+    dims: sdims,
+    attrs: { rows: B * H * Lq, cols: Lk },
+    doc: 'attention weights W_a = softmax over keys; rows with no visible key are 0',
+  });
+  node({
+    name: 'heads',
+    op: 'weightedSum',
+    inputs: ['weights', 'v'],
+    shape: [B, Lq, qOut],
+    dims: ['B', 'Lq', 'H·hd'],
+    attrs: { ...att },
+    doc: 'ΔE_i(h) = Σ_j W_a[i, j] · V_j per head, heads side by side (concat)',
+  });
+  node({
+    name: 'attention',
+    op: 'linear',
+    inputs: ['heads', 'wo', b('bo')],
+    shape: [B, Lq, dModel],
+    dims: ['B', 'Lq', 'dModel'],
+    attrs: { rows: B * Lq, inFeatures: qOut, outFeatures: dModel },
+    doc: 'ΔE = concat(heads)·Wo + bo',
+  });
+  node({
+    name: 'residual',
+    op: 'add',
+    inputs: ['x', 'attention'],
+    shape: [B, Lq, dModel],
+    dims: ['B', 'Lq', 'dModel'],
+    attrs: {},
+    doc: "E' = X + ΔE",
+  });
   return { dims, selfAttention: shape.selfAttention, nodes };
 }
 
@@ -194,7 +353,11 @@ export function formatGraph(graph: AttentionGraph): string {
   });
   const widths = [0, 1, 2, 3, 4].map((c) => Math.max(...rows.map((r) => (r[c] as string).length)));
   return rows
-    .map((r) => r.map((cell, c) => (c < 5 ? cell.padEnd(widths[c] as number) : cell)).join('  ').trimEnd())
+    .map((r) =>
+      r
+        .map((cell, c) => (c < 5 ? cell.padEnd(widths[c] as number) : cell))
+        .join('  ')
+        .trimEnd(),
+    )
     .join('\n');
 }
-

@@ -1,5 +1,5 @@
 import type { Availability, Backend, BackendCreateOptions, BackendFactory } from './backend.js';
-import { QkvError, describeValue } from './errors.js';
+import { describeValue, QkvError } from './errors.js';
 
 export interface BackendInfo {
   readonly name: string;
@@ -35,10 +35,16 @@ export class BackendRegistry {
 
   register(factory: BackendFactory): this {
     if (!factory || typeof factory.name !== 'string' || factory.name === '' || factory.name === 'auto') {
-      throw new QkvError('INVALID_OPTION', `register: expected a factory with a name other than "auto", got ${describeValue(factory)}`);
+      throw new QkvError(
+        'INVALID_OPTION',
+        `register: expected a factory with a name other than "auto", got ${describeValue(factory)}`,
+      );
     }
     if (typeof factory.priority !== 'number' || !Number.isFinite(factory.priority)) {
-      throw new QkvError('INVALID_OPTION', `register(${factory.name}): priority must be a finite number, got ${describeValue(factory.priority)}`);
+      throw new QkvError(
+        'INVALID_OPTION',
+        `register(${factory.name}): priority must be a finite number, got ${describeValue(factory.priority)}`,
+      );
     }
     if (typeof factory.isAvailable !== 'function' || typeof factory.create !== 'function') {
       throw new QkvError('INVALID_OPTION', `register(${factory.name}): a factory needs isAvailable() and create()`);
@@ -78,7 +84,12 @@ export class BackendRegistry {
     if (!p) {
       p = Promise.resolve()
         .then(() => factory.isAvailable())
-        .catch((e: unknown): Availability => ({ available: false, reason: `probe failed: ${errorText(e)}` }));
+        .catch(
+          (e: unknown): Availability => ({
+            available: false,
+            reason: `probe failed: ${errorText(e)}`,
+          }),
+        );
       this.#probes.set(name, p);
     }
     return p;
@@ -109,12 +120,18 @@ export class BackendRegistry {
   /** Picks and creates a backend. */
   async create(requested: string, options?: BackendCreateOptions): Promise<{ backend: Backend; selection: Selection }> {
     if (typeof requested !== 'string' || requested === '') {
-      throw new QkvError('INVALID_OPTION', `options.backend: expected a backend name or "auto", got ${describeValue(requested)}`);
+      throw new QkvError(
+        'INVALID_OPTION',
+        `options.backend: expected a backend name or "auto", got ${describeValue(requested)}`,
+      );
     }
     if (requested !== 'auto') {
       const factory = this.#factories.get(requested);
       if (!factory) {
-        throw new QkvError('BACKEND_UNKNOWN', `options.backend: "${requested}" is not registered; registered: ${await this.#describeAll()}`);
+        throw new QkvError(
+          'BACKEND_UNKNOWN',
+          `options.backend: "${requested}" is not registered; registered: ${await this.#describeAll()}`,
+        );
       }
       const a = await this.availability(requested);
       if (!a.available) {
@@ -128,7 +145,10 @@ export class BackendRegistry {
       for (const f of this.#sorted()) {
         if (f.name !== requested) skipped.push({ name: f.name, reason: `not requested (backend: "${requested}")` });
       }
-      return { backend, selection: { backend: requested, requested, reason: 'requested by name', skipped } };
+      return {
+        backend,
+        selection: { backend: requested, requested, reason: 'requested by name', skipped },
+      };
     }
     const skipped: SkippedBackend[] = [];
     const sorted = this.#sorted();
@@ -141,21 +161,30 @@ export class BackendRegistry {
       }
       let backend: Backend;
       try {
-        backend = await createOrWrap(f, options);
+        backend = await f.create(options);
       } catch (e) {
         skipped.push({ name: f.name, reason: `failed to initialise: ${errorText(e)}` });
         continue;
       }
       for (const rest of sorted.slice(i + 1)) {
-        skipped.push({ name: rest.name, reason: `lower priority (${rest.priority}) than ${f.name} (${f.priority})` });
+        skipped.push({
+          name: rest.name,
+          reason: `lower priority (${rest.priority}) than ${f.name} (${f.priority})`,
+        });
       }
       const reason =
         skipped.length === 0 || i === 0
           ? `highest-priority available backend (priority ${f.priority})`
-          : `first available backend by priority (${f.priority}) after skipping ${skipped.slice(0, i).map((s) => s.name).join(', ')}`;
+          : `first available backend by priority (${f.priority}) after skipping ${skipped
+              .slice(0, i)
+              .map((s) => s.name)
+              .join(', ')}`;
       return { backend, selection: { backend: f.name, requested, reason, skipped } };
     }
-    throw new QkvError('BACKEND_UNAVAILABLE', `options.backend: "auto" found no usable backend; registered: ${await this.#describeAll()}`);
+    throw new QkvError(
+      'BACKEND_UNAVAILABLE',
+      `options.backend: "auto" found no usable backend; registered: ${await this.#describeAll()}`,
+    );
   }
 }
 
@@ -164,7 +193,9 @@ async function createOrWrap(factory: BackendFactory, options?: BackendCreateOpti
     return await factory.create(options);
   } catch (e) {
     if (e instanceof QkvError) throw e;
-    throw new QkvError('BACKEND_FAILED', `backend "${factory.name}" failed to initialise: ${errorText(e)}`, { cause: e });
+    throw new QkvError('BACKEND_FAILED', `backend "${factory.name}" failed to initialise: ${errorText(e)}`, {
+      cause: e,
+    });
   }
 }
 

@@ -1,4 +1,4 @@
-import { QkvError, describeValue } from './errors.js';
+import { describeValue, QkvError } from './errors.js';
 
 /** A dense, row-major (last index fastest) float32 tensor. */
 export interface Tensor {
@@ -79,7 +79,10 @@ export function zeros(shape: readonly number[]): Tensor {
 
 function checkShape(name: string, shape: unknown): readonly number[] {
   if (!Array.isArray(shape)) {
-    throw new QkvError('INVALID_SHAPE', `${name}.shape: expected an array of positive integers, got ${describeValue(shape)}`);
+    throw new QkvError(
+      'INVALID_SHAPE',
+      `${name}.shape: expected an array of positive integers, got ${describeValue(shape)}`,
+    );
   }
   for (const d of shape) {
     if (typeof d !== 'number' || !Number.isInteger(d) || d <= 0) {
@@ -123,7 +126,10 @@ export function toTensor(name: string, value: unknown, options: ToTensorOptions 
     }
   } else if (
     options.allowIntegerArrays &&
-    (data instanceof Uint8Array || data instanceof Int32Array || data instanceof Int8Array || data instanceof Uint32Array)
+    (data instanceof Uint8Array ||
+      data instanceof Int32Array ||
+      data instanceof Int8Array ||
+      data instanceof Uint32Array)
   ) {
     out = Float32Array.from(data);
   } else {
@@ -143,7 +149,8 @@ export function toTensor(name: string, value: unknown, options: ToTensorOptions 
 
 /** Largest |a-b| over two equally sized arrays (NaN if either holds NaN at the same place). */
 export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  if (a.length !== b.length) throw new QkvError('INVALID_SHAPE', `maxAbsDiff: lengths differ (${a.length} vs ${b.length})`);
+  if (a.length !== b.length)
+    throw new QkvError('INVALID_SHAPE', `maxAbsDiff: lengths differ (${a.length} vs ${b.length})`);
   let m = 0;
   for (let i = 0; i < a.length; i++) {
     if (a[i] === b[i]) continue; // also equal infinities, whose difference is NaN

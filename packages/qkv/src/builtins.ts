@@ -1,5 +1,5 @@
-import type { BackendFactory } from '@qkv/core';
 import { cpuBackend } from '@qkv/backend-cpu';
+import type { BackendFactory } from '@qkv/core';
 
 /** The backends that ship with qkv, highest priority first is decided by the registry. */
 export function builtinBackends(): BackendFactory[] {

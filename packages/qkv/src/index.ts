@@ -46,9 +46,16 @@ export interface QkvCreateOptions {
   registry?: BackendRegistry;
 }
 
-export function createAttention(config: AttentionConfig, weights: AttentionWeights, options: QkvCreateOptions = {}): Promise<Attention> {
+export function createAttention(
+  config: AttentionConfig,
+  weights: AttentionWeights,
+  options: QkvCreateOptions = {},
+): Promise<Attention> {
   const { registry, ...rest } = options ?? {};
-  return coreCreateAttention(config, weights, { ...rest, registry: registry ?? getDefaultRegistry() });
+  return coreCreateAttention(config, weights, {
+    ...rest,
+    registry: registry ?? getDefaultRegistry(),
+  });
 }
 
 /** Every registered backend with its priority, availability and the reason when unavailable. */

@@ -6,7 +6,14 @@ import type { ScoresAttrs } from '@qkv/core';
  * q [B, Lq, H·hd], k [B, Lk, KVH·hd] → out [B, H, Lq, Lk].
  * Consecutive query heads share a KV head (grouped-query; KVH = 1 is multi-query).
  */
-export function scores(q: Float32Array, k: Float32Array, out: Float32Array, attrs: ScoresAttrs, from = 0, to = rowsOf(attrs)): void {
+export function scores(
+  q: Float32Array,
+  k: Float32Array,
+  out: Float32Array,
+  attrs: ScoresAttrs,
+  from = 0,
+  to = rowsOf(attrs),
+): void {
   const { numHeads: H, numKVHeads: KVH, queryLength: Lq, keyLength: Lk, headDim: hd } = attrs;
   const group = H / KVH;
   const qStride = H * hd;
