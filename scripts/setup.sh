@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Installs everything qkv needs on a fresh Debian machine with Node 20 (system packages when run
+# as root, pnpm 12.4.2, the workspace, the native headless-gl build) and builds every package.
+# With --demo it then serves the demo (the project's main job) on 127.0.0.1.
+# Safe to re-run: each step only does what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+start_demo=false
+for arg in "$@"; do
+  case "$arg" in
+    --demo) start_demo=true ;;
+    *) echo "setup.sh: unknown argument '$arg' (expected --demo)" >&2; exit 2 ;;
+  esac
+done
+
+# Xvfb: headless-gl needs an X display in Node. The -dev packages and build tools: gl compiles
+# ANGLE from source. Chromium: the browser tests and the demo's end-to-end test.
+APT_PACKAGES=(xvfb xauth chromium libxi-dev libxext-dev libx11-dev libglu1-mesa-dev libglew-dev
+  libgl1-mesa-dev libgl1-mesa-dri pkg-config build-essential python3 git)
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "setup: installing system packages: ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    echo "setup: missing system packages (install them as root): ${missing[*]}" >&2
+  fi
+fi
+
+want_pnpm=12.4.2
+if [ "$(pnpm --version 2>/dev/null || true)" != "$want_pnpm" ]; then
+  echo "setup: installing pnpm@$want_pnpm"
+  npm install -g --silent "pnpm@$want_pnpm"
+fi
+
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 TURBO_TELEMETRY_DISABLED=1
+echo "setup: pnpm install"
+pnpm install --frozen-lockfile
+echo "setup: pnpm build"
+pnpm build
+
+if $start_demo; then
+  exec pnpm demo
+fi
