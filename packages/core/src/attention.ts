@@ -74,8 +74,19 @@ export interface Attention {
   /** `graph()` as text: one line per node with op, inputs, shape and formula. */
   describe(shape?: Partial<GraphShape>): string;
   run(inputs: AttentionInputs, options?: RunOptions): Promise<AttentionResult>;
+  /** Counters for leak and soak checks: live backend tensors (weights included), runs so far. */
+  stats(): AttentionStats;
   /** Frees the backend's copies of the weights and the backend itself; in-flight runs reject. */
   dispose(): Promise<void>;
+}
+
+export interface AttentionStats {
+  /** Backend tensors alive now, the uploaded weights included; null if the backend cannot tell. */
+  liveTensors: number | null;
+  /** Runs started on this handle. */
+  runs: number;
+  /** Runs not yet settled. */
+  inFlight: number;
 }
 
 const CREATE_KEYS = new Set(['backend', 'registry', 'backendOptions']);
@@ -345,6 +356,7 @@ class AttentionHandle implements Attention {
   readonly #graphs = new Map<string, AttentionGraph>();
   readonly #inFlight = new Set<Promise<unknown>>();
   #disposed = false;
+  #runs = 0;
   #disposing: Promise<void> | null = null;
 
   constructor(config: ResolvedConfig, backend: Backend, selection: Selection, params: Map<string, BackendTensor>) {
@@ -392,7 +404,12 @@ class AttentionHandle implements Attention {
     }
   };
 
+  stats(): AttentionStats {
+    return { liveTensors: this.#backend.liveTensors?.() ?? null, runs: this.#runs, inFlight: this.#inFlight.size };
+  }
+
   run(inputs: AttentionInputs, options: RunOptions = {}): Promise<AttentionResult> {
+    this.#runs++;
     const p = this.#run(inputs, options);
     this.#inFlight.add(p);
     const done = () => this.#inFlight.delete(p);

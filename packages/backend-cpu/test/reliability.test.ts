@@ -1,0 +1,4 @@
+import { describeReliability } from '@qkv/conformance/reliability';
+import { cpuBackend } from '../src/index.js';
+
+describeReliability(cpuBackend);

@@ -1,0 +1,314 @@
+import {
+  type Attention,
+  type AttentionConfig,
+  type AttentionInputs,
+  type AttentionWeights,
+  type BackendCreateOptions,
+  type BackendFactory,
+  BackendRegistry,
+  QkvError,
+  type Tensor,
+  createAttention,
+} from '@qkv/core';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { type Tolerance, compareArrays } from './compare.js';
+import { rng, randomTensor, randomWeights } from './random.js';
+import { referenceAttention } from './reference.js';
+
+export interface ReliabilityOptions {
+  backendOptions?: BackendCreateOptions;
+  /** Runs in the soak test (default 2000; QKV_SOAK_RUNS overrides). */
+  soakRuns?: number;
+  /** Concurrent runs on one handle (default 100). */
+  concurrency?: number;
+  /** Fuzz cases (default 60; QKV_FUZZ_RUNS overrides) and seed (QKV_FUZZ_SEED overrides). */
+  fuzzRuns?: number;
+  seed?: number;
+  /** Allowed growth of process RSS over the soak, after warm-up, in MiB (Node only). */
+  rssBoundMiB?: number;
+  timeout?: number;
+  /** Extra resource counter for the soak (live threads, live textures), if the backend has one. */
+  resources?: () => number;
+}
+
+function env(name: string): string | undefined {
+  return typeof process !== 'undefined' ? process.env?.[name] : undefined;
+}
+
+const rssMiB = (): number | null =>
+  typeof process !== 'undefined' && typeof process.memoryUsage === 'function' ? process.memoryUsage().rss / 2 ** 20 : null;
+
+async function rejection(p: Promise<unknown>): Promise<QkvError> {
+  try {
+    await p;
+  } catch (e) {
+    if (e instanceof QkvError) return e;
+    throw new Error(`expected a QkvError, got ${e instanceof Error ? `${e.name}: ${e.message}` : String(e)}`);
+  }
+  throw new Error('expected the call to reject');
+}
+
+/**
+ * The reliability suite (bad input, NaN policy, concurrency, dispose in flight, soak, fuzzing
+ * against the float64 reference). One line runs it on a backend:
+ *   describeReliability(myBackend)
+ */
+export function describeReliability(factory: BackendFactory, options: ReliabilityOptions = {}): void {
+  const registry = new BackendRegistry().register(factory);
+  const timeout = options.timeout ?? 120_000;
+  const make = (config: AttentionConfig, weights: AttentionWeights): Promise<Attention> =>
+    createAttention(config, weights, {
+      backend: factory.name,
+      registry,
+      ...(options.backendOptions ? { backendOptions: options.backendOptions } : {}),
+    });
+  const base: AttentionConfig = { dModel: 16, numHeads: 4, numKVHeads: 2, causal: true };
+  const weights = randomWeights(base, rng(1));
+
+  describe(`reliability: ${factory.name}`, () => {
+    it('bad input is refused with a typed error before any work', { timeout }, async () => {
+      const attn = await make(base, weights);
+      try {
+        const live = attn.stats().liveTensors;
+        const q = randomTensor([2, 5, 16], rng(2));
+        const cases: [string, Promise<unknown>, string, RegExp][] = [
+          ['wrong width', attn.run({ query: randomTensor([2, 5, 12], rng(3)) }), 'INVALID_SHAPE', /^query: expected last dimension dModel = 16, got \[2, 5, 12\]/],
+          ['wrong rank', attn.run({ query: randomTensor([16], rng(3)) }), 'INVALID_SHAPE', /^query: expected \[B, Lq, 16\]/],
+          ['length mismatch', attn.run({ query: { shape: [1, 2, 16], data: new Float32Array(31) } }), 'INVALID_DATA', /^query.data: shape \[1, 2, 16\] needs 32 values, got 31/],
+          ['int data', attn.run({ query: { shape: [1, 1, 16], data: new Int16Array(16) as unknown as Float32Array } }), 'INVALID_DATA', /^query.data: expected Float32Array, Float64Array or number\[\], got Int16Array\(16\)/],
+          ['padding shape', attn.run({ query: q, keyPaddingMask: randomTensor([2, 4], rng(4)) }), 'INVALID_SHAPE', /^keyPaddingMask: expected \[2, 5\]/],
+          ['attnMask shape', attn.run({ query: q, attnMask: randomTensor([5, 6], rng(4)) }), 'INVALID_SHAPE', /^attnMask: expected \[5, 5\]/],
+          ['key without value', attn.run({ query: q, key: q }), 'INVALID_DATA', /^value: missing/],
+          ['unknown input', attn.run({ query: q, mask: q } as unknown as AttentionInputs), 'UNKNOWN_OPTION', /^inputs: unknown option "mask"/],
+          ['unknown option', attn.run({ query: q }, { weights: true } as never), 'UNKNOWN_OPTION', /^run options: unknown option "weights"/],
+          ['bad capture', attn.run({ query: q }, { capture: ['logits'] as never }), 'INVALID_CAPTURE', /unknown step "logits"/],
+          ['heads not dividing', make({ dModel: 10, numHeads: 4 }, weights), 'INVALID_CONFIG', /^config.numHeads: must divide dModel \(10\)/],
+          ['kv heads', make({ dModel: 16, numHeads: 4, numKVHeads: 3 }, weights), 'INVALID_CONFIG', /^config.numKVHeads: numHeads \(4\) must be a multiple of numKVHeads, got 3/],
+          ['non-integer', make({ dModel: 16.5, numHeads: 4 }, weights), 'INVALID_CONFIG', /^config.dModel: expected a positive integer, got 16.5/],
+          ['zero', make({ dModel: 16, numHeads: 0 }, weights), 'INVALID_CONFIG', /^config.numHeads: expected a positive integer, got 0/],
+          ['weight shape', make({ dModel: 16, numHeads: 4 }, weights), 'INVALID_SHAPE', /^wk: expected \[16, 16\] \(dModel × numKVHeads·headDim\), got \[16, 8\]/],
+          ['unknown config', make({ ...base, heads: 2 } as AttentionConfig, weights), 'UNKNOWN_OPTION', /^config: unknown option "heads"/],
+        ];
+        for (const [what, p, code, message] of cases) {
+          const e = await rejection(p);
+          expect(e.code, what).toBe(code);
+          expect(e.message, what).toMatch(message);
+        }
+        expect(attn.stats().liveTensors, 'no tensor left behind by refused calls').toBe(live);
+      } finally {
+        await attn.dispose();
+      }
+    });
+
+    it('NaN and ±Infinity in inputs propagate like PyTorch; −Infinity in attnMask masks', { timeout }, async () => {
+      const attn = await make({ ...base, causal: false }, weights);
+      try {
+        const query = randomTensor([1, 4, 16], rng(5));
+        query.data[2 * 16 + 3] = Number.NaN; // token 2 is NaN: every query sees key 2 → all rows NaN
+        const out = await attn.run({ query }, { returnWeights: true });
+        const ref = referenceAttention({ ...base, causal: false }, weights, { query });
+        expect(compareArrays('attention', out.attention, ref.attention).ok, 'NaN pattern matches the reference').toBe(true);
+        expect(Number.isNaN(out.attention.data[0])).toBe(true);
+        // Causal: rows before the NaN token never see it and stay finite.
+        const causal = await make(base, weights);
+        try {
+          const c = await causal.run({ query });
+          expect(c.attention.data.subarray(0, 32).every(Number.isFinite)).toBe(true);
+          expect(Number.isNaN(c.attention.data[2 * 16])).toBe(true);
+        } finally {
+          await causal.dispose();
+        }
+        const inf = randomTensor([1, 4, 16], rng(6));
+        inf.data[5] = Number.POSITIVE_INFINITY;
+        const infOut = await attn.run({ query: inf });
+        const infRef = referenceAttention({ ...base, causal: false }, weights, { query: inf });
+        expect(compareArrays('attention', infOut.attention, infRef.attention).ok).toBe(true);
+        // A row hidden entirely by −Infinity in attnMask: zero weights, output = bo.
+        const am = randomTensor([4, 4], rng(7));
+        am.data.fill(Number.NEGATIVE_INFINITY, 4, 8);
+        const masked = await attn.run({ query: randomTensor([1, 4, 16], rng(8)), attnMask: am }, { returnWeights: true });
+        const w = masked.weights as Tensor;
+        for (let h = 0; h < 4; h++) expect([...w.data.subarray((h * 4 + 1) * 4, (h * 4 + 2) * 4)]).toEqual([0, 0, 0, 0]);
+        const bo = (weights.bo as Tensor).data;
+        masked.attention.data.subarray(16, 32).forEach((v, i) => expect(v).toBeCloseTo(bo[i] as number, 5));
+      } finally {
+        await attn.dispose();
+      }
+    });
+
+    it(`${options.concurrency ?? 100} concurrent runs on one handle, mixed shapes, all correct`, { timeout }, async () => {
+      const attn = await make(base, weights);
+      try {
+        const n = options.concurrency ?? 100;
+        const inputs = Array.from({ length: n }, (_, i) => ({ query: randomTensor([1 + (i % 3), 1 + (i % 9), 16], rng(100 + i)) }));
+        const outs = await Promise.all(inputs.map((x, i) => attn.run(x, { returnWeights: i % 2 === 0 })));
+        outs.forEach((o, i) => {
+          const ref = referenceAttention(base, weights, inputs[i] as AttentionInputs);
+          const c = compareArrays(`run ${i}`, o.attention, ref.attention);
+          expect(c.ok, c.message).toBe(true);
+        });
+        expect(attn.stats().inFlight).toBe(0);
+      } finally {
+        await attn.dispose();
+      }
+    });
+
+    it('dispose() while runs are in flight rejects them with DISPOSED, never hangs; the next handle works', { timeout }, async () => {
+      const attn = await make(base, weights);
+      const runs = Array.from({ length: 8 }, (_, i) => attn.run({ query: randomTensor([2, 32, 16], rng(200 + i)) }));
+      await attn.dispose();
+      const settled = await Promise.allSettled(runs);
+      for (const s of settled) {
+        if (s.status === 'rejected') expect((s.reason as QkvError).code).toBe('DISPOSED');
+      }
+      expect((await rejection(attn.run({ query: randomTensor([1, 2, 16], rng(9)) }))).code).toBe('DISPOSED');
+      const next = await make(base, weights);
+      try {
+        expect((await next.run({ query: randomTensor([1, 3, 16], rng(10)) })).attention.shape).toEqual([1, 3, 16]);
+      } finally {
+        await next.dispose();
+      }
+    });
+
+    it('soak: mixed shapes, memory flat after warm-up', { timeout: timeout * 3 }, async () => {
+      const runs = Number(env('QKV_SOAK_RUNS') ?? options.soakRuns ?? 2000);
+      const attn = await make(base, weights);
+      try {
+        const random = rng(11);
+        const shapes = [
+          [1, 1],
+          [2, 7],
+          [1, 33],
+          [3, 12],
+        ] as const;
+        const query = shapes.map(([b, l]) => randomTensor([b, l, 16], random));
+        const pad = shapes.map(([b, l]) => ({ shape: [b, l], data: Float32Array.from({ length: b * l }, (_, i) => (i % 5 === 4 ? 1 : 0)) }));
+        const once = (i: number) =>
+          attn.run(
+            { query: query[i % 4] as Tensor, ...(i % 3 === 0 ? { keyPaddingMask: pad[i % 4] as Tensor } : {}) },
+            { returnWeights: i % 2 === 0 },
+          );
+        const warm = Math.min(200, Math.floor(runs / 10));
+        for (let i = 0; i < warm; i++) await once(i);
+        const liveBefore = attn.stats().liveTensors;
+        const resBefore = options.resources?.();
+        const rssBefore = rssMiB();
+        for (let i = warm; i < runs; i++) await once(i);
+        const liveAfter = attn.stats().liveTensors;
+        const rssAfter = rssMiB();
+        expect(liveAfter, 'live backend tensors').toBe(liveBefore);
+        if (resBefore !== undefined) expect(options.resources?.(), 'backend resources').toBe(resBefore);
+        if (rssBefore !== null && rssAfter !== null) {
+          expect(rssAfter - rssBefore, `RSS grew from ${rssBefore.toFixed(0)} to ${rssAfter.toFixed(0)} MiB`).toBeLessThan(options.rssBoundMiB ?? 64);
+        }
+      } finally {
+        await attn.dispose();
+      }
+    });
+
+    describe('fuzz', () => {
+      const seed = Number(env('QKV_FUZZ_SEED') ?? options.seed ?? 7_777);
+      const numRuns = Number(env('QKV_FUZZ_RUNS') ?? options.fuzzRuns ?? 60);
+      const path = env('QKV_FUZZ_PATH');
+      it(`differential fuzz vs the float64 reference: ${numRuns} cases, seed ${seed}`, { timeout: timeout * 3 }, async () => {
+        const arb = fc.record({
+          numKVHeads: fc.integer({ min: 1, max: 3 }),
+          group: fc.integer({ min: 1, max: 3 }),
+          headDim: fc.integer({ min: 1, max: 16 }),
+          dModel: fc.integer({ min: 1, max: 32 }),
+          batch: fc.integer({ min: 1, max: 3 }),
+          queryLength: fc.integer({ min: 1, max: 64 }),
+          keyLength: fc.integer({ min: 1, max: 64 }),
+          cross: fc.boolean(),
+          causal: fc.boolean(),
+          bias: fc.boolean(),
+          positional: fc.boolean(),
+          padding: fc.constantFrom('none', 'random', 'allPaddingRow'),
+          attnMask: fc.constantFrom('none', 'additive', 'withInfinity'),
+          scale: fc.option(fc.double({ min: 0.01, max: 4, noNaN: true }), { nil: null }),
+          magnitude: fc.constantFrom(1, 100, 1e4),
+          unbatched: fc.boolean(),
+          dataSeed: fc.integer({ min: 0, max: 2 ** 31 - 1 }),
+        });
+        const details: string[] = [];
+        await fc.assert(
+          fc.asyncProperty(arb, async (p) => {
+            const random = rng(p.dataSeed);
+            const numHeads = p.numKVHeads * p.group;
+            const Lk = p.cross ? p.keyLength : p.queryLength;
+            const unbatched = p.unbatched && p.batch === 1;
+            // Inputs up to 1e4: the scale shrinks by magnitude² so scores stay O(1) and the test
+            // checks large inputs/outputs, not the ill-conditioning of a one-hot softmax.
+            const m = p.magnitude;
+            const scale = (p.scale ?? 1 / Math.sqrt(p.headDim)) / (m * m);
+            const config: AttentionConfig = {
+              dModel: p.dModel,
+              numHeads,
+              numKVHeads: p.numKVHeads,
+              headDim: p.headDim,
+              causal: p.causal,
+              bias: p.bias,
+              scale,
+              positionalEncoding: p.positional && !p.cross ? 'sinusoidal' : 'none',
+            };
+            const w = randomWeights(config, random);
+            const lead = unbatched ? [] : [p.batch];
+            const inputs: AttentionInputs = { query: randomTensor([...lead, p.queryLength, p.dModel], random, m) };
+            if (p.cross) {
+              inputs.key = randomTensor([...lead, Lk, p.dModel], random, m);
+              inputs.value = randomTensor([...lead, Lk, p.dModel], random, m);
+            }
+            if (p.padding !== 'none') {
+              const padData = Float32Array.from({ length: p.batch * Lk }, (_, i) =>
+                p.padding === 'allPaddingRow' && i < Lk ? 1 : random() < 0.3 ? 1 : 0,
+              );
+              inputs.keyPaddingMask = { shape: [...lead, Lk], data: padData };
+            }
+            if (p.attnMask !== 'none') {
+              const am = randomTensor([p.queryLength, Lk], random, 2);
+              if (p.attnMask === 'withInfinity') {
+                for (let i = 0; i < am.data.length; i++) if (random() < 0.3) am.data[i] = Number.NEGATIVE_INFINITY;
+              }
+              inputs.attnMask = am;
+            }
+            const tol: Tolerance = { atol: 1e-4 * m, rtol: 2e-3 };
+            const attn = await make(config, w);
+            try {
+              const ref = referenceAttention(config, w, inputs);
+              const materialised = await attn.run(inputs, { returnWeights: true });
+              const fused = await attn.run(inputs);
+              const checks: [string, Tensor, { shape: readonly number[]; data: ArrayLike<number> }, Tolerance][] = [
+                ['attention', materialised.attention, ref.attention, tol],
+                ['residual', materialised.residual, ref.residual, tol],
+                ['weights', materialised.weights as Tensor, ref.weights, { atol: 1e-4, rtol: 2e-3 }],
+                ['attention (fused)', fused.attention, ref.attention, tol],
+              ];
+              for (const [name, got, want, t] of checks) {
+                const c = compareArrays(name, got, want, t);
+                if (!c.ok) {
+                  details.push(JSON.stringify(p));
+                  throw new Error(c.message);
+                }
+              }
+            } finally {
+              await attn.dispose();
+            }
+          }),
+          {
+            seed,
+            numRuns,
+            ...(path ? { path } : {}),
+            reporter: (out) => {
+              if (out.failed) {
+                throw new Error(
+                  `${fc.defaultReportMessage(out)}\nreplay this case: QKV_FUZZ_SEED=${out.seed} QKV_FUZZ_PATH=${out.counterexamplePath} QKV_FUZZ_RUNS=${numRuns} pnpm --filter <this package> test -t fuzz\nlast failing case: ${details.at(-1) ?? '?'}`,
+                );
+              }
+            },
+          },
+        );
+      });
+    });
+  });
+}
