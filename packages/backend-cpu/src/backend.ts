@@ -93,6 +93,16 @@ export class CpuBackend implements Backend<CpuTensor> {
       k.weightedSum(d(w), d(v), out.data, attrs);
       return out;
     },
+    rotary: (x, attrs) => {
+      const out = this.#make(x.shape);
+      k.rotary(d(x), out.data, attrs);
+      return out;
+    },
+    // Appends in place and hands back the cache itself (a session's persistent tensor).
+    writeRows: (cache, rows, attrs) => {
+      k.writeRows(d(cache), d(rows), attrs);
+      return cache;
+    },
   };
 
   readonly fused: FusedKernels<CpuTensor> = {
@@ -115,5 +125,7 @@ export const cpuBackend: BackendFactory = {
   priority: 10,
   description: 'plain TypeScript kernels on Float32Array, on the calling thread; the reference',
   isAvailable: async () => ({ available: true }),
+  // The reference kernels implement every optional feature (rotary, alibi, window, maskMod, scoreMod).
+  supports: () => true,
   create: async () => new CpuBackend(),
 };

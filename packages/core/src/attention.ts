@@ -4,6 +4,7 @@ import { describeValue, QkvError } from './errors.js';
 import { execute } from './executor.js';
 import { type AttentionGraph, buildGraph, formatGraph, type GraphShape, STEP_NAMES, type StepName } from './graph.js';
 import type { BackendRegistry, Selection } from './registry.js';
+import { type AttentionSession, Session, type SessionOptions } from './session.js';
 import { formatShape, type Tensor, type TensorLike, toTensor } from './tensor.js';
 
 export interface AttentionWeights {
@@ -15,6 +16,8 @@ export interface AttentionWeights {
   bk?: TensorLike;
   bv?: TensorLike;
   bo?: TensorLike;
+  /** The learned position table [maxLength, dModel], with positionalEncoding 'learned' only. */
+  positionalEmbedding?: TensorLike;
 }
 
 export interface AttentionInputs {
@@ -30,18 +33,23 @@ export interface AttentionInputs {
 }
 
 export interface RunOptions {
-  /** Also return the softmax weights [B, H, Lq, Lk] (per head). Forces the unfused path. */
-  returnWeights?: boolean;
+  /**
+   * Also return the softmax weights: true or 'perHead' → [B, H, Lq, Lk]; 'averaged' → the mean
+   * over heads [B, Lq, Lk] (PyTorch's `average_attn_weights=True`). Forces the unfused path.
+   */
+  returnWeights?: ReturnWeights;
   /** Step names to return in `captured`, or 'all'. Score-shaped steps force the unfused path. */
   capture?: readonly StepName[] | 'all';
 }
+
+export type ReturnWeights = boolean | 'perHead' | 'averaged';
 
 export interface AttentionResult {
   /** ΔE = concat(heads)·Wo + bo: [B, Lq, dModel]. */
   attention: Tensor;
   /** E' = X + ΔE: [B, Lq, dModel]. */
   residual: Tensor;
-  /** [B, H, Lq, Lk] when `returnWeights`. */
+  /** [B, H, Lq, Lk] with `returnWeights: true | 'perHead'`, [B, Lq, Lk] with 'averaged'. */
   weights?: Tensor;
   /** [Lq, dModel] when the config adds a positional encoding. */
   positionalEncoding?: Tensor;
@@ -74,6 +82,11 @@ export interface Attention {
   /** `graph()` as text: one line per node with op, inputs, shape and formula. */
   describe(shape?: Partial<GraphShape>): string;
   run(inputs: AttentionInputs, options?: RunOptions): Promise<AttentionResult>;
+  /**
+   * Incremental (KV-cache) decoding: `step(x)` feeds the next t tokens [B, t, dModel] and returns
+   * their outputs, attending to every token fed so far. Needs a causal self-attention config.
+   */
+  createSession(options: SessionOptions): AttentionSession;
   /** Counters for leak and soak checks: live backend tensors (weights included), runs so far. */
   stats(): AttentionStats;
   /** Frees the backend's copies of the weights and the backend itself; in-flight runs reject. */
@@ -90,7 +103,7 @@ export interface AttentionStats {
 }
 
 const CREATE_KEYS = new Set(['backend', 'registry', 'backendOptions']);
-const WEIGHT_KEYS = new Set(['wq', 'wk', 'wv', 'wo', 'bq', 'bk', 'bv', 'bo']);
+const WEIGHT_KEYS = new Set(['wq', 'wk', 'wv', 'wo', 'bq', 'bk', 'bv', 'bo', 'positionalEmbedding']);
 const INPUT_KEYS = new Set(['query', 'key', 'value', 'keyPaddingMask', 'attnMask']);
 const RUN_KEYS = new Set(['returnWeights', 'capture']);
 
@@ -146,7 +159,56 @@ export function validateWeights(config: ResolvedConfig, weights: AttentionWeight
     expectShape(name, t, shape, meaning);
     out.set(name, t);
   }
+  const table = weights.positionalEmbedding;
+  if (config.positionalEncoding === 'learned') {
+    if (table === undefined) {
+      throw new QkvError(
+        'INVALID_DATA',
+        `weights.positionalEmbedding: missing; expected [maxLength, ${dModel}] because config.positionalEncoding is 'learned'`,
+      );
+    }
+    const t = toTensor('positionalEmbedding', table);
+    if (t.shape.length !== 2 || t.shape[1] !== dModel || (t.shape[0] as number) < 1) {
+      throw new QkvError(
+        'INVALID_SHAPE',
+        `positionalEmbedding: expected [maxLength, ${dModel}] (positions × dModel), got ${formatShape(t.shape)}`,
+      );
+    }
+    out.set('positionalEmbedding', t);
+  } else if (table !== undefined) {
+    throw new QkvError(
+      'INVALID_OPTION',
+      `weights.positionalEmbedding: only used with positionalEncoding 'learned', got positionalEncoding '${config.positionalEncoding}'`,
+    );
+  }
   return out;
+}
+
+/** Rows offset … offset+length−1 of the learned table → PE [length, dModel]. */
+export function learnedPositionalEncoding(table: Tensor, length: number, offset = 0): Tensor {
+  const [maxLength, dModel] = table.shape as [number, number];
+  if (offset + length > maxLength) {
+    throw new QkvError(
+      'INVALID_SHAPE',
+      `positionalEmbedding: positions ${offset} … ${offset + length - 1} needed, but the learned table has ${maxLength} rows ([${maxLength}, ${dModel}])`,
+    );
+  }
+  return { shape: [length, dModel], data: table.data.subarray(offset * dModel, (offset + length) * dModel) };
+}
+
+/** Mean over heads: weights [B, H, Lq, Lk] → [B, Lq, Lk] (PyTorch's average_attn_weights). */
+export function averageHeads(w: Tensor): Tensor {
+  const [B, H, Lq, Lk] = w.shape as [number, number, number, number];
+  const plane = Lq * Lk;
+  const out = new Float32Array(B * plane);
+  for (let b = 0; b < B; b++) {
+    for (let e = 0; e < plane; e++) {
+      let sum = 0;
+      for (let h = 0; h < H; h++) sum += w.data[(b * H + h) * plane + e] as number;
+      out[b * plane + e] = sum / H;
+    }
+  }
+  return { shape: [B, Lq, Lk], data: out };
 }
 
 interface PreparedInputs {
@@ -271,19 +333,24 @@ export function prepareInputs(config: ResolvedConfig, inputs: AttentionInputs): 
   };
 }
 
-function validateRunOptions(config: ResolvedConfig, options: RunOptions): { outputs: string[]; captures: StepName[] } {
+export function validateRunOptions(
+  config: ResolvedConfig,
+  options: RunOptions,
+): { outputs: string[]; captures: StepName[] } {
   if (options === null || typeof options !== 'object') {
     throw new QkvError('INVALID_OPTION', `options: expected an object, got ${describeValue(options)}`);
   }
   assertKnownKeys('run options', options, RUN_KEYS);
-  if (options.returnWeights !== undefined && typeof options.returnWeights !== 'boolean') {
+  const rw = options.returnWeights;
+  if (rw !== undefined && typeof rw !== 'boolean' && rw !== 'perHead' && rw !== 'averaged') {
     throw new QkvError(
       'INVALID_OPTION',
-      `options.returnWeights: expected true or false, got ${describeValue(options.returnWeights)}`,
+      `options.returnWeights: expected true, false, 'perHead' or 'averaged', got ${describeValue(rw)}`,
     );
   }
   let captures: StepName[] = [];
-  const hasPE = config.positionalEncoding !== 'none';
+  // Only the additive encodings are a [Lq, dModel] tensor; rotary and ALiBi act inside the heads.
+  const hasPE = config.positionalEncoding === 'sinusoidal' || config.positionalEncoding === 'learned';
   if (options.capture === 'all') {
     captures = STEP_NAMES.filter((n) => n !== 'positionalEncoding' || hasPE);
   } else if (options.capture !== undefined) {
@@ -303,7 +370,7 @@ function validateRunOptions(config: ResolvedConfig, options: RunOptions): { outp
       if (c === 'positionalEncoding' && !hasPE) {
         throw new QkvError(
           'INVALID_CAPTURE',
-          `options.capture: "positionalEncoding" needs config.positionalEncoding other than 'none'`,
+          `options.capture: "positionalEncoding" needs config.positionalEncoding 'sinusoidal' or 'learned', got '${config.positionalEncoding}'`,
         );
       }
     }
@@ -316,7 +383,7 @@ function validateRunOptions(config: ResolvedConfig, options: RunOptions): { outp
 }
 
 /** Drops the leading batch dim of batch-first nodes for unbatched calls. */
-function unbatch(t: Tensor, dims: readonly string[]): Tensor {
+export function unbatch(t: Tensor, dims: readonly string[]): Tensor {
   if (dims[0] !== 'B') return t;
   return { shape: t.shape.slice(1), data: t.data };
 }
@@ -336,7 +403,14 @@ export async function createAttention(
   assertKnownKeys('createAttention options', options, CREATE_KEYS);
   const resolved = resolveConfig(config);
   const hostWeights = validateWeights(resolved, weights);
-  const { backend, selection } = await options.registry.create(options.backend ?? 'auto', options.backendOptions);
+  const { backend, selection } = await options.registry.create(
+    options.backend ?? 'auto',
+    options.backendOptions,
+    resolved,
+  );
+  // The learned table stays on the host: core slices the rows a call needs and feeds them.
+  const table = hostWeights.get('positionalEmbedding') ?? null;
+  hostWeights.delete('positionalEmbedding');
   const params = new Map<string, BackendTensor>();
   try {
     for (const [name, t] of hostWeights) params.set(name, await backend.upload(t));
@@ -345,7 +419,7 @@ export async function createAttention(
     await backend.destroy();
     throw e;
   }
-  return new AttentionHandle(resolved, backend, selection, params);
+  return new AttentionHandle(resolved, backend, selection, params, table);
 }
 
 class AttentionHandle implements Attention {
@@ -358,12 +432,21 @@ class AttentionHandle implements Attention {
   #disposed = false;
   #runs = 0;
   #disposing: Promise<void> | null = null;
+  readonly #table: Tensor | null;
+  readonly #sessions = new Set<Session>();
 
-  constructor(config: ResolvedConfig, backend: Backend, selection: Selection, params: Map<string, BackendTensor>) {
+  constructor(
+    config: ResolvedConfig,
+    backend: Backend,
+    selection: Selection,
+    params: Map<string, BackendTensor>,
+    table: Tensor | null,
+  ) {
     this.config = config;
     this.#backend = backend;
     this.selection = selection;
     this.#params = params;
+    this.#table = table;
   }
 
   get backend(): string {
@@ -422,6 +505,9 @@ class AttentionHandle implements Attention {
     const prepared = prepareInputs(this.config, inputs);
     const { outputs, captures } = validateRunOptions(this.config, options);
     const graph = this.graph(prepared.shape);
+    if (this.#table) {
+      prepared.feeds.set('positionalEncoding', learnedPositionalEncoding(this.#table, prepared.shape.queryLength));
+    }
     const { tensors, fused } = await execute({
       graph,
       backend: this.#backend,
@@ -442,10 +528,42 @@ class AttentionHandle implements Attention {
       backend: this.backend,
       fused,
     };
-    if (options.returnWeights) result.weights = take('weights');
+    if (options.returnWeights) {
+      const w = tensors.get('weights') as Tensor;
+      result.weights =
+        options.returnWeights === 'averaged'
+          ? prepared.unbatched
+            ? unbatch(averageHeads(w), ['B'])
+            : averageHeads(w)
+          : take('weights');
+    }
     if (tensors.has('positionalEncoding')) result.positionalEncoding = take('positionalEncoding');
     for (const c of captures) result.captured[c] = take(c);
     return result;
+  }
+
+  createSession(options: SessionOptions): AttentionSession {
+    this.#checkAlive();
+    const session = new Session(
+      {
+        config: this.config,
+        backend: this.#backend,
+        backendName: this.backend,
+        params: this.#params,
+        table: this.#table,
+        checkAlive: this.#checkAlive,
+        track: (p) => {
+          this.#runs++;
+          this.#inFlight.add(p);
+          const done = () => this.#inFlight.delete(p);
+          p.then(done, done);
+        },
+        forget: (s) => this.#sessions.delete(s),
+      },
+      options,
+    );
+    this.#sessions.add(session);
+    return session;
   }
 
   dispose(): Promise<void> {
@@ -454,6 +572,7 @@ class AttentionHandle implements Attention {
     this.#disposing = (async () => {
       // In-flight runs reject with DISPOSED at their next step; wait so nothing they use is freed early.
       await Promise.allSettled([...this.#inFlight]);
+      for (const s of [...this.#sessions]) await s.dispose();
       for (const h of this.#params.values()) this.#backend.dispose(h);
       this.#params.clear();
       await this.#backend.destroy();

@@ -1,12 +1,15 @@
+import type { ResolvedConfig } from './config.js';
 import type {
   FusedAttentionAttrs,
   LinearAttrs,
   MaskAttrs,
   PositionalEncodingAttrs,
+  RotaryAttrs,
   ScaleAttrs,
   ScoresAttrs,
   SoftmaxAttrs,
   WeightedSumAttrs,
+  WriteRowsAttrs,
 } from './graph.js';
 import type { Tensor } from './tensor.js';
 
@@ -38,14 +41,31 @@ export interface Kernels<T extends BackendTensor = BackendTensor> {
   scale(s: T, attrs: ScaleAttrs): MaybePromise<T>;
   /**
    * scaled [B, H, Lq, Lk] (+ attnMask [Lq, Lk]); −∞ where causal hides a key or
-   * keyPaddingMask [B, Lk] is nonzero.
+   * keyPaddingMask [B, Lk] is nonzero. The optional `ScoreModifiers` in attrs (window, ALiBi,
+   * maskMod, scoreMod) arrive only on backends whose `supports()` accepted them.
    */
   mask(s: T, keyPaddingMask: T | null, attnMask: T | null, attrs: MaskAttrs): MaybePromise<T>;
   /** Row softmax over the last axis, max-subtracted; a row that is all −∞ gives zeros. */
   softmax(s: T, attrs: SoftmaxAttrs): MaybePromise<T>;
   /** weights [B, H, Lq, Lk] · v [B, Lk, KVH·hd] → heads [B, Lq, H·hd]. */
   weightedSum(weights: T, v: T, attrs: WeightedSumAttrs): MaybePromise<T>;
+  /** RoPE on x [B, L, heads·hd] → same shape. Needed for positionalEncoding 'rotary'. */
+  rotary?(x: T, attrs: RotaryAttrs): MaybePromise<T>;
+  /**
+   * KV-cache append: writes rows [B, t, width] into cache [B, maxLength, width] at rows
+   * offset … offset+t−1, in place, and returns `cache` itself (not a new handle). Backends that
+   * have it keep a session's cache on the device; without it core keeps K/V on the host and
+   * uploads all of it every step (correct, O(L) transfer per step; `session.info` says which).
+   * Backends with `writeRows` must honour `keyCapacity` in scores/weightedSum/fusedAttention.
+   */
+  writeRows?(cache: T, rows: T, attrs: WriteRowsAttrs): MaybePromise<T>;
 }
+
+/**
+ * Whether a backend can run a config's optional features (see `requiredFeatures`): `true`, or
+ * the reason it cannot. A backend without `supports` is taken to run only the base features.
+ */
+export type SupportsFn = (config: ResolvedConfig) => true | string;
 
 /** The optional fused path; the executor uses it when no intermediate score tensor is wanted. */
 export interface FusedKernels<T extends BackendTensor = BackendTensor> {
@@ -70,6 +90,8 @@ export interface Backend<T extends BackendTensor = BackendTensor> {
   dispose(t: T): void;
   readonly kernels: Kernels<T>;
   readonly fused?: FusedKernels<T>;
+  /** As on the factory, for what only the created backend knows (e.g. what gpu.js can compile). */
+  readonly supports?: SupportsFn;
   /**
    * Throws a `QkvError('LIMIT_EXCEEDED' | 'CAPABILITY')` before any work when a graph with these
    * dims cannot run here (texture limits, memory). Optional.
@@ -107,5 +129,10 @@ export interface BackendFactory {
   readonly description?: string;
   /** Probes the environment; never throws. */
   isAvailable(): Promise<Availability>;
+  /**
+   * Which optional features (rotary, alibi, window, maskMod, scoreMod) it runs: `auto` skips a
+   * backend that answers with a reason, an explicit name throws CAPABILITY. Absent: base only.
+   */
+  readonly supports?: SupportsFn;
   create(options?: BackendCreateOptions): Promise<Backend>;
 }

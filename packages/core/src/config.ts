@@ -1,6 +1,29 @@
 import { describeValue, QkvError } from './errors.js';
 
-export type PositionalEncodingKind = 'none' | 'sinusoidal';
+/**
+ * 'sinusoidal' and 'learned' are added to E before the projections (X = E + PE); 'rotary' rotates
+ * Q and K per head after the projections; 'alibi' adds a per-head linear bias to the scores.
+ */
+export type PositionalEncodingKind = 'none' | 'sinusoidal' | 'learned' | 'rotary' | 'alibi';
+export const POSITIONAL_ENCODINGS: readonly PositionalEncodingKind[] = [
+  'none',
+  'sinusoidal',
+  'learned',
+  'rotary',
+  'alibi',
+];
+
+/**
+ * How RoPE pairs the channels of a head it rotates together:
+ *   'half'        channel c with c + hd/2 (`rotate_half`, Llama / GPT-NeoX)
+ *   'interleaved' channel 2c with 2c + 1 (GPT-J)
+ */
+export type RotaryPairing = 'half' | 'interleaved';
+
+/** FlexAttention-style mask: false hides key k from query q (positions, not row indices). */
+export type MaskMod = (b: number, h: number, q: number, k: number) => boolean;
+/** FlexAttention-style score modifier on the scaled score (e.g. softcapping). */
+export type ScoreMod = (score: number, b: number, h: number, q: number, k: number) => number;
 
 /** What a user passes to `createAttention`. Every field is validated; unknown keys are refused. */
 export interface AttentionConfig {
@@ -18,8 +41,25 @@ export interface AttentionConfig {
   bias?: boolean;
   /** Multiplies Q·Kᵀ; `null`/absent means 1/sqrt(headDim). */
   scale?: number | null;
-  /** Added to the input E before the projections (X = E + PE). Default 'none'. */
+  /**
+   * Default 'none'. 'sinusoidal' | 'learned': X = E + PE ('learned' reads
+   * `weights.positionalEmbedding` [maxLength, dModel]). 'rotary': RoPE on Q and K per head.
+   * 'alibi': −slope_h·|q − k| added to the scaled scores.
+   */
   positionalEncoding?: PositionalEncodingKind | null;
+  /** RoPE channel pairing (only with positionalEncoding 'rotary'). Default 'half'. */
+  rotaryPairing?: RotaryPairing;
+  /** RoPE base: θ_c = base^(−2c/headDim) (only with 'rotary'). Default 10000. */
+  rotaryBase?: number;
+  /**
+   * Sliding-window (local) attention: query q sees keys q−w+1 … q when causal, |q − k| < w
+   * otherwise. Absent or null: no window.
+   */
+  window?: number | null;
+  /** Hides key k from query q where it returns false (document masking, prefix-LM, …). */
+  maskMod?: MaskMod | null;
+  /** Rewrites each scaled score (softcapping, custom biases). Must be a pure function. */
+  scoreMod?: ScoreMod | null;
   /**
    * true: K and V are projected from X (key/value inputs, if given, must equal the query).
    * false: cross-attention, key/value inputs are required. Absent: inferred per run.
@@ -36,7 +76,38 @@ export interface ResolvedConfig {
   readonly bias: boolean;
   readonly scale: number;
   readonly positionalEncoding: PositionalEncodingKind;
+  readonly rotaryPairing: RotaryPairing;
+  readonly rotaryBase: number;
+  readonly window: number | null;
+  readonly maskMod: MaskMod | null;
+  readonly scoreMod: ScoreMod | null;
   readonly selfAttention: boolean | undefined;
+}
+
+/** Optional features a backend must declare (via `supports`) before it is given such a config. */
+export type BackendFeature = 'rotary' | 'alibi' | 'window' | 'maskMod' | 'scoreMod';
+
+/** The option a user sets to ask for each feature, for error messages. */
+export const FEATURE_OPTIONS: Readonly<Record<BackendFeature, string>> = {
+  rotary: "config.positionalEncoding 'rotary'",
+  alibi: "config.positionalEncoding 'alibi'",
+  window: 'config.window',
+  maskMod: 'config.maskMod',
+  scoreMod: 'config.scoreMod',
+};
+
+/**
+ * The backend features a resolved config needs. 'sinusoidal' and 'learned' PE and the averaged
+ * weights are computed by core from base kernels, so they need nothing from the backend.
+ */
+export function requiredFeatures(config: ResolvedConfig): BackendFeature[] {
+  const out: BackendFeature[] = [];
+  if (config.positionalEncoding === 'rotary') out.push('rotary');
+  if (config.positionalEncoding === 'alibi') out.push('alibi');
+  if (config.window !== null) out.push('window');
+  if (config.maskMod !== null) out.push('maskMod');
+  if (config.scoreMod !== null) out.push('scoreMod');
+  return out;
 }
 
 const CONFIG_KEYS = new Set([
@@ -48,6 +119,11 @@ const CONFIG_KEYS = new Set([
   'bias',
   'scale',
   'positionalEncoding',
+  'rotaryPairing',
+  'rotaryBase',
+  'window',
+  'maskMod',
+  'scoreMod',
   'selfAttention',
 ]);
 
@@ -117,11 +193,53 @@ export function resolveConfig(config: AttentionConfig): ResolvedConfig {
     scale = config.scale;
   }
   const pe = config.positionalEncoding ?? 'none';
-  if (pe !== 'none' && pe !== 'sinusoidal') {
+  if (!POSITIONAL_ENCODINGS.includes(pe)) {
     throw new QkvError(
       'INVALID_CONFIG',
-      `config.positionalEncoding: expected 'none' or 'sinusoidal', got ${describeValue(pe)}`,
+      `config.positionalEncoding: expected one of ${POSITIONAL_ENCODINGS.map((k) => `'${k}'`).join(', ')}, got ${describeValue(pe)}`,
     );
+  }
+  if (pe !== 'rotary') {
+    for (const key of ['rotaryPairing', 'rotaryBase'] as const) {
+      if (config[key] !== undefined) {
+        throw new QkvError(
+          'INVALID_CONFIG',
+          `config.${key}: only applies with positionalEncoding 'rotary', got positionalEncoding ${describeValue(pe)}`,
+        );
+      }
+    }
+  }
+  const rotaryPairing = config.rotaryPairing ?? 'half';
+  if (rotaryPairing !== 'half' && rotaryPairing !== 'interleaved') {
+    throw new QkvError(
+      'INVALID_CONFIG',
+      `config.rotaryPairing: expected 'half' (rotate_half, Llama/GPT-NeoX) or 'interleaved' (GPT-J), got ${describeValue(rotaryPairing)}`,
+    );
+  }
+  const rotaryBase = config.rotaryBase ?? 10000;
+  if (typeof rotaryBase !== 'number' || !Number.isFinite(rotaryBase) || rotaryBase <= 1) {
+    throw new QkvError(
+      'INVALID_CONFIG',
+      `config.rotaryBase: expected a finite number greater than 1, got ${describeValue(rotaryBase)}`,
+    );
+  }
+  // RoPE rotates channel pairs, so a head must have an even number of channels.
+  if (pe === 'rotary' && headDim % 2 !== 0) {
+    throw new QkvError(
+      'INVALID_CONFIG',
+      `config.positionalEncoding: 'rotary' needs an even headDim (channels are rotated in pairs), got headDim ${headDim}`,
+    );
+  }
+  const window =
+    config.window === undefined || config.window === null ? null : positiveInt('config.window', config.window);
+  for (const key of ['maskMod', 'scoreMod'] as const) {
+    const f = config[key];
+    if (f !== undefined && f !== null && typeof f !== 'function') {
+      throw new QkvError(
+        'INVALID_CONFIG',
+        `config.${key}: expected a function ${key === 'maskMod' ? '(b, h, q, k) => boolean' : '(score, b, h, q, k) => number'} or null, got ${describeValue(f)}`,
+      );
+    }
   }
   const selfAttention =
     config.selfAttention === undefined ? undefined : optionalBool('config.selfAttention', config.selfAttention, true);
@@ -134,6 +252,11 @@ export function resolveConfig(config: AttentionConfig): ResolvedConfig {
     bias: optionalBool('config.bias', config.bias, true),
     scale,
     positionalEncoding: pe,
+    rotaryPairing,
+    rotaryBase,
+    window,
+    maskMod: config.maskMod ?? null,
+    scoreMod: config.scoreMod ?? null,
     selfAttention,
   };
 }

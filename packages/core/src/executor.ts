@@ -7,10 +7,12 @@ import type {
   LinearAttrs,
   MaskAttrs,
   PositionalEncodingAttrs,
+  RotaryAttrs,
   ScaleAttrs,
   ScoresAttrs,
   SoftmaxAttrs,
   WeightedSumAttrs,
+  WriteRowsAttrs,
 } from './graph.js';
 import { formatShape, sizeOf, type Tensor } from './tensor.js';
 
@@ -23,7 +25,7 @@ export const DEFAULT_MAX_TENSOR_ELEMENTS = 2 ** 29;
 export interface ExecuteRequest {
   readonly graph: AttentionGraph;
   readonly backend: Backend;
-  /** Uploaded once per handle; the executor never disposes them. */
+  /** Uploaded once per handle (and a session's KV caches); the executor never disposes them. */
   readonly params: ReadonlyMap<string, BackendTensor>;
   /** Host tensors for the graph's `input` nodes (input, key, value, masks). */
   readonly feeds: ReadonlyMap<string, Tensor>;
@@ -122,10 +124,21 @@ export async function execute(req: ExecuteRequest): Promise<ExecuteResult> {
   };
 
   const byName = new Map(graph.nodes.map((n) => [n.name, n]));
+  // The fused kernel gets the scores' dims (keyCapacity included) and every mask attr
+  // (causal and the optional ScoreModifiers), exactly what the unfused chain would see.
+  const {
+    batch: _b,
+    numHeads: _h,
+    numKVHeads: _kvh,
+    queryLength: _lq,
+    keyLength: _lk,
+    headDim: _hd,
+    ...maskExtras
+  } = (byName.get('masked')?.attrs ?? {}) as unknown as MaskAttrs;
   const fusedAttrs: FusedAttentionAttrs = {
     ...(byName.get('scores')?.attrs as unknown as ScoresAttrs),
+    ...maskExtras,
     scale: byName.get('scaled')?.attrs.scale as number,
-    causal: byName.get('masked')?.attrs.causal as boolean,
   };
 
   try {
@@ -191,9 +204,19 @@ async function evaluate(
       return k.scale(in0, a as unknown as ScaleAttrs);
     case 'mask': {
       const m = a as unknown as MaskAttrs;
-      // Nothing to hide: masked = scaled, no kernel, no copy.
-      if (!m.causal && ins[1] === null && ins[2] === null) return in0;
+      // Nothing to hide or bias: masked = scaled, no kernel, no copy.
+      const modifies =
+        m.window !== undefined || m.alibiSlopes !== undefined || m.maskMod !== undefined || m.scoreMod !== undefined;
+      if (!m.causal && !modifies && ins[1] === null && ins[2] === null) return in0;
       return k.mask(in0, ins[1] ?? null, ins[2] ?? null, m);
+    }
+    case 'rotary': {
+      if (!k.rotary) throw new QkvError('CAPABILITY', `backend "${backend.name}" has no rotary kernel`);
+      return k.rotary(in0, a as unknown as RotaryAttrs);
+    }
+    case 'writeRows': {
+      if (!k.writeRows) throw new QkvError('CAPABILITY', `backend "${backend.name}" has no writeRows kernel`);
+      return k.writeRows(in0, in1, a as unknown as WriteRowsAttrs);
     }
     case 'softmax':
       return k.softmax(in0, a as unknown as SoftmaxAttrs);

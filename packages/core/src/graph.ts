@@ -1,4 +1,5 @@
-import type { ResolvedConfig } from './config.js';
+import type { MaskMod, ResolvedConfig, RotaryPairing, ScoreMod } from './config.js';
+import { alibiSlopes } from './positional.js';
 import { formatShape } from './tensor.js';
 
 /**
@@ -10,6 +11,12 @@ import { formatShape } from './tensor.js';
  *   Lq, Lk query / key sequence lengths (equal in self-attention)
  *   dModel width of the residual stream (C in nanoGPT)
  *   H      query heads (nh), KVH key/value heads, hd head width (hs)
+ *   t      tokens fed to one KV-cache session step (Lq = t, Lk = cache length after the step)
+ *   maxLength  rows allocated per batch in a KV cache
+ *
+ * Positions: in run() query i and key j sit at positions i and j; in a session step query i
+ * sits at (cache length before the step) + i. RoPE, ALiBi, window and maskMod/scoreMod all use
+ * positions, so token-by-token decoding reproduces the full causal run.
  */
 
 /** The public step names, in the seed's order. `capture` and the demo use them. */
@@ -44,7 +51,9 @@ export type KernelOp =
   | 'scale'
   | 'mask'
   | 'softmax'
-  | 'weightedSum';
+  | 'weightedSum'
+  | 'rotary'
+  | 'writeRows';
 export type OpName = 'input' | 'param' | 'identity' | KernelOp;
 
 export interface AttentionDims {
@@ -54,6 +63,32 @@ export interface AttentionDims {
   readonly queryLength: number;
   readonly keyLength: number;
   readonly headDim: number;
+  /**
+   * Rows allocated per batch in k and v when they are a KV cache ([B, maxLength, KVH·hd] of which
+   * the first Lk rows are valid): batch b starts at row b·keyCapacity. Absent: Lk (dense).
+   */
+  readonly keyCapacity?: number;
+}
+
+/**
+ * Optional score modifiers, shared by `mask` and `fusedAttention`. Every field absent = the base
+ * behaviour, so kernels written before them stay correct for configs that do not use them (and
+ * a backend only gets them once its `supports()` says yes).
+ * Per visible key, in this order:  s = scaled − slope_h·|p − j|  (ALiBi)
+ *                                  s = scoreMod(s, b, h, p, j)
+ *                                  s = s + attnMask[i, j]
+ * and the key is hidden (−∞) when causal/padding hide it, when outside the window, or when
+ * maskMod(b, h, p, j) is false; p = queryOffset + i is query row i's position.
+ */
+export interface ScoreModifiers {
+  /** Position of query row 0: 0 in run(), the cache length before the step in a session. */
+  readonly queryOffset?: number;
+  /** Sliding window w: causal → keys p−w+1 … p; otherwise |p − j| < w. */
+  readonly window?: number;
+  /** ALiBi slope per query head, [H]. */
+  readonly alibiSlopes?: readonly number[];
+  readonly maskMod?: MaskMod;
+  readonly scoreMod?: ScoreMod;
 }
 
 export interface PositionalEncodingAttrs {
@@ -71,7 +106,7 @@ export interface LinearAttrs {
 export interface ScaleAttrs {
   readonly scale: number;
 }
-export interface MaskAttrs extends AttentionDims {
+export interface MaskAttrs extends AttentionDims, ScoreModifiers {
   readonly causal: boolean;
 }
 export interface SoftmaxAttrs {
@@ -81,12 +116,45 @@ export interface SoftmaxAttrs {
 export type ScoresAttrs = AttentionDims;
 export type WeightedSumAttrs = AttentionDims;
 /** scores → scale → mask → softmax → weightedSum in one kernel, never holding [Lq, Lk]. */
-export interface FusedAttentionAttrs extends AttentionDims {
+export interface FusedAttentionAttrs extends AttentionDims, ScoreModifiers {
   readonly scale: number;
   readonly causal: boolean;
 }
+/**
+ * RoPE (Su et al. 2021) on x [B, L, heads·hd], each head's channels rotated in pairs (x1, x2):
+ *   x1' = x1·cos(p·θ_c) − x2·sin(p·θ_c),  x2' = x2·cos(p·θ_c) + x1·sin(p·θ_c),
+ *   θ_c = base^(−2c/hd), c = 0 … hd/2 − 1, p = offset + row position.
+ * 'half' pairs channel c with c + hd/2; 'interleaved' pairs 2c with 2c + 1.
+ */
+export interface RotaryAttrs {
+  readonly batch: number;
+  readonly length: number;
+  /** Heads in this tensor: H for q, KVH for k. */
+  readonly heads: number;
+  readonly headDim: number;
+  readonly offset: number;
+  readonly base: number;
+  readonly pairing: RotaryPairing;
+}
+/**
+ * Copies rows [B, t, width] into a KV cache [B, maxLength, width] at rows offset … offset+t−1 of
+ * every batch, in place, and returns the cache (the one kernel that writes into an input).
+ */
+export interface WriteRowsAttrs {
+  readonly batch: number;
+  readonly rows: number;
+  readonly capacity: number;
+  readonly offset: number;
+  readonly width: number;
+}
 
-export type NodeAttrs = Readonly<Record<string, string | number | boolean>>;
+/**
+ * Plain values, plus number arrays (ALiBi slopes) and the user's own maskMod/scoreMod functions,
+ * which JSON drops (`describe()` and the docs show them as present or not).
+ */
+export type NodeAttrs = Readonly<
+  Record<string, string | number | boolean | readonly number[] | MaskMod | ScoreMod | undefined>
+>;
 
 export interface GraphNode {
   readonly name: string;
@@ -116,6 +184,13 @@ export interface GraphShape {
   hasAttnMask: boolean;
   /** Position of the first query token (KV-cache sessions). */
   positionOffset?: number;
+  /**
+   * A KV-cache session step: the k/v nodes project only the t = Lq new tokens, which are
+   * appended to a cache of `capacity` rows per batch; Lk = positionOffset + Lq.
+   * 'device': the cache is a backend tensor (params `kCache`, `vCache`) written by `writeRows`.
+   * 'host': core keeps the cache and feeds all Lk rows as inputs `kAll`, `vAll` each step.
+   */
+  cache?: { readonly capacity: number; readonly mode: 'device' | 'host' };
 }
 
 /** Builds the graph for one call's shapes. Cheap; the handle caches graphs per shape. */
@@ -152,6 +227,18 @@ export function buildGraph(config: ResolvedConfig, shape: GraphShape): Attention
     attrs: {},
     doc: 'E: the token embeddings',
   });
+  const offset = shape.positionOffset ?? 0;
+  if (config.positionalEncoding === 'learned') {
+    node({
+      name: 'positionalEncoding',
+      op: 'input',
+      inputs: [],
+      shape: [Lq, dModel],
+      dims: ['Lq', 'dModel'],
+      attrs: { kind: 'learned', offset },
+      doc: `PE = positionalEmbedding[${offset} … ${offset + Lq - 1}, :] (rows of the learned table, sliced by core)`,
+    });
+  }
   if (config.positionalEncoding === 'sinusoidal') {
     node({
       name: 'positionalEncoding',
@@ -159,9 +246,11 @@ export function buildGraph(config: ResolvedConfig, shape: GraphShape): Attention
       inputs: [],
       shape: [Lq, dModel],
       dims: ['Lq', 'dModel'],
-      attrs: { kind: 'sinusoidal', length: Lq, dModel, offset: shape.positionOffset ?? 0 },
+      attrs: { kind: 'sinusoidal', length: Lq, dModel, offset },
       doc: 'PE[pos, 2i] = sin(pos/10000^(2i/dModel)), PE[pos, 2i+1] = cos(…)',
     });
+  }
+  if (config.positionalEncoding === 'sinusoidal' || config.positionalEncoding === 'learned') {
     node({
       name: 'x',
       op: 'add',
@@ -249,8 +338,12 @@ export function buildGraph(config: ResolvedConfig, shape: GraphShape): Attention
     });
   }
   const kvSource = shape.selfAttention ? ['x', 'x'] : ['key', 'value'];
+  const cache = shape.cache;
+  // In a session step k and v hold only the t = Lq new rows; the cache holds all Lk.
+  const Lnew = cache ? Lq : Lk;
+  const rotary = config.positionalEncoding === 'rotary';
   node({
-    name: 'q',
+    name: rotary ? 'qProj' : 'q',
     op: 'linear',
     inputs: ['x', 'wq', b('bq')],
     shape: [B, Lq, qOut],
@@ -258,33 +351,113 @@ export function buildGraph(config: ResolvedConfig, shape: GraphShape): Attention
     attrs: { rows: B * Lq, inFeatures: dModel, outFeatures: qOut },
     doc: 'Q = X·Wq + bq',
   });
+  const LnewName = cache ? 't' : 'Lk';
   node({
-    name: 'k',
+    name: rotary ? 'kProj' : 'k',
     op: 'linear',
     inputs: [kvSource[0] as string, 'wk', b('bk')],
-    shape: [B, Lk, kvOut],
-    dims: ['B', 'Lk', 'KVH·hd'],
-    attrs: { rows: B * Lk, inFeatures: dModel, outFeatures: kvOut },
+    shape: [B, Lnew, kvOut],
+    dims: ['B', LnewName, 'KVH·hd'],
+    attrs: { rows: B * Lnew, inFeatures: dModel, outFeatures: kvOut },
     doc: 'K = X·Wk + bk',
   });
   node({
     name: 'v',
     op: 'linear',
     inputs: [kvSource[1] as string, 'wv', b('bv')],
-    shape: [B, Lk, kvOut],
-    dims: ['B', 'Lk', 'KVH·hd'],
-    attrs: { rows: B * Lk, inFeatures: dModel, outFeatures: kvOut },
+    shape: [B, Lnew, kvOut],
+    dims: ['B', LnewName, 'KVH·hd'],
+    attrs: { rows: B * Lnew, inFeatures: dModel, outFeatures: kvOut },
     doc: 'V = X·Wv + bv',
   });
+  if (rotary) {
+    const rope = { offset, base: config.rotaryBase, pairing: config.rotaryPairing, headDim: hd, batch: B };
+    const formula = `${config.rotaryPairing === 'half' ? 'rotate_half' : 'interleaved'} pairs, θ_c = ${config.rotaryBase}^(−2c/hd)`;
+    node({
+      name: 'q',
+      op: 'rotary',
+      inputs: ['qProj'],
+      shape: [B, Lq, qOut],
+      dims: ['B', 'Lq', 'H·hd'],
+      attrs: { ...rope, length: Lq, heads: H },
+      doc: `Q = RoPE(X·Wq + bq) per head at positions ${offset}…: ${formula}`,
+    });
+    node({
+      name: 'k',
+      op: 'rotary',
+      inputs: ['kProj'],
+      shape: [B, Lnew, kvOut],
+      dims: ['B', LnewName, 'KVH·hd'],
+      attrs: { ...rope, length: Lnew, heads: KVH },
+      doc: `K = RoPE(X·Wk + bk) per head at positions ${offset}…: ${formula}`,
+    });
+  }
+  // The keys and values the scores read: k and v themselves, or the whole KV cache.
+  let keys = 'k';
+  let values = 'v';
+  if (cache) {
+    keys = 'kAll';
+    values = 'vAll';
+    for (const [src, name] of [
+      ['k', 'kAll'],
+      ['v', 'vAll'],
+    ] as const) {
+      const cacheName = src === 'k' ? 'kCache' : 'vCache';
+      if (cache.mode === 'device') {
+        node({
+          name: cacheName,
+          op: 'param',
+          inputs: [],
+          shape: [B, cache.capacity, kvOut],
+          dims: ['B', 'maxLength', 'KVH·hd'],
+          attrs: {},
+          doc: `the session's ${src.toUpperCase()} cache, held by the backend`,
+        });
+        node({
+          name,
+          op: 'writeRows',
+          inputs: [cacheName, src],
+          shape: [B, Lk, kvOut],
+          dims: ['B', 'Lk', 'KVH·hd'],
+          attrs: { batch: B, rows: Lq, capacity: cache.capacity, offset, width: kvOut },
+          doc: `${cacheName}[:, ${offset} … ${offset + Lq - 1}, :] = ${src} (append in place); Lk = ${Lk} rows valid`,
+        });
+      } else {
+        node({
+          name,
+          op: 'input',
+          inputs: [],
+          shape: [B, Lk, kvOut],
+          dims: ['B', 'Lk', 'KVH·hd'],
+          attrs: {},
+          doc: `all ${Lk} cached ${src.toUpperCase()} rows, kept on the host and uploaded each step`,
+        });
+      }
+    }
+  }
+  // A device cache keeps its rows at stride maxLength per batch.
+  const kv = cache?.mode === 'device' ? { ...att, keyCapacity: cache.capacity } : att;
+  const mods: Record<string, number | readonly number[] | MaskMod | ScoreMod> = {};
+  if (offset !== 0) mods.queryOffset = offset;
+  if (config.window !== null) mods.window = config.window;
+  if (config.positionalEncoding === 'alibi') mods.alibiSlopes = alibiSlopes(H);
+  if (config.maskMod !== null) mods.maskMod = config.maskMod;
+  if (config.scoreMod !== null) mods.scoreMod = config.scoreMod;
+  const modDoc = [
+    mods.alibiSlopes ? 'ALiBi −m_h·|p − j| added' : '',
+    config.scoreMod ? 'scoreMod applied' : '',
+    config.window !== null ? `keys outside the window of ${config.window} hidden` : '',
+    config.maskMod ? 'maskMod false → −∞' : '',
+  ].filter((x) => x !== '');
   const sdims = ['B', 'H', 'Lq', 'Lk'];
   const sshape = [B, H, Lq, Lk];
   node({
     name: 'scores',
     op: 'scores',
-    inputs: ['q', 'k'],
+    inputs: ['q', keys],
     shape: sshape,
     dims: sdims,
-    attrs: { ...att },
+    attrs: { ...kv },
     doc: 'raw_score[i, j] = Q_i · K_j per head',
   });
   node({
@@ -302,8 +475,8 @@ export function buildGraph(config: ResolvedConfig, shape: GraphShape): Attention
     inputs: ['scaled', shape.hasKeyPaddingMask ? 'keyPaddingMask' : null, shape.hasAttnMask ? 'attnMask' : null],
     shape: sshape,
     dims: sdims,
-    attrs: { ...att, causal: config.causal },
-    doc: 'hidden keys (later tokens when causal, padding) set to -∞; attnMask added',
+    attrs: { ...att, causal: config.causal, ...mods },
+    doc: `hidden keys (later tokens when causal, padding) set to -∞; attnMask added${modDoc.length ? `; ${modDoc.join('; ')}` : ''}`,
   });
   node({
     name: 'weights',
@@ -317,10 +490,10 @@ export function buildGraph(config: ResolvedConfig, shape: GraphShape): Attention
   node({
     name: 'heads',
     op: 'weightedSum',
-    inputs: ['weights', 'v'],
+    inputs: ['weights', values],
     shape: [B, Lq, qOut],
     dims: ['B', 'Lq', 'H·hd'],
-    attrs: { ...att },
+    attrs: { ...kv },
     doc: 'ΔE_i(h) = Σ_j W_a[i, j] · V_j per head, heads side by side (concat)',
   });
   node({

@@ -6,4 +6,5 @@ export * from './executor.js';
 export * from './graph.js';
 export * from './positional.js';
 export * from './registry.js';
+export * from './session.js';
 export * from './tensor.js';

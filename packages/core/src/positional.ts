@@ -23,3 +23,19 @@ export function sinusoidalPositionalEncoding(length: number, dModel: number, off
   }
   return { shape: [length, dModel], data };
 }
+
+/**
+ * ALiBi slopes (Press et al. 2021, "Train Short, Test Long"), one per query head h = 0 … H−1:
+ *   H a power of two:  m_h = 2^(−8(h+1)/H)  (a geometric sequence starting at 2^(−8/H))
+ *   otherwise:         the slopes for the largest power of two n < H, followed by every other
+ *                      slope of the 2n sequence (indices 0, 2, 4, …) until there are H
+ *                      (the paper's reference code, `get_slopes`).
+ * Core computes them once so every backend biases with identical values.
+ */
+export function alibiSlopes(numHeads: number): number[] {
+  const pow2 = (n: number) => Array.from({ length: n }, (_, h) => 2 ** ((-8 * (h + 1)) / n));
+  const n = 2 ** Math.floor(Math.log2(numHeads));
+  if (n === numHeads) return pow2(n);
+  const extra = pow2(2 * n).filter((_, i) => i % 2 === 0);
+  return [...pow2(n), ...extra.slice(0, numHeads - n)];
+}

@@ -1,5 +1,49 @@
-import type { Availability, Backend, BackendCreateOptions, BackendFactory } from './backend.js';
+import type { Availability, Backend, BackendCreateOptions, BackendFactory, SupportsFn } from './backend.js';
+import { FEATURE_OPTIONS, type ResolvedConfig, requiredFeatures } from './config.js';
 import { describeValue, QkvError } from './errors.js';
+
+/**
+ * Whether `target` (a factory or a created backend) can run `config`: true, or why not, naming
+ * the options. Without `supports` a backend runs only configs that need no optional feature,
+ * so nothing runs silently wrong on a backend that would ignore a new attr.
+ */
+export function checkSupport(
+  target: { readonly name: string; readonly supports?: SupportsFn | undefined },
+  config: ResolvedConfig,
+): true | string {
+  const features = requiredFeatures(config);
+  const names = features.map((f) => FEATURE_OPTIONS[f]).join(', ');
+  if (target.supports === undefined) {
+    return features.length === 0
+      ? true
+      : `backend "${target.name}" does not support ${names} (it declares no supports(), so it runs only the base features)`;
+  }
+  let answer: true | string;
+  try {
+    answer = target.supports(config);
+  } catch (e) {
+    answer = `supports() threw: ${errorText(e)}`;
+  }
+  if (answer !== true) {
+    return `backend "${target.name}" does not support ${names || 'this config'}: ${typeof answer === 'string' && answer !== '' ? answer : describeValue(answer)}`;
+  }
+  return true;
+}
+
+/**
+ * The created backend's side of `checkSupport`: its own `supports()` if it has one (what only a
+ * live context knows), and the kernels the features run on. `name` is the factory's.
+ */
+function checkCreated(name: string, backend: Backend, config: ResolvedConfig): true | string {
+  if (backend.supports !== undefined) {
+    const ok = checkSupport({ name, supports: (c) => (backend.supports as SupportsFn)(c) }, config);
+    if (ok !== true) return ok;
+  }
+  if (requiredFeatures(config).includes('rotary') && typeof backend.kernels.rotary !== 'function') {
+    return `backend "${name}" says it supports ${FEATURE_OPTIONS.rotary} but has no kernels.rotary`;
+  }
+  return true;
+}
 
 export interface BackendInfo {
   readonly name: string;
@@ -117,8 +161,16 @@ export class BackendRegistry {
     return infos.map((i) => `${i.name} (${i.available ? 'available' : `unavailable: ${i.reason}`})`).join('; ');
   }
 
-  /** Picks and creates a backend. */
-  async create(requested: string, options?: BackendCreateOptions): Promise<{ backend: Backend; selection: Selection }> {
+  /**
+   * Picks and creates a backend. With `config`, only a backend that `supports` it is taken:
+   * `auto` skips the others (saying why in `selection.skipped`), an explicit name throws
+   * CAPABILITY naming the feature.
+   */
+  async create(
+    requested: string,
+    options?: BackendCreateOptions,
+    config?: ResolvedConfig,
+  ): Promise<{ backend: Backend; selection: Selection }> {
     if (typeof requested !== 'string' || requested === '') {
       throw new QkvError(
         'INVALID_OPTION',
@@ -140,7 +192,18 @@ export class BackendRegistry {
           `options.backend: "${requested}" is unavailable: ${a.reason}; registered: ${await this.#describeAll()}`,
         );
       }
+      if (config) {
+        const ok = checkSupport(factory, config);
+        if (ok !== true) throw new QkvError('CAPABILITY', `options.backend: ${ok}`);
+      }
       const backend = await createOrWrap(factory, options);
+      if (config) {
+        const ok = checkCreated(requested, backend, config);
+        if (ok !== true) {
+          await backend.destroy();
+          throw new QkvError('CAPABILITY', `options.backend: ${ok}`);
+        }
+      }
       const skipped: SkippedBackend[] = [];
       for (const f of this.#sorted()) {
         if (f.name !== requested) skipped.push({ name: f.name, reason: `not requested (backend: "${requested}")` });
@@ -159,11 +222,22 @@ export class BackendRegistry {
         skipped.push({ name: f.name, reason: `unavailable: ${a.reason}` });
         continue;
       }
+      const factoryOk = config ? checkSupport(f, config) : true;
+      if (factoryOk !== true) {
+        skipped.push({ name: f.name, reason: `cannot run this config: ${factoryOk}` });
+        continue;
+      }
       let backend: Backend;
       try {
         backend = await f.create(options);
       } catch (e) {
         skipped.push({ name: f.name, reason: `failed to initialise: ${errorText(e)}` });
+        continue;
+      }
+      const backendOk = config ? checkCreated(f.name, backend, config) : true;
+      if (backendOk !== true) {
+        await backend.destroy();
+        skipped.push({ name: f.name, reason: `cannot run this config: ${backendOk}` });
         continue;
       }
       for (const rest of sorted.slice(i + 1)) {
@@ -180,6 +254,13 @@ export class BackendRegistry {
               .map((s) => s.name)
               .join(', ')}`;
       return { backend, selection: { backend: f.name, requested, reason, skipped } };
+    }
+    const refused = skipped.filter((s) => s.reason.startsWith('cannot run this config'));
+    if (refused.length > 0 && config) {
+      throw new QkvError(
+        'CAPABILITY',
+        `options.backend: "auto" found no backend that runs this config: ${skipped.map((s) => `${s.name} (${s.reason})`).join('; ')}`,
+      );
     }
     throw new QkvError(
       'BACKEND_UNAVAILABLE',

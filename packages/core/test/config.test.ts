@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { QkvError, resolveConfig } from '../src/index.js';
+import { QkvError, requiredFeatures, resolveConfig } from '../src/index.js';
 
 const err = (f: () => unknown): QkvError => {
   try {
@@ -22,6 +22,11 @@ describe('resolveConfig', () => {
       bias: true,
       scale: 0.5,
       positionalEncoding: 'none',
+      rotaryPairing: 'half',
+      rotaryBase: 10000,
+      window: null,
+      maskMod: null,
+      scoreMod: null,
       selfAttention: undefined,
     });
   });
@@ -57,8 +62,67 @@ describe('resolveConfig', () => {
       'config.causal: expected true or false, got "yes"',
     );
     expect(err(() => resolveConfig({ dModel: 8, numHeads: 2, positionalEncoding: 'rope' as 'none' })).message).toMatch(
-      /positionalEncoding: expected 'none' or 'sinusoidal', got "rope"/,
+      /positionalEncoding: expected one of 'none', 'sinusoidal', 'learned', 'rotary', 'alibi', got "rope"/,
     );
+  });
+  it('validates the feature options, naming the option, the expectation and the value', () => {
+    const base = { dModel: 8, numHeads: 2 };
+    const cases: [object, RegExp][] = [
+      [{ window: 0 }, /^config.window: expected a positive integer, got 0$/],
+      [{ window: 2.5 }, /^config.window: expected a positive integer, got 2.5$/],
+      [{ window: '4' }, /^config.window: expected a positive integer, got "4"$/],
+      [{ maskMod: true }, /^config.maskMod: expected a function \(b, h, q, k\) => boolean or null, got true$/],
+      [{ scoreMod: 3 }, /^config.scoreMod: expected a function \(score, b, h, q, k\) => number or null, got 3$/],
+      [
+        { dModel: 6, numHeads: 2, positionalEncoding: 'rotary' },
+        /^config.positionalEncoding: 'rotary' needs an even headDim \(channels are rotated in pairs\), got headDim 3$/,
+      ],
+      [
+        { positionalEncoding: 'rotary', rotaryPairing: 'neox' },
+        /^config.rotaryPairing: expected 'half' \(rotate_half, Llama\/GPT-NeoX\) or 'interleaved' \(GPT-J\), got "neox"$/,
+      ],
+      [
+        { positionalEncoding: 'rotary', rotaryBase: 0 },
+        /^config.rotaryBase: expected a finite number greater than 1, got 0$/,
+      ],
+      [
+        { rotaryPairing: 'half' },
+        /^config.rotaryPairing: only applies with positionalEncoding 'rotary', got positionalEncoding "none"$/,
+      ],
+      [
+        { positionalEncoding: 'alibi', rotaryBase: 500 },
+        /^config.rotaryBase: only applies with positionalEncoding 'rotary', got positionalEncoding "alibi"$/,
+      ],
+    ];
+    for (const [extra, msg] of cases) {
+      const e = err(() => resolveConfig({ ...base, ...extra } as never));
+      expect(e.code).toBe('INVALID_CONFIG');
+      expect(e.message).toMatch(msg);
+    }
+  });
+  it('resolves the feature options and lists the backend features they need', () => {
+    const maskMod = () => true;
+    const c = resolveConfig({
+      dModel: 8,
+      numHeads: 2,
+      positionalEncoding: 'rotary',
+      rotaryPairing: 'interleaved',
+      rotaryBase: 500,
+      window: 3,
+      maskMod,
+    });
+    expect([c.rotaryPairing, c.rotaryBase, c.window, c.maskMod, c.scoreMod]).toEqual([
+      'interleaved',
+      500,
+      3,
+      maskMod,
+      null,
+    ]);
+    expect(requiredFeatures(c)).toEqual(['rotary', 'window', 'maskMod']);
+    expect(requiredFeatures(resolveConfig({ dModel: 8, numHeads: 2, positionalEncoding: 'learned' }))).toEqual([]);
+    expect(
+      requiredFeatures(resolveConfig({ dModel: 8, numHeads: 2, positionalEncoding: 'alibi', scoreMod: (s) => s })),
+    ).toEqual(['alibi', 'scoreMod']);
   });
   it('refuses unknown options, listing the valid ones', () => {
     const e = err(() => resolveConfig({ dModel: 8, numHeads: 2, heads: 3 } as never));

@@ -3,7 +3,7 @@ import type { ScoresAttrs } from '@qkv/core';
 /**
  * Raw scores, one row per (b, h, i) in [from, to) of the B·H·Lq rows:
  *   out[b, h, i, j] = Σ_c q[b, i, h·hd + c] · k[b, j, kvh·hd + c],  kvh = floor(h / (H / KVH))
- * q [B, Lq, H·hd], k [B, Lk, KVH·hd] → out [B, H, Lq, Lk].
+ * q [B, Lq, H·hd], k [B, Lk, KVH·hd] (or a cache [B, keyCapacity, KVH·hd]) → out [B, H, Lq, Lk].
  * Consecutive query heads share a KV head (grouped-query; KVH = 1 is multi-query).
  */
 export function scores(
@@ -15,6 +15,8 @@ export function scores(
   to = rowsOf(attrs),
 ): void {
   const { numHeads: H, numKVHeads: KVH, queryLength: Lq, keyLength: Lk, headDim: hd } = attrs;
+  // A KV cache [B, maxLength, KVH·hd] holds Lk valid rows per batch at stride keyCapacity.
+  const cap = attrs.keyCapacity ?? Lk;
   const group = H / KVH;
   const qStride = H * hd;
   const kStride = KVH * hd;
@@ -24,7 +26,7 @@ export function scores(
     const h = bh % H;
     const b = (bh - h) / H;
     const qOff = (b * Lq + i) * qStride + h * hd;
-    const kBase = b * Lk * kStride + Math.floor(h / group) * hd;
+    const kBase = b * cap * kStride + Math.floor(h / group) * hd;
     const outRow = row * Lk;
     for (let j = 0; j < Lk; j++) {
       const kOff = kBase + j * kStride;

@@ -16,6 +16,8 @@ export function weightedSum(
   to = rowsOf(attrs),
 ): void {
   const { numHeads: H, numKVHeads: KVH, queryLength: Lq, keyLength: Lk, headDim: hd } = attrs;
+  // A KV cache [B, maxLength, KVH·hd] holds Lk valid rows per batch at stride keyCapacity.
+  const cap = attrs.keyCapacity ?? Lk;
   const group = H / KVH;
   const vStride = KVH * hd;
   const acc = new Float64Array(hd);
@@ -24,7 +26,7 @@ export function weightedSum(
     const bh = (row - i) / Lq;
     const h = bh % H;
     const b = (bh - h) / H;
-    const vBase = b * Lk * vStride + Math.floor(h / group) * hd;
+    const vBase = b * cap * vStride + Math.floor(h / group) * hd;
     const wOff = row * Lk;
     acc.fill(0);
     for (let j = 0; j < Lk; j++) {
