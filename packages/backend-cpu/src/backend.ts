@@ -1,14 +1,49 @@
 import {
+  assertKnownKeys,
   type Backend,
+  type BackendCreateOptions,
   type BackendFactory,
   type BackendTensor,
+  describeValue,
   type FusedKernels,
   type Kernels,
   QkvError,
   sizeOf,
   type Tensor,
 } from '@qkv/core';
+import * as fast from './fast/index.js';
 import * as k from './kernels/index.js';
+
+/**
+ * Which kernels the backend runs: 'fast' (default) = the WebAssembly SIMD `linear` and
+ * `fusedAttention`, the reference kernels for every other op and for attrs the fast ones do not
+ * implement; 'reference' = the plain TypeScript kernels only (the portable, readable path, and
+ * the one the conformance suite also runs so both paths stay correct).
+ */
+export type CpuKernelPath = 'fast' | 'reference';
+export interface CpuBackendOptions {
+  kernels?: CpuKernelPath;
+}
+const OPTION_KEYS = new Set(['kernels']);
+
+function resolveOptions(options: BackendCreateOptions | undefined): CpuKernelPath {
+  const o = options ?? {};
+  if (typeof o !== 'object' || o === null) {
+    throw new QkvError(
+      'INVALID_OPTION',
+      `backendOptions (cpu): expected an object like { kernels: 'reference' }, got ${describeValue(o)}`,
+    );
+  }
+  assertKnownKeys('backendOptions (cpu)', o, OPTION_KEYS);
+  const kernels = (o as CpuBackendOptions).kernels ?? 'fast';
+  if (kernels !== 'fast' && kernels !== 'reference') {
+    throw new QkvError(
+      'INVALID_OPTION',
+      `backendOptions (cpu): kernels must be 'fast' or 'reference', got ${describeValue(kernels)}`,
+    );
+  }
+  return kernels;
+}
 
 /** A cpu tensor is just its data; `disposed` catches use-after-free in tests. */
 export class CpuTensor implements BackendTensor {
@@ -31,6 +66,17 @@ const d = (t: CpuTensor) => data(t) as Float32Array;
 export class CpuBackend implements Backend<CpuTensor> {
   readonly name = 'cpu';
   readonly #live = new Set<CpuTensor>();
+  /** What actually runs: 'fast' only when asked for and WebAssembly SIMD works here. */
+  readonly kernelPath: CpuKernelPath;
+  readonly #linear: typeof k.linear;
+  readonly #fusedAttention: typeof k.fusedAttention;
+
+  constructor(options: CpuBackendOptions = {}) {
+    const wantFast = (options.kernels ?? 'fast') === 'fast';
+    this.kernelPath = wantFast && fast.fastKernelsAvailable() ? 'fast' : 'reference';
+    this.#linear = this.kernelPath === 'fast' ? fast.linear : k.linear;
+    this.#fusedAttention = this.kernelPath === 'fast' ? fast.fusedAttention : k.fusedAttention;
+  }
 
   #make(shape: readonly number[], arr?: Float32Array): CpuTensor {
     const t = new CpuTensor(shape, arr);
@@ -65,7 +111,7 @@ export class CpuBackend implements Backend<CpuTensor> {
     },
     linear: (x, w, bias, attrs) => {
       const out = this.#make([...x.shape.slice(0, -1), attrs.outFeatures]);
-      k.linear(d(x), d(w), data(bias), out.data, attrs);
+      this.#linear(d(x), d(w), data(bias), out.data, attrs);
       return out;
     },
     scores: (q, key, attrs) => {
@@ -108,7 +154,7 @@ export class CpuBackend implements Backend<CpuTensor> {
   readonly fused: FusedKernels<CpuTensor> = {
     fusedAttention: (q, key, v, pad, am, attrs) => {
       const out = this.#make([attrs.batch, attrs.queryLength, attrs.numHeads * attrs.headDim]);
-      k.fusedAttention(d(q), d(key), d(v), data(pad), data(am), out.data, attrs);
+      this.#fusedAttention(d(q), d(key), d(v), data(pad), data(am), out.data, attrs);
       return out;
     },
   };
@@ -123,9 +169,15 @@ export class CpuBackend implements Backend<CpuTensor> {
 export const cpuBackend: BackendFactory = {
   name: 'cpu',
   priority: 10,
-  description: 'plain TypeScript kernels on Float32Array, on the calling thread; the reference',
+  description:
+    'on the calling thread: WebAssembly SIMD matmul and flash attention where the runtime has SIMD, the plain TypeScript reference kernels otherwise (or with { kernels: "reference" })',
   isAvailable: async () => ({ available: true }),
   // The reference kernels implement every optional feature (rotary, alibi, window, maskMod, scoreMod).
   supports: () => true,
-  create: async () => new CpuBackend(),
+  create: async (options?: BackendCreateOptions) => {
+    const kernels = resolveOptions(options);
+    // Compile asynchronously up front: browsers refuse large synchronous compiles on the main thread.
+    if (kernels === 'fast') await fast.preloadFastKernels();
+    return new CpuBackend({ kernels });
+  },
 };

@@ -1,2 +1,2 @@
-export { CpuBackend, CpuTensor, cpuBackend } from './backend.js';
+export { CpuBackend, type CpuBackendOptions, type CpuKernelPath, CpuTensor, cpuBackend } from './backend.js';
 export * as cpuKernels from './kernels/index.js';

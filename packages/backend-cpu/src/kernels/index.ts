@@ -2,7 +2,19 @@
  * The math of every op, as plain functions over Float32Arrays that compute a range of rows
  * [from, to). The cpu backend calls them over the whole range; the workers backend calls the very
  * same functions on slices from each thread. One implementation of the math.
+ *
+ * `linearFast` and `fusedAttentionFast` are the WebAssembly SIMD versions of `linear` and
+ * `fusedAttention` with the identical contract (same arguments, same row range); they fall back to
+ * the reference function themselves when SIMD is missing or the attrs carry extras they do not
+ * implement, so a caller can use them unconditionally.
  */
+export {
+  fastKernelsAvailable,
+  fusedAttention as fusedAttentionFast,
+  fusedAttentionIsFast,
+  linear as linearFast,
+  preloadFastKernels,
+} from '../fast/index.js';
 export { add } from './add.js';
 export { fusedAttention } from './fusedAttention.js';
 export { linear } from './linear.js';

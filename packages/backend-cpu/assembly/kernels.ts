@@ -1,0 +1,336 @@
+// WebAssembly SIMD kernels for @qkv/backend-cpu, compiled by AssemblyScript at build time
+// (scripts/build-wasm.mjs → src/fast/wasm-bytes.generated.ts). No runtime, no allocator: the
+// TypeScript wrapper (src/fast/wasm.ts) lays out every buffer in linear memory from heapBase()
+// upwards and passes byte pointers. All matrices are row-major f32.
+//
+// Dimension names follow @qkv/core's graph: Lq / Lk query / key lengths, hd head width (hdp: hd
+// rounded up to a multiple of 8), K / N the inner / output widths of a matrix product.
+//
+// Both kernels are built on one register-blocked micro-kernel: a 4 × 8 tile of C held in eight
+// f32x4 accumulators, updated with one rank-1 step per k from a column of A (4 broadcast scalars)
+// and a row of a packed 8-wide panel of B (two f32x4 loads). 8 mul + 8 add per 6 loads keeps the
+// 128-bit SIMD units busy; 11 live vectors fit the 16 xmm registers V8 has on x64 without spills.
+
+export function heapBase(): usize {
+  return __heap_base;
+}
+
+/**
+ * Packs B [K, N] (row stride ldb floats) into 8-column panels: panel p holds B[:, 8p … 8p+7] as
+ * [K][8], zero-padded past N. out: [ceil(N/8)][K][8]. The micro-kernel then reads B as one
+ * contiguous stream per panel (no strided access, no 4 KiB set aliasing on power-of-two widths).
+ */
+export function packPanels(b: usize, K: i32, N: i32, ldb: i32, out: usize): void {
+  const panels = (N + 7) >> 3;
+  for (let p = 0; p < panels; p++) {
+    const col0 = p << 3;
+    const full = col0 + 8 <= N;
+    for (let k = 0; k < K; k++) {
+      const src = b + ((<usize>k * ldb + col0) << 2);
+      const dst = out + ((<usize>(p * K + k)) << 5);
+      if (full) {
+        v128.store(dst, v128.load(src));
+        v128.store(dst, v128.load(src, 16), 16);
+      } else {
+        for (let t = 0; t < 8; t++) store<f32>(dst + (t << 2), col0 + t < N ? load<f32>(src + (t << 2)) : 0);
+      }
+    }
+  }
+}
+
+/**
+ * Packs the transpose of a [rows, cols] block (row stride ld floats) into 8-column panels of
+ * Bᵀ: used for Kᵀ so that scores = Q · Kᵀ runs on the same micro-kernel. Rows past `rows` (up to
+ * rowsPadded, a multiple of 8) and columns past `cols` (up to colsPadded) are zero.
+ * out: [rowsPadded/8][colsPadded][8].
+ */
+export function packTransposed(src: usize, rows: i32, cols: i32, ld: i32, rowsPadded: i32, colsPadded: i32, out: usize): void {
+  const panels = rowsPadded >> 3;
+  for (let p = 0; p < panels; p++) {
+    for (let c = 0; c < colsPadded; c++) {
+      const dst = out + ((<usize>(p * colsPadded + c)) << 5);
+      for (let t = 0; t < 8; t++) {
+        const r = (p << 3) + t;
+        store<f32>(dst + (t << 2), r < rows && c < cols ? load<f32>(src + ((<usize>r * ld + c) << 2)) : 0);
+      }
+    }
+  }
+}
+
+/**
+ * C[4, 8] (+)= A[4, K] · P[K, 8]: A rows at a, a + lda·4, …; P a packed panel; C rows ldc apart.
+ * `accumulate` adds onto C (flash attention's running output), else overwrites it.
+ */
+// @ts-ignore: decorator
+@inline
+function micro4x8(a: usize, lda: usize, p: usize, K: i32, c: usize, ldc: usize, accumulate: bool): void {
+  let c00 = f32x4.splat(0), c01 = f32x4.splat(0);
+  let c10 = f32x4.splat(0), c11 = f32x4.splat(0);
+  let c20 = f32x4.splat(0), c21 = f32x4.splat(0);
+  let c30 = f32x4.splat(0), c31 = f32x4.splat(0);
+  const ldaB = lda << 2;
+  let a0 = a;
+  const end = a + (<usize>K << 2);
+  let pp = p;
+  for (; a0 < end; a0 += 4, pp += 32) {
+    const b0 = v128.load(pp);
+    const b1 = v128.load(pp, 16);
+    let s = f32x4.splat(load<f32>(a0));
+    c00 = f32x4.add(c00, f32x4.mul(s, b0));
+    c01 = f32x4.add(c01, f32x4.mul(s, b1));
+    s = f32x4.splat(load<f32>(a0 + ldaB));
+    c10 = f32x4.add(c10, f32x4.mul(s, b0));
+    c11 = f32x4.add(c11, f32x4.mul(s, b1));
+    s = f32x4.splat(load<f32>(a0 + 2 * ldaB));
+    c20 = f32x4.add(c20, f32x4.mul(s, b0));
+    c21 = f32x4.add(c21, f32x4.mul(s, b1));
+    s = f32x4.splat(load<f32>(a0 + 3 * ldaB));
+    c30 = f32x4.add(c30, f32x4.mul(s, b0));
+    c31 = f32x4.add(c31, f32x4.mul(s, b1));
+  }
+  const ldcB = ldc << 2;
+  if (accumulate) {
+    c00 = f32x4.add(c00, v128.load(c));
+    c01 = f32x4.add(c01, v128.load(c, 16));
+    c10 = f32x4.add(c10, v128.load(c + ldcB));
+    c11 = f32x4.add(c11, v128.load(c + ldcB, 16));
+    c20 = f32x4.add(c20, v128.load(c + 2 * ldcB));
+    c21 = f32x4.add(c21, v128.load(c + 2 * ldcB, 16));
+    c30 = f32x4.add(c30, v128.load(c + 3 * ldcB));
+    c31 = f32x4.add(c31, v128.load(c + 3 * ldcB, 16));
+  }
+  v128.store(c, c00);
+  v128.store(c, c01, 16);
+  v128.store(c + ldcB, c10);
+  v128.store(c + ldcB, c11, 16);
+  v128.store(c + 2 * ldcB, c20);
+  v128.store(c + 2 * ldcB, c21, 16);
+  v128.store(c + 3 * ldcB, c30);
+  v128.store(c + 3 * ldcB, c31, 16);
+}
+
+/** Rows of A per cache block: this many rows of A (≤ 64 × K floats) stay in L2 while one 8-wide
+ * panel of B (K × 8 floats, 24 KiB at K = 768) stays in L1 across all of them. */
+const GEMM_ROW_BLOCK = 64;
+
+/**
+ * C[M, Np] = A[M, K] · B + bias, B given as packed panels (packPanels) of Np = ceil(N/8)·8
+ * columns; M must be a multiple of 4 (the wrapper pads A with zero rows). bias: [Np] or 0.
+ * Loop nest: row block (64) → panel (8 columns) → row quad (4) → k.
+ */
+export function gemm(a: usize, M: i32, K: i32, bp: usize, Np: i32, bias: usize, c: usize): void {
+  const panels = Np >> 3;
+  for (let i0 = 0; i0 < M; i0 += GEMM_ROW_BLOCK) {
+    const i1 = min(M, i0 + GEMM_ROW_BLOCK);
+    for (let p = 0; p < panels; p++) {
+      const panel = bp + ((<usize>p * K) << 5);
+      for (let i = i0; i < i1; i += 4) {
+        const cTile = c + ((<usize>i * Np + (p << 3)) << 2);
+        if (bias) {
+          // Seed the tile with the bias so the micro-kernel's accumulate adds it once.
+          const b0 = v128.load(bias + (<usize>p << 5));
+          const b1 = v128.load(bias + (<usize>p << 5), 16);
+          for (let r = 0; r < 4; r++) {
+            const row = cTile + ((<usize>r * Np) << 2);
+            v128.store(row, b0);
+            v128.store(row, b1, 16);
+          }
+        }
+        micro4x8(a + ((<usize>i * K) << 2), K, panel, K, cTile, Np, bias != 0);
+      }
+    }
+  }
+}
+
+// exp for f32x4 (Cephes expf): exp(x) = 2^n · e^r with n = round(x·log2 e) and r = x − n·ln 2
+// (Cody–Waite two-constant split), e^r from a degree-6 polynomial; ≈ 2 ulp on [−87, 0]. Inputs
+// here are s − max ≤ 0; anything below −87.3 (including −∞, a masked key) gives exactly 0, and
+// NaN stays NaN, so a NaN score poisons its row as it does in the reference.
+// @ts-ignore: decorator
+@inline
+function expNonPositive(x: v128): v128 {
+  const lo = f32x4.splat(-87.33654);
+  let xc = f32x4.min(f32x4.max(x, lo), f32x4.splat(0));
+  const fx = f32x4.nearest(f32x4.mul(xc, f32x4.splat(1.44269504088896341)));
+  xc = f32x4.sub(xc, f32x4.mul(fx, f32x4.splat(0.693359375)));
+  xc = f32x4.sub(xc, f32x4.mul(fx, f32x4.splat(-2.12194440e-4)));
+  let y = f32x4.splat(1.9875691500e-4);
+  y = f32x4.add(f32x4.mul(y, xc), f32x4.splat(1.3981999507e-3));
+  y = f32x4.add(f32x4.mul(y, xc), f32x4.splat(8.3334519073e-3));
+  y = f32x4.add(f32x4.mul(y, xc), f32x4.splat(4.1665795894e-2));
+  y = f32x4.add(f32x4.mul(y, xc), f32x4.splat(1.6666665459e-1));
+  y = f32x4.add(f32x4.mul(y, xc), f32x4.splat(5.0000001201e-1));
+  y = f32x4.add(f32x4.add(f32x4.mul(f32x4.mul(y, xc), xc), xc), f32x4.splat(1));
+  const pow2n = i32x4.shl(i32x4.add(i32x4.trunc_sat_f32x4_s(fx), i32x4.splat(127)), 23);
+  y = f32x4.mul(y, pow2n);
+  return v128.andnot(y, f32x4.lt(x, lo));
+}
+
+/** Query rows per block: S[BQ, BK] (16 KiB) and the Q block stay in L1 while a key block streams. */
+const BQ: i32 = 64;
+/** Keys per block (a multiple of 8, the panel width). */
+const BK: i32 = 64;
+
+/**
+ * Flash attention for one (batch, head) and a chunk of its query rows, never holding more than a
+ * BQ × BK block of scores (online softmax: Milakov & Gimelshein 2018; Dao et al. 2022).
+ *
+ *   q   [nq4, hdp]     query rows iStart … iStart+nq−1 (nq4 = nq rounded up to 4, zero rows past nq)
+ *   kp  Kᵀ packed      packTransposed(K [Lk, hd]) → [Lkp/8][hdp][8]
+ *   vp  V packed       packPanels(V [Lkp, hd]) → [hdp/8][Lkp][8]
+ *   keyBias [Lkp]      0 for a visible key, −∞ for a padded key and for j ≥ Lk
+ *   vNonFinite         V holds NaN or ±∞ somewhere: pass 4 skips p = 0 instead of multiplying
+ *   am  [nq, amStride] additive attnMask rows for these queries, or 0
+ *   o   [nq4, hdp]     output; m, l [nq4] running max and sum; s [BQ, BK] scratch
+ *
+ * Causal (bottom-right aligned as in the reference: query i sees keys j ≤ i + causalOffset) skips
+ * every key block entirely in a query block's future, so causal runs do about half the work, and
+ * masks element-wise only on the blocks the diagonal crosses.
+ *
+ * Per query block, per key block, four passes:
+ *   1. s = Q_blk · K_blkᵀ                     (micro-kernel)
+ *   2. s = s·scale + keyBias (+ am); −∞ past each row's causal end; row max m'
+ *   3. p = exp(s − m'), row sum; rescale the row's running l and O by exp(m − m')
+ *   4. O_blk += P · V_blk                      (micro-kernel, accumulating)
+ * and finally O /= l (0 for a row that saw no key).
+ */
+export function attention(
+  q: usize,
+  nq: i32,
+  hdp: i32,
+  kp: usize,
+  vp: usize,
+  Lkp: i32,
+  keyBias: usize,
+  am: usize,
+  amStride: i32,
+  o: usize,
+  m: usize,
+  l: usize,
+  s: usize,
+  scale: f32,
+  causal: bool,
+  iStart: i32,
+  causalOffset: i32,
+  vNonFinite: bool,
+): void {
+  const nq4 = (nq + 3) & ~3;
+  const negInf = f32x4.splat(-Infinity);
+  const vScale = f32x4.splat(scale);
+  const hPanels = hdp >> 3;
+  for (let r = 0; r < nq4; r++) {
+    store<f32>(m + (<usize>r << 2), -Infinity);
+    store<f32>(l + (<usize>r << 2), 0);
+  }
+  memory.fill(o, 0, (<usize>nq4 * hdp) << 2);
+
+  for (let qb = 0; qb < nq4; qb += BQ) {
+    const rows = min(BQ, nq4 - qb);
+    // Causal: the block's last row sees keys < lastEnd; later key blocks are all −∞ for it.
+    const lastEnd = causal ? min(Lkp, max(0, iStart + qb + rows - 1 + causalOffset + 1)) : Lkp;
+    const firstEnd = causal ? max(0, iStart + qb + causalOffset + 1) : Lkp;
+    const qBlk = q + ((<usize>qb * hdp) << 2);
+    for (let kb = 0; kb < lastEnd; kb += BK) {
+      const cols = min(BK, Lkp - kb);
+      // Pass 1: raw scores.
+      for (let p = 0; p < cols >> 3; p++) {
+        const panel = kp + ((<usize>((kb >> 3) + p) * hdp) << 5);
+        for (let r = 0; r < rows; r += 4) {
+          micro4x8(qBlk + ((<usize>r * hdp) << 2), hdp, panel, hdp, s + ((<usize>(r * BK + (p << 3))) << 2), BK, false);
+        }
+      }
+      const diagonal = causal && kb + cols > firstEnd;
+      for (let r = 0; r < rows; r++) {
+        const row = s + ((<usize>r * BK) << 2);
+        const gr = qb + r;
+        // Pass 2: scale, biases, causal cut, row max.
+        let vmax = negInf;
+        const amRow = am != 0 && gr < nq ? am + ((<usize>gr * amStride + kb) << 2) : 0;
+        for (let j = 0; j < cols; j += 4) {
+          let x = f32x4.mul(v128.load(row + (<usize>j << 2)), vScale);
+          if (amRow) {
+            // The mask row is only Lk wide; lanes past it are padding keys, already −∞.
+            const jj = kb + j;
+            if (jj + 4 <= amStride) x = f32x4.add(x, v128.load(amRow + (<usize>j << 2)));
+            else {
+              // The row's last, partial vector: add lane by lane through memory (once per row).
+              const tmp = row + (<usize>j << 2);
+              v128.store(tmp, x);
+              for (let t = 0; t < 4; t++) {
+                const at = tmp + (<usize>t << 2);
+                if (jj + t < amStride) store<f32>(at, load<f32>(at) + load<f32>(amRow + ((<usize>(j + t)) << 2)));
+              }
+              x = v128.load(tmp);
+            }
+          }
+          // A hidden key is −∞ whatever its score (select, not add: a NaN key must not leak).
+          const hidden = f32x4.eq(v128.load(keyBias + ((<usize>(kb + j)) << 2)), negInf);
+          v128.store(row + (<usize>j << 2), v128.bitselect(negInf, x, hidden));
+        }
+        if (diagonal) {
+          const end = iStart + gr + causalOffset + 1 - kb; // first hidden column of this row
+          for (let j = max(0, end); j < cols; j++) store<f32>(row + (<usize>j << 2), -Infinity);
+        }
+        for (let j = 0; j < cols; j += 4) vmax = f32x4.max(vmax, v128.load(row + (<usize>j << 2)));
+        const bmax = max(max(f32x4.extract_lane(vmax, 0), f32x4.extract_lane(vmax, 1)), max(f32x4.extract_lane(vmax, 2), f32x4.extract_lane(vmax, 3)));
+        const mOld = load<f32>(m + (<usize>gr << 2));
+        const mNew = max(mOld, bmax);
+        if (mNew == -Infinity) {
+          // Nothing visible yet in this row: p = 0 everywhere (exp(−∞ − −∞) would be NaN).
+          memory.fill(row, 0, <usize>cols << 2);
+          continue;
+        }
+        // Pass 3: p = exp(s − m'), the row sum, and the rescale of what came before.
+        const vm = f32x4.splat(mNew);
+        let vsum = f32x4.splat(0);
+        for (let j = 0; j < cols; j += 4) {
+          const pv = expNonPositive(f32x4.sub(v128.load(row + (<usize>j << 2)), vm));
+          v128.store(row + (<usize>j << 2), pv);
+          vsum = f32x4.add(vsum, pv);
+        }
+        const bsum = f32x4.extract_lane(vsum, 0) + f32x4.extract_lane(vsum, 1) + f32x4.extract_lane(vsum, 2) + f32x4.extract_lane(vsum, 3);
+        const corr = f32x4.extract_lane(expNonPositive(f32x4.splat(mOld - mNew)), 0);
+        store<f32>(m + (<usize>gr << 2), mNew);
+        store<f32>(l + (<usize>gr << 2), load<f32>(l + (<usize>gr << 2)) * corr + bsum);
+        if (corr != 1) {
+          const vc = f32x4.splat(corr);
+          const oRow = o + ((<usize>gr * hdp) << 2);
+          for (let c = 0; c < hdp; c += 4) v128.store(oRow + (<usize>c << 2), f32x4.mul(v128.load(oRow + (<usize>c << 2)), vc));
+        }
+      }
+      // Pass 4: O += P · V over this key block.
+      if (vNonFinite) {
+        // Some V row holds NaN/±∞: skip p = 0 (hidden keys) instead of adding 0 · NaN, so a
+        // hidden key never poisons a row, exactly as the reference skips hidden keys.
+        for (let r = 0; r < rows; r++) {
+          const oRow = o + ((<usize>(qb + r) * hdp) << 2);
+          for (let j = 0; j < cols; j++) {
+            const pj = load<f32>(s + ((<usize>(r * BK + j)) << 2));
+            if (pj == 0) continue;
+            const vpj = f32x4.splat(pj);
+            for (let p = 0; p < hPanels; p++) {
+              const vrow = vp + ((<usize>(p * Lkp + kb + j)) << 5);
+              const oc = oRow + (<usize>p << 5);
+              v128.store(oc, f32x4.add(v128.load(oc), f32x4.mul(vpj, v128.load(vrow))));
+              v128.store(oc, f32x4.add(v128.load(oc, 16), f32x4.mul(vpj, v128.load(vrow, 16))), 16);
+            }
+          }
+        }
+        continue;
+      }
+      for (let p = 0; p < hPanels; p++) {
+        const panel = vp + ((<usize>(p * Lkp + kb)) << 5);
+        for (let r = 0; r < rows; r += 4) {
+          micro4x8(s + ((<usize>r * BK) << 2), BK, panel, cols, o + ((<usize>((qb + r) * hdp + (p << 3))) << 2), hdp, true);
+        }
+      }
+    }
+  }
+  // O /= l; a row that saw no key (l = 0) is 0, and NaN stays NaN.
+  for (let r = 0; r < nq4; r++) {
+    const lr = load<f32>(l + (<usize>r << 2));
+    const oRow = o + ((<usize>r * hdp) << 2);
+    const inv = f32x4.splat(lr > 0 ? 1 / lr : lr != lr ? NaN : 0);
+    for (let c = 0; c < hdp; c += 4) v128.store(oRow + (<usize>c << 2), f32x4.mul(v128.load(oRow + (<usize>c << 2)), inv));
+  }
+}

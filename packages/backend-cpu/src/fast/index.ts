@@ -1,0 +1,8 @@
+export {
+  fastKernelMemoryBytes,
+  fastKernelsAvailable,
+  fusedAttention,
+  fusedAttentionIsFast,
+  linear,
+  preloadFastKernels,
+} from './wasm.js';

@@ -1,0 +1,356 @@
+import type { FusedAttentionAttrs, LinearAttrs } from '@qkv/core';
+import { fusedAttention as referenceFusedAttention } from '../kernels/fusedAttention.js';
+import { linear as referenceLinear } from '../kernels/linear.js';
+import { rowsOf } from '../kernels/scores.js';
+import { WASM_BASE64 } from './wasm-bytes.generated.js';
+
+/**
+ * The WebAssembly SIMD fast path: `linear` and `fusedAttention` with exactly the reference
+ * kernels' row-range contract (`(…, out, attrs, from, to)`), so the cpu backend calls them over the
+ * whole range and the workers backend on slices from each thread (each thread instantiates its own
+ * module; nothing is shared but the caller's arrays).
+ *
+ * WebAssembly cannot read a JS Float32Array in place, so each call copies what it needs into the
+ * module's linear memory: O(n²) copies in front of O(n³) (linear) or O(L²·hd) (attention) math.
+ * Big operands are streamed in chunks (ROW_CHUNK rows of x, Q_CHUNK query rows) so the module's
+ * memory stays a few MiB for weights and one head's K/V, whatever the sequence length.
+ *
+ * Precision: products accumulate in float32 (the reference uses float64); over K = 768 terms
+ * that is ~1e-6 relative, well inside the conformance tolerance (atol 1e-4, rtol 1e-3).
+ */
+
+interface Exports {
+  memory: WebAssembly.Memory;
+  heapBase(): number;
+  packPanels(b: number, K: number, N: number, ldb: number, out: number): void;
+  packTransposed(
+    src: number,
+    rows: number,
+    cols: number,
+    ld: number,
+    rowsPadded: number,
+    colsPadded: number,
+    out: number,
+  ): void;
+  gemm(a: number, M: number, K: number, bp: number, Np: number, bias: number, c: number): void;
+  attention(
+    q: number,
+    nq: number,
+    hdp: number,
+    kp: number,
+    vp: number,
+    Lkp: number,
+    keyBias: number,
+    am: number,
+    amStride: number,
+    o: number,
+    m: number,
+    l: number,
+    s: number,
+    scale: number,
+    causal: number,
+    iStart: number,
+    causalOffset: number,
+    vNonFinite: number,
+  ): void;
+}
+
+/** Rows of x copied into the module per gemm call. */
+const ROW_CHUNK = 256;
+/** Query rows per attention call (a multiple of the kernel's 64-row block). */
+const Q_CHUNK = 256;
+/** The kernel's S scratch: BQ × BK floats (assembly/kernels.ts). */
+const S_SCRATCH = 64 * 64;
+
+let state: { exports: Exports } | { error: string } | undefined;
+
+function bytes(): Uint8Array {
+  const bin = atob(WASM_BASE64);
+  const out = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+  return out;
+}
+
+function instantiate(module: WebAssembly.Module): void {
+  const instance = new WebAssembly.Instance(module, {
+    env: {
+      abort: () => {
+        throw new Error('qkv wasm kernels: abort');
+      },
+    },
+  });
+  state = { exports: instance.exports as unknown as Exports };
+}
+
+/**
+ * Compiles the module asynchronously (browsers refuse synchronous compiles over 4 KiB on the main
+ * thread). The cpu backend awaits this in `create()`; elsewhere the first call compiles
+ * synchronously. Resolves to null when this runtime has WebAssembly SIMD, else to the reason.
+ */
+export async function preloadFastKernels(): Promise<string | null> {
+  if (state === undefined) {
+    try {
+      instantiate(await WebAssembly.compile(bytes() as BufferSource));
+    } catch (e) {
+      state = { error: `WebAssembly SIMD unavailable: ${(e as Error).message}` };
+    }
+  }
+  const s = state as { exports: Exports } | { error: string };
+  return 'error' in s ? s.error : null;
+}
+
+function wasm(): Exports | null {
+  if (state === undefined) {
+    try {
+      instantiate(new WebAssembly.Module(bytes() as BufferSource));
+    } catch (e) {
+      state = { error: `WebAssembly SIMD unavailable: ${(e as Error).message}` };
+    }
+  }
+  return 'exports' in (state as object) ? (state as { exports: Exports }).exports : null;
+}
+
+/** Whether the SIMD kernels run here (compiles them on first ask). */
+export function fastKernelsAvailable(): boolean {
+  return wasm() !== null;
+}
+
+/** Bytes of linear memory the kernels hold on this thread (0 before first use): it only grows. */
+export function fastKernelMemoryBytes(): number {
+  return state !== undefined && 'exports' in state ? state.exports.memory.buffer.byteLength : 0;
+}
+
+const up8 = (n: number) => (n + 7) & ~7;
+const up4 = (n: number) => (n + 3) & ~3;
+
+/**
+ * Bump layout of one call's buffers in linear memory, 16-byte aligned, from heapBase up. The
+ * memory grows as needed and never shrinks (it is reused by every later call on this thread).
+ */
+function layout(w: Exports, floats: readonly number[]): { f32: Float32Array; ptr: number[] } {
+  const ptr: number[] = [];
+  let top = (w.heapBase() + 15) & ~15;
+  for (const n of floats) {
+    ptr.push(top);
+    top += (n * 4 + 15) & ~15;
+  }
+  const have = w.memory.buffer.byteLength;
+  if (top > have) w.memory.grow(Math.ceil((top - have) / 65536));
+  return { f32: new Float32Array(w.memory.buffer), ptr };
+}
+
+const LINEAR_KEYS = new Set(['rows', 'inFeatures', 'outFeatures']);
+const FUSED_KEYS = new Set([
+  'batch',
+  'numHeads',
+  'numKVHeads',
+  'queryLength',
+  'keyLength',
+  'headDim',
+  'keyCapacity',
+  'scale',
+  'causal',
+  'queryOffset',
+]);
+
+/**
+ * True when attrs carry nothing the fast kernels do not implement. Any other defined key (a
+ * sliding window, ALiBi slopes, score/mask mods, whatever comes next) sends the call to the
+ * reference kernel, so features added there are never silently ignored here.
+ */
+function onlyKnown(attrs: object, known: ReadonlySet<string>): boolean {
+  for (const [key, value] of Object.entries(attrs)) if (value !== undefined && !known.has(key)) return false;
+  return true;
+}
+
+/** Whether `fusedAttention` below takes the SIMD path for these attrs (else: the reference). */
+export function fusedAttentionIsFast(attrs: FusedAttentionAttrs): boolean {
+  if (!onlyKnown(attrs, FUSED_KEYS)) return false;
+  // The base causal rule is bottom-right aligned (key j visible to query i iff j ≤ i + Lk − Lq);
+  // a query offset that says otherwise belongs to the reference kernel's position logic.
+  const off = (attrs as { queryOffset?: number }).queryOffset;
+  if (attrs.causal && off !== undefined && off !== attrs.keyLength - attrs.queryLength) return false;
+  return true;
+}
+
+/**
+ * Same contract as the reference `linear`: out[r, :] = x[r, :] · w + bias for r in [from, to).
+ * x [rows, K], w [K, N], bias [N] | null → out [rows, N].
+ * Memory per call: w raw + packed (2·K·N), then ROW_CHUNK rows of x and out at a time.
+ */
+export function linear(
+  x: Float32Array,
+  w: Float32Array,
+  bias: Float32Array | null,
+  out: Float32Array,
+  attrs: LinearAttrs,
+  from = 0,
+  to = attrs.rows,
+): void {
+  const m = onlyKnown(attrs, LINEAR_KEYS) ? wasm() : null;
+  if (m === null || to <= from) {
+    referenceLinear(x, w, bias, out, attrs, from, to);
+    return;
+  }
+  const { inFeatures: K, outFeatures: N } = attrs;
+  const Np = up8(N);
+  const chunk = Math.min(ROW_CHUNK, up4(to - from));
+  const {
+    f32,
+    ptr: [wRaw, wPacked, biasP, a, c],
+  } = layout(m, [K * N, K * Np, Np, chunk * K, chunk * Np]);
+  const at = (p: number) => p >>> 2;
+  f32.set(w.subarray(0, K * N), at(wRaw as number));
+  m.packPanels(wRaw as number, K, N, N, wPacked as number);
+  if (bias) {
+    f32.fill(0, at(biasP as number), at(biasP as number) + Np);
+    f32.set(bias.subarray(0, N), at(biasP as number));
+  }
+  for (let r0 = from; r0 < to; r0 += chunk) {
+    const n = Math.min(chunk, to - r0);
+    const n4 = up4(n);
+    f32.set(x.subarray(r0 * K, (r0 + n) * K), at(a as number));
+    // Zero the pad rows (the kernel works on whole 4-row quads; their results are dropped).
+    f32.fill(0, at(a as number) + n * K, at(a as number) + n4 * K);
+    m.gemm(a as number, n4, K, wPacked as number, Np, bias ? (biasP as number) : 0, c as number);
+    const c0 = at(c as number);
+    if (Np === N) out.set(f32.subarray(c0, c0 + n * N), r0 * N);
+    else for (let r = 0; r < n; r++) out.set(f32.subarray(c0 + r * Np, c0 + r * Np + N), (r0 + r) * N);
+  }
+}
+
+/**
+ * Same contract as the reference `fusedAttention`: rows (b, h, i) in [from, to) of B·H·Lq.
+ * q [B, Lq, H·hd], k, v [B, Lk (or keyCapacity), KVH·hd], keyPaddingMask [B, Lk] | null,
+ * attnMask [Lq, Lk] | null → heads [B, Lq, H·hd].
+ * Per (b, h) run of rows: K and V of its KV head are packed once (reused while consecutive rows
+ * share it, as grouped-query heads do), then queries go through the flash kernel Q_CHUNK at a time.
+ * Memory per call: 3·Lk·hd floats for one head's K/V plus O(Q_CHUNK·(hd + Lk)) — never [Lq, Lk].
+ */
+export function fusedAttention(
+  q: Float32Array,
+  k: Float32Array,
+  v: Float32Array,
+  keyPaddingMask: Float32Array | null,
+  attnMask: Float32Array | null,
+  out: Float32Array,
+  attrs: FusedAttentionAttrs,
+  from = 0,
+  to = rowsOf(attrs),
+): void {
+  const m = fusedAttentionIsFast(attrs) ? wasm() : null;
+  if (m === null || to <= from) {
+    referenceFusedAttention(q, k, v, keyPaddingMask, attnMask, out, attrs, from, to);
+    return;
+  }
+  const { numHeads: H, numKVHeads: KVH, queryLength: Lq, keyLength: Lk, headDim: hd, scale, causal } = attrs;
+  // KV-cache layout: batch b's keys start at row b · keyCapacity (core ≥ the KV-cache graph).
+  const capacity = (attrs as { keyCapacity?: number }).keyCapacity ?? Lk;
+  const group = H / KVH;
+  const qStride = H * hd;
+  const kvStride = KVH * hd;
+  const hdp = up8(hd);
+  const Lkp = up8(Lk);
+  const amRows = attnMask ? Q_CHUNK : 0;
+  const {
+    f32,
+    ptr: [stage, kp, vp, keyBias, qBuf, oBuf, mBuf, lBuf, sBuf, amBuf],
+  } = layout(m, [
+    Lkp * hd,
+    Lkp * hdp,
+    Lkp * hdp,
+    Lkp,
+    Q_CHUNK * hdp,
+    Q_CHUNK * hdp,
+    Q_CHUNK,
+    Q_CHUNK,
+    S_SCRATCH,
+    amRows * Lk,
+  ]);
+  const at = (p: number | undefined) => (p as number) >>> 2;
+  let loadedKV = -1; // b · KVH + kvh of the head whose K/V are packed
+  let loadedBias = -1; // b of the key bias row
+  let vNonFinite = 0;
+
+  for (let row = from; row < to; ) {
+    const i0 = row % Lq;
+    const bh = (row - i0) / Lq;
+    const h = bh % H;
+    const b = (bh - h) / H;
+    const kvh = Math.floor(h / group);
+    const segEnd = Math.min(to, (bh + 1) * Lq);
+
+    if (loadedKV !== b * KVH + kvh) {
+      // Stage K's rows [Lk, hd] contiguously, pack Kᵀ; then the same for V.
+      const kvBase = b * capacity * kvStride + kvh * hd;
+      for (const [src, dst, transposed] of [
+        [k, kp, true],
+        [v, vp, false],
+      ] as const) {
+        const s0 = at(stage);
+        for (let j = 0; j < Lk; j++)
+          f32.set(src.subarray(kvBase + j * kvStride, kvBase + j * kvStride + hd), s0 + j * hd);
+        // Pad keys are zero in V too (their p is 0, but 0 · garbage could be NaN).
+        f32.fill(0, s0 + Lk * hd, s0 + Lkp * hd);
+        if (!transposed) {
+          // NaN/±∞ in V (x − x ≠ 0) switches the kernel to its exact-skip path for this head.
+          vNonFinite = 0;
+          for (let e = s0; e < s0 + Lk * hd; e++) {
+            const x = f32[e] as number;
+            if (x - x !== 0) {
+              vNonFinite = 1;
+              break;
+            }
+          }
+        }
+        if (transposed) m.packTransposed(stage as number, Lk, hd, hd, Lkp, hdp, dst as number);
+        else m.packPanels(stage as number, Lkp, hd, hd, dst as number);
+      }
+      loadedKV = b * KVH + kvh;
+    }
+    if (loadedBias !== b) {
+      const k0 = at(keyBias);
+      for (let j = 0; j < Lkp; j++) {
+        f32[k0 + j] = j >= Lk || (keyPaddingMask !== null && keyPaddingMask[b * Lk + j] !== 0) ? -Infinity : 0;
+      }
+      loadedBias = b;
+    }
+
+    for (let i = i0; i < i0 + (segEnd - row); i += Q_CHUNK) {
+      const n = Math.min(Q_CHUNK, i0 + (segEnd - row) - i);
+      const q0 = at(qBuf);
+      f32.fill(0, q0, q0 + up4(n) * hdp);
+      for (let r = 0; r < n; r++) {
+        const src = (b * Lq + i + r) * qStride + h * hd;
+        f32.set(q.subarray(src, src + hd), q0 + r * hdp);
+      }
+      if (attnMask) f32.set(attnMask.subarray(i * Lk, (i + n) * Lk), at(amBuf));
+      m.attention(
+        qBuf as number,
+        n,
+        hdp,
+        kp as number,
+        vp as number,
+        Lkp,
+        keyBias as number,
+        attnMask ? (amBuf as number) : 0,
+        Lk,
+        oBuf as number,
+        mBuf as number,
+        lBuf as number,
+        sBuf as number,
+        scale,
+        causal ? 1 : 0,
+        i,
+        Lk - Lq,
+        vNonFinite,
+      );
+      const o0 = at(oBuf);
+      for (let r = 0; r < n; r++) {
+        const dst = ((b * Lq + i + r) * H + h) * hd;
+        out.set(f32.subarray(o0 + r * hdp, o0 + r * hdp + hd), dst);
+      }
+    }
+    row = segEnd;
+  }
+}

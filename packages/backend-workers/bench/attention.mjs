@@ -1,0 +1,90 @@
+// Throughput of the workers backend (2 threads) against cpu, in the same process, on the issue's
+// shapes: L = 512 with d = 512, h = 8 and d = 768, h = 12. The fused path (no returnWeights) is
+// the headline; the unfused path (returnWeights: true, materialising [B, H, L, L]) is reported
+// too. Goal: ≥ 1.8× on 2 threads. Run: pnpm bench (turbo builds first).
+import { cpuBackend } from '@qkv/backend-cpu';
+import { BackendRegistry, createAttention } from '@qkv/core';
+import { workersBackend } from '../dist/index.js';
+
+const THREADS = Number(process.env.QKV_BENCH_THREADS ?? 2);
+const REPS = Number(process.env.QKV_BENCH_REPS ?? 5);
+const L = Number(process.env.QKV_BENCH_LENGTH ?? 512);
+const shapes = [
+  { dModel: 512, numHeads: 8 },
+  { dModel: 768, numHeads: 12 },
+];
+
+const registry = new BackendRegistry().register(cpuBackend).register(workersBackend);
+
+function tensor(shape, seed) {
+  const n = shape.reduce((a, b) => a * b, 1);
+  let s = seed >>> 0;
+  const data = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    data[i] = (s / 2 ** 32 - 0.5) * 0.2;
+  }
+  return { shape, data };
+}
+
+/** Median wall time of `REPS` runs after one warm-up run, in ms. */
+async function time(attn, inputs, options) {
+  await attn.run(inputs, options);
+  const t = [];
+  for (let i = 0; i < REPS; i++) {
+    const s = performance.now();
+    await attn.run(inputs, options);
+    t.push(performance.now() - s);
+  }
+  t.sort((a, b) => a - b);
+  return t[Math.floor(REPS / 2)];
+}
+
+const rows = [];
+for (const { dModel: d, numHeads: h } of shapes) {
+  const weights = {
+    wq: tensor([d, d], 1),
+    wk: tensor([d, d], 2),
+    wv: tensor([d, d], 3),
+    wo: tensor([d, d], 4),
+    bq: tensor([d], 5),
+    bk: tensor([d], 6),
+    bv: tensor([d], 7),
+    bo: tensor([d], 8),
+  };
+  const config = { dModel: d, numHeads: h };
+  const inputs = { query: tensor([1, L, d], 9) };
+  const cpu = await createAttention(config, weights, { registry, backend: 'cpu' });
+  const workers = await createAttention(config, weights, {
+    registry,
+    backend: 'workers',
+    backendOptions: { threads: THREADS },
+  });
+  for (const [path, options] of [
+    ['fused', {}],
+    ['unfused', { returnWeights: true }],
+  ]) {
+    // Interleave the two backends so that load from elsewhere on the machine hits both alike.
+    const tc = await time(cpu, inputs, options);
+    const tw = await time(workers, inputs, options);
+    const tc2 = await time(cpu, inputs, options);
+    const tw2 = await time(workers, inputs, options);
+    const c = Math.min(tc, tc2);
+    const w = Math.min(tw, tw2);
+    rows.push({ shape: `B=1 L=${L} d=${d} h=${h}`, path, cpu: c, workers: w, ratio: c / w });
+  }
+  await cpu.dispose();
+  await workers.dispose();
+}
+
+console.log(`\nqkv attention: workers (${THREADS} threads) vs cpu, median of ${REPS} runs (ms)\n`);
+const header = ['shape', 'path', 'cpu ms', 'workers ms', 'cpu/workers'];
+const table = rows.map((r) => [r.shape, r.path, r.cpu.toFixed(1), r.workers.toFixed(1), `${r.ratio.toFixed(2)}×`]);
+const widths = header.map((hd, i) => Math.max(hd.length, ...table.map((r) => r[i].length)));
+const line = (cells) => cells.map((c, i) => c.padEnd(widths[i])).join('  ');
+console.log(line(header));
+console.log(line(widths.map((w) => '-'.repeat(w))));
+for (const r of table) console.log(line(r));
+const fused = rows.filter((r) => r.path === 'fused');
+const worst = Math.min(...fused.map((r) => r.ratio));
+console.log(`\nfused path, worst ratio ${worst.toFixed(2)}× (goal ≥ 1.8× with 2 threads)`);

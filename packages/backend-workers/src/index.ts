@@ -1,0 +1,12 @@
+export {
+  INLINE_WORK_THRESHOLD,
+  MAX_THREADS,
+  WorkersBackend,
+  type WorkersBackendOptions,
+  type WorkersStats,
+  WorkersTensor,
+  workersBackend,
+} from './backend.js';
+export { BLOCKS_PER_THREAD, MIN_BLOCK_WORK, planBlocks, type SliceTask, workPerRow } from './ops.js';
+export { liveThreads } from './platform.js';
+export { type PoolStats, SLICE_MS } from './pool.js';

@@ -1,0 +1,178 @@
+import { cpuKernels } from '@qkv/backend-cpu';
+import type {
+  FusedAttentionAttrs,
+  LinearAttrs,
+  MaskAttrs,
+  ScaleAttrs,
+  ScoresAttrs,
+  SoftmaxAttrs,
+  WeightedSumAttrs,
+} from '@qkv/core';
+
+/**
+ * One op over shared memory, as it travels to a worker: typed-array views over
+ * SharedArrayBuffers (structured clone shares them, it never copies the data) plus the op's attrs.
+ * `rows` is the op's parallel axis; each worker computes a contiguous block of it.
+ *
+ * Dimension names as in @qkv/core's graph: B batch, H query heads, KVH key/value heads, hd head
+ * width, Lq / Lk query / key lengths, dModel residual width.
+ */
+export type SliceTask =
+  /** a [n] + b broadcast → out [n]; rows = elements. */
+  | { op: 'add'; a: Float32Array; b: Float32Array; out: Float32Array }
+  /** s [n] · scale → out [n]; rows = elements. */
+  | { op: 'scale'; s: Float32Array; out: Float32Array; attrs: ScaleAttrs }
+  /** x [rows, in] · w [in, out] + bias [out] → out [rows, out]; rows = attrs.rows. */
+  | {
+      op: 'linear';
+      x: Float32Array;
+      w: Float32Array;
+      bias: Float32Array | null;
+      out: Float32Array;
+      attrs: LinearAttrs;
+    }
+  /** q [B, Lq, H·hd], k [B, Lk, KVH·hd] → out [B, H, Lq, Lk]; rows = B·H·Lq. */
+  | { op: 'scores'; q: Float32Array; k: Float32Array; out: Float32Array; attrs: ScoresAttrs }
+  /** scaled [B, H, Lq, Lk] (+ masks) → out [B, H, Lq, Lk]; rows = B·H·Lq. */
+  | {
+      op: 'mask';
+      s: Float32Array;
+      keyPaddingMask: Float32Array | null;
+      attnMask: Float32Array | null;
+      out: Float32Array;
+      attrs: MaskAttrs;
+    }
+  /** s [rows, cols] → out [rows, cols]; rows = attrs.rows = B·H·Lq. */
+  | { op: 'softmax'; s: Float32Array; out: Float32Array; attrs: SoftmaxAttrs }
+  /** weights [B, H, Lq, Lk], v [B, Lk, KVH·hd] → out [B, Lq, H·hd]; rows = B·H·Lq. */
+  | {
+      op: 'weightedSum';
+      weights: Float32Array;
+      v: Float32Array;
+      out: Float32Array;
+      attrs: WeightedSumAttrs;
+    }
+  /** q, k, v (+ masks) → heads [B, Lq, H·hd]; rows = B·H·Lq. */
+  | {
+      op: 'fusedAttention';
+      q: Float32Array;
+      k: Float32Array;
+      v: Float32Array;
+      keyPaddingMask: Float32Array | null;
+      attnMask: Float32Array | null;
+      out: Float32Array;
+      attrs: FusedAttentionAttrs;
+    };
+
+/**
+ * The cpu backend's kernel set. Versions of @qkv/backend-cpu that ship WebAssembly SIMD variants
+ * of `linear` and `fusedAttention` (`linearFast`, `fusedAttentionFast`: same arguments, same row
+ * range, their own fallback to the reference) get them used here too, so each thread runs exactly
+ * what the cpu backend runs; older versions have only the reference kernels.
+ */
+const k = cpuKernels as typeof cpuKernels & {
+  linearFast?: typeof cpuKernels.linear;
+  fusedAttentionFast?: typeof cpuKernels.fusedAttention;
+};
+const linear = k.linearFast ?? k.linear;
+const fusedAttention = k.fusedAttentionFast ?? k.fusedAttention;
+
+export type SliceOp = SliceTask['op'];
+
+/**
+ * Computes rows [from, to) of a task with the cpu backend's kernels: the math exists once, in
+ * @qkv/backend-cpu; this is only the dispatch from a task descriptor to that function.
+ * Rows of different blocks write disjoint ranges of `out`, so blocks need no locking.
+ */
+export function runSlice(t: SliceTask, from: number, to: number): void {
+  switch (t.op) {
+    case 'add':
+      k.add(t.a, t.b, t.out, from, to);
+      return;
+    case 'scale':
+      k.scale(t.s, t.out, t.attrs, from, to);
+      return;
+    case 'linear':
+      linear(t.x, t.w, t.bias, t.out, t.attrs, from, to);
+      return;
+    case 'scores':
+      k.scores(t.q, t.k, t.out, t.attrs, from, to);
+      return;
+    case 'mask':
+      k.mask(t.s, t.keyPaddingMask, t.attnMask, t.out, t.attrs, from, to);
+      return;
+    case 'softmax':
+      k.softmax(t.s, t.out, t.attrs, from, to);
+      return;
+    case 'weightedSum':
+      k.weightedSum(t.weights, t.v, t.out, t.attrs, from, to);
+      return;
+    case 'fusedAttention':
+      fusedAttention(t.q, t.k, t.v, t.keyPaddingMask, t.attnMask, t.out, t.attrs, from, to);
+      return;
+  }
+}
+
+/** Length of a task's parallel axis (what `runSlice` ranges over). */
+export function rowsOfTask(t: SliceTask): number {
+  switch (t.op) {
+    case 'add':
+      return t.a.length;
+    case 'scale':
+      return t.s.length;
+    case 'linear':
+    case 'softmax':
+      return t.attrs.rows;
+    default:
+      return k.rowsOf(t.attrs);
+  }
+}
+
+/**
+ * Work of one row in "work units": roughly one multiply-add, or one elementwise step; an exp
+ * counts as 4. Only ratios matter: the units compare a task with the measured dispatch threshold
+ * and size blocks, they are never reported as FLOPs.
+ */
+export function workPerRow(t: SliceTask): number {
+  switch (t.op) {
+    case 'add':
+    case 'scale':
+      return 1;
+    case 'linear':
+      return t.attrs.inFeatures * t.attrs.outFeatures;
+    case 'scores':
+    case 'weightedSum':
+      return t.attrs.keyLength * t.attrs.headDim;
+    case 'mask':
+      return t.attrs.keyLength;
+    case 'softmax':
+      return 6 * t.attrs.cols; // max pass, exp pass (4), normalise pass
+    case 'fusedAttention':
+      // q·k and p·v per key, plus one exp.
+      return t.attrs.keyLength * (2 * t.attrs.headDim + 4);
+  }
+}
+
+export interface BlockPlan {
+  /** Rows per block (the last block may be shorter). */
+  readonly blockRows: number;
+  readonly blocks: number;
+}
+
+/**
+ * Blocks a worker claims one at a time (an `Atomics.add` on the job's counter, so claiming costs
+ * nanoseconds, not a message). Small blocks balance uneven rows (causal rows see 1…Lk keys) and
+ * let a second thread help even with one head and a short sequence; the floor on block work keeps
+ * the per-block kernel call (a small scratch allocation) negligible.
+ */
+export const MIN_BLOCK_WORK = 2 ** 14;
+/** Blocks per thread when rows allow: enough that dynamic claiming evens out uneven rows. */
+export const BLOCKS_PER_THREAD = 16;
+
+export function planBlocks(rows: number, rowWork: number, threads: number): BlockPlan {
+  const byWork = Math.max(1, Math.floor((rows * rowWork) / MIN_BLOCK_WORK));
+  // At least one block per thread (so every thread gets rows), at most one row per block.
+  const blocks = Math.min(rows, Math.max(threads, Math.min(byWork, threads * BLOCKS_PER_THREAD)));
+  const blockRows = Math.ceil(rows / blocks);
+  return { blockRows, blocks: Math.ceil(rows / blockRows) };
+}

@@ -1,0 +1,306 @@
+import { QkvError } from '@qkv/core';
+import { planBlocks, rowsOfTask, type SliceTask, workPerRow } from './ops.js';
+import { spawnThread, type Thread } from './platform.js';
+import { CONTROL_SLOTS, DONE_BLOCKS, type FromWorker, type Lease, NEXT_BLOCK } from './protocol.js';
+
+/**
+ * How long a worker keeps claiming blocks of one job before it returns to the scheduler. A lease
+ * round trip costs ~0.05 ms, so 4 ms slices lose about 1%, and a small run queued behind a large
+ * one waits at most one slice per thread for its first turn.
+ */
+export const SLICE_MS = 4;
+
+/** After this many threads in a row die before saying 'ready', the pool stops respawning. */
+const MAX_STARTUP_FAILURES = 3;
+
+interface Job {
+  readonly id: number;
+  readonly task: SliceTask;
+  readonly rows: number;
+  readonly blockRows: number;
+  readonly blocks: number;
+  readonly ctrl: Int32Array;
+  /** Leases handed out and not yet reported back. */
+  leases: number;
+  settled: boolean;
+  resolve(): void;
+  reject(e: unknown): void;
+}
+
+interface Slot {
+  readonly index: number;
+  /** Bumped for every replacement, so events from a dead thread are recognised and ignored. */
+  generation: number;
+  thread: Thread | null;
+  state: 'starting' | 'idle' | 'busy' | 'dead';
+  lease: Job | null;
+  /** The fault injected into the current lease, if any. */
+  fault: Lease['fault'] | null;
+}
+
+export interface PoolStats {
+  readonly threads: number;
+  /** Leases handed to threads since the pool started. */
+  readonly leases: number;
+  /** Jobs completed through the threads. */
+  readonly jobs: number;
+  /** Threads that failed and were replaced. */
+  readonly replaced: number;
+}
+
+/**
+ * A fixed set of threads and a fair scheduler. Every job is an op split into blocks of rows;
+ * an idle thread gets a lease on the next job in round-robin order that still has unclaimed
+ * blocks, so concurrent runs (one handle or many) interleave slice by slice instead of queueing
+ * behind each other. Within a lease, blocks are claimed through an Atomics counter on the job's
+ * shared control block: no message per block, and uneven rows (causal attention) balance out.
+ */
+export class WorkerPool {
+  readonly threads: number;
+  readonly #slots: Slot[] = [];
+  readonly #jobs: Job[] = [];
+  #rr = 0;
+  #nextJob = 1;
+  #startupFailures = 0;
+  #broken: QkvError | null = null;
+  #terminated = false;
+  #fault: Lease['fault'] | null = null;
+  #stats = { leases: 0, jobs: 0, replaced: 0 };
+  /** Slots that have said 'ready' at least once; the pool is up when all have. */
+  readonly #everReady = new Set<number>();
+  readonly #started: Promise<void>;
+  #startedResolve!: () => void;
+  #startedReject!: (e: unknown) => void;
+
+  constructor(threads: number) {
+    this.threads = threads;
+    this.#started = new Promise<void>((resolve, reject) => {
+      this.#startedResolve = resolve;
+      this.#startedReject = reject;
+    });
+    // Observed through ready(); keep an unawaited failure from counting as unhandled.
+    this.#started.catch(() => {});
+    for (let i = 0; i < threads; i++) {
+      const slot: Slot = { index: i, generation: 0, thread: null, state: 'dead', lease: null, fault: null };
+      this.#slots.push(slot);
+      this.#spawn(slot);
+    }
+  }
+
+  /** Resolves once every thread is up; rejects with WORKER_FAILED if they cannot start. */
+  ready(): Promise<void> {
+    return this.#started;
+  }
+
+  stats(): PoolStats {
+    return { threads: this.threads, ...this.#stats };
+  }
+
+  /** Testing aid: the next lease makes its thread throw ('throw') or exit ('exit'). */
+  injectFault(kind: 'throw' | 'exit'): void {
+    this.#fault = kind;
+  }
+
+  /** Computes every row of `task` on the threads. Rejects with WORKER_FAILED if a thread fails. */
+  run(task: SliceTask): Promise<void> {
+    if (this.#terminated) {
+      return Promise.reject(new QkvError('DISPOSED', 'workers backend: the thread pool was terminated'));
+    }
+    if (this.#broken) return Promise.reject(this.#broken);
+    const rows = rowsOfTask(task);
+    const { blockRows, blocks } = planBlocks(rows, workPerRow(task), this.threads);
+    return new Promise<void>((resolve, reject) => {
+      const ctrl = new Int32Array(new SharedArrayBuffer(CONTROL_SLOTS * Int32Array.BYTES_PER_ELEMENT));
+      this.#jobs.push({
+        id: this.#nextJob++,
+        task,
+        rows,
+        blockRows,
+        blocks,
+        ctrl,
+        leases: 0,
+        settled: false,
+        resolve,
+        reject,
+      });
+      this.#pump();
+    });
+  }
+
+  /** Stops every thread; queued and running jobs reject with DISPOSED. Idempotent. */
+  async terminate(): Promise<void> {
+    if (this.#terminated) return;
+    this.#terminated = true;
+    this.#startedReject(new QkvError('DISPOSED', 'workers backend: the thread pool was terminated while starting'));
+    for (const job of [...this.#jobs]) {
+      this.#fail(
+        job,
+        new QkvError('DISPOSED', 'workers backend: the thread pool was terminated while this run was in flight'),
+      );
+    }
+    const ends: Promise<void>[] = [];
+    for (const s of this.#slots) {
+      s.generation++;
+      s.state = 'dead';
+      if (s.thread) ends.push(s.thread.terminate());
+      s.thread = null;
+    }
+    await Promise.all(ends);
+  }
+
+  #spawn(slot: Slot): void {
+    const generation = ++slot.generation;
+    slot.state = 'starting';
+    slot.thread = null;
+    slot.lease = null;
+    const current = () => slot.generation === generation && !this.#terminated;
+    spawnThread({
+      message: (m) => {
+        if (current()) this.#onMessage(slot, m);
+      },
+      failed: (reason) => {
+        if (current()) this.#onFailure(slot, reason);
+      },
+    }).then(
+      (thread) => {
+        if (!current()) {
+          void thread.terminate();
+          return;
+        }
+        // Ref'd while starting (someone awaits ready()); unref'd once idle.
+        slot.thread = thread;
+      },
+      (e: unknown) => {
+        if (current()) this.#onFailure(slot, `could not start: ${e instanceof Error ? e.message : String(e)}`);
+      },
+    );
+  }
+
+  #onMessage(slot: Slot, m: FromWorker): void {
+    if (m.type === 'ready') {
+      slot.state = 'idle';
+      // Idle threads must not keep a Node process alive; a busy one is ref'd while it works.
+      slot.thread?.unref();
+      this.#startupFailures = 0;
+      this.#everReady.add(slot.index);
+      if (this.#everReady.size === this.threads) this.#startedResolve();
+      this.#pump();
+      return;
+    }
+    const job = slot.lease;
+    slot.lease = null;
+    slot.state = 'idle';
+    slot.thread?.unref();
+    // An armed fault whose lease found no block to claim stays armed for the next lease.
+    if (slot.fault && m.blocks === 0) this.#fault ??= slot.fault;
+    slot.fault = null;
+    if (job && job.id === m.job) {
+      job.leases--;
+      this.#settleIfDone(job);
+    }
+    this.#pump();
+  }
+
+  #onFailure(slot: Slot, reason: string): void {
+    const job = slot.lease;
+    const where = job ? ` while computing ${job.task.op} (${job.rows} rows in ${job.blocks} blocks)` : '';
+    const err = new QkvError(
+      'WORKER_FAILED',
+      `workers backend: worker thread #${slot.index} ${reason}${where}; the run was abandoned and the pool replaced the thread`,
+    );
+    const wasStarting = slot.state === 'starting';
+    const old = slot.thread;
+    slot.state = 'dead';
+    slot.lease = null;
+    slot.fault = null;
+    if (old) void old.terminate();
+    this.#stats.replaced++;
+    if (job) this.#fail(job, err);
+    if (wasStarting) {
+      this.#startupFailures++;
+      if (this.#startupFailures >= MAX_STARTUP_FAILURES) {
+        this.#broken = new QkvError(
+          'WORKER_FAILED',
+          `workers backend: ${this.#startupFailures} worker threads in a row failed to start; last: ${reason}`,
+        );
+        slot.generation++;
+        this.#startedReject(this.#broken);
+        for (const j of [...this.#jobs]) this.#fail(j, this.#broken);
+        return;
+      }
+    }
+    this.#spawn(slot);
+    this.#pump();
+  }
+
+  #fail(job: Job, e: unknown): void {
+    if (job.settled) return;
+    job.settled = true;
+    // Threads still inside a lease of this job stop at their next claim.
+    Atomics.store(job.ctrl, NEXT_BLOCK, job.blocks);
+    this.#remove(job);
+    job.reject(e);
+  }
+
+  #settleIfDone(job: Job): void {
+    if (job.settled || Atomics.load(job.ctrl, DONE_BLOCKS) < job.blocks) return;
+    job.settled = true;
+    this.#stats.jobs++;
+    this.#remove(job);
+    job.resolve();
+  }
+
+  #remove(job: Job): void {
+    const i = this.#jobs.indexOf(job);
+    if (i < 0) return;
+    this.#jobs.splice(i, 1);
+    if (this.#rr > i) this.#rr--;
+  }
+
+  /** Hands every idle thread a lease, visiting jobs round-robin. */
+  #pump(): void {
+    if (this.#terminated) return;
+    for (const slot of this.#slots) {
+      if (slot.state !== 'idle' || !slot.thread) continue;
+      const job = this.#pick();
+      if (!job) return;
+      job.leases++;
+      this.#stats.leases++;
+      slot.state = 'busy';
+      slot.lease = job;
+      const lease: Lease = {
+        type: 'lease',
+        job: job.id,
+        task: job.task,
+        ctrl: job.ctrl,
+        rows: job.rows,
+        blockRows: job.blockRows,
+        blocks: job.blocks,
+        sliceMs: SLICE_MS,
+        ...(this.#fault ? { fault: this.#fault } : {}),
+      };
+      slot.fault = this.#fault;
+      this.#fault = null;
+      slot.thread.ref();
+      slot.thread.post(lease);
+    }
+  }
+
+  /**
+   * The next job, round-robin, that could use one more thread: one with more unclaimed blocks
+   * than leases already on their way to claim them.
+   */
+  #pick(): Job | null {
+    const n = this.#jobs.length;
+    for (let step = 0; step < n; step++) {
+      const i = (this.#rr + step) % n;
+      const job = this.#jobs[i] as Job;
+      const unclaimed = job.blocks - Atomics.load(job.ctrl, NEXT_BLOCK);
+      if (unclaimed > job.leases) {
+        this.#rr = (i + 1) % n;
+        return job;
+      }
+    }
+    return null;
+  }
+}

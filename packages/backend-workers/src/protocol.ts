@@ -1,0 +1,31 @@
+/**
+ * What the main thread and the workers say to each other. Messages are small descriptors:
+ * tensors travel as views over SharedArrayBuffers, which structured clone shares, never copies.
+ */
+import type { SliceTask } from './ops.js';
+
+/** Indices into a job's shared Int32Array control block. */
+export const NEXT_BLOCK = 0;
+export const DONE_BLOCKS = 1;
+export const CONTROL_SLOTS = 2;
+
+/** main → worker: work on this job until its blocks run out or the time slice ends. */
+export interface Lease {
+  readonly type: 'lease';
+  readonly job: number;
+  readonly task: SliceTask;
+  /** [NEXT_BLOCK, DONE_BLOCKS] on a SharedArrayBuffer. */
+  readonly ctrl: Int32Array;
+  readonly rows: number;
+  readonly blockRows: number;
+  readonly blocks: number;
+  /** Stop claiming after this long, so that other runs get a turn (fairness). */
+  readonly sliceMs: number;
+  /** Fault injection for the pool's recovery tests: crash instead of working. */
+  readonly fault?: 'throw' | 'exit';
+}
+
+/** worker → main. */
+export type FromWorker =
+  | { readonly type: 'ready' }
+  | { readonly type: 'done'; readonly job: number; readonly blocks: number };

@@ -1,0 +1,68 @@
+/**
+ * The worker entry, the same file for worker_threads and Web Workers. It holds no state between
+ * leases: each lease names a job's shared tensors and its claim counter; the worker claims
+ * blocks of rows until none are left or its time slice is over, then reports how many it did.
+ */
+import { runSlice } from './ops.js';
+import { DONE_BLOCKS, type FromWorker, type Lease, NEXT_BLOCK } from './protocol.js';
+
+/** Fault injection: crash the way a broken kernel or a dying thread would. */
+function crash(kind: 'throw' | 'exit'): never {
+  if (kind === 'exit') {
+    const proc = (globalThis as { process?: { exit(code: number): never } }).process;
+    if (proc) proc.exit(70);
+    (globalThis as unknown as { close(): void }).close();
+  }
+  throw new Error('injected fault: this worker throws (test)');
+}
+
+function work(lease: Lease): number {
+  const start = performance.now();
+  let done = 0;
+  for (;;) {
+    const b = Atomics.add(lease.ctrl, NEXT_BLOCK, 1);
+    if (b >= lease.blocks) break;
+    // After claiming, so the job cannot complete without this thread: the fault must surface.
+    if (lease.fault) crash(lease.fault);
+    const from = b * lease.blockRows;
+    runSlice(lease.task, from, Math.min(lease.rows, from + lease.blockRows));
+    done++;
+    if (performance.now() - start >= lease.sliceMs) break;
+  }
+  // The atomic add publishes this thread's writes to `out` before the main thread reads DONE.
+  if (done > 0) Atomics.add(lease.ctrl, DONE_BLOCKS, done);
+  return done;
+}
+
+interface Port {
+  post(m: FromWorker): void;
+  listen(handler: (m: Lease) => void): void;
+}
+
+async function connect(): Promise<Port> {
+  if (typeof (globalThis as { WorkerGlobalScope?: unknown }).WorkerGlobalScope !== 'undefined') {
+    const scope = globalThis as unknown as {
+      postMessage(m: unknown): void;
+      onmessage: ((e: MessageEvent<Lease>) => void) | null;
+    };
+    return {
+      post: (m) => scope.postMessage(m),
+      listen: (handler) => {
+        scope.onmessage = (e) => handler(e.data);
+      },
+    };
+  }
+  const name = 'node:worker_threads';
+  const { parentPort } = (await import(/* @vite-ignore */ name)) as typeof import('node:worker_threads');
+  if (!parentPort) throw new Error('qkv workers: worker.js must run as a worker thread');
+  return {
+    post: (m) => parentPort.postMessage(m),
+    listen: (handler) => parentPort.on('message', handler),
+  };
+}
+
+const port = await connect();
+// Not caught on purpose: an exception is a worker failure; the pool rejects the run and
+// replaces this thread.
+port.listen((lease) => port.post({ type: 'done', job: lease.job, blocks: work(lease) }));
+port.post({ type: 'ready' });

@@ -1,0 +1,233 @@
+import { CpuBackend, cpuBackend } from '@qkv/backend-cpu';
+import {
+  type Attention,
+  type AttentionConfig,
+  type AttentionResult,
+  BackendRegistry,
+  createAttention,
+  type FusedAttentionAttrs,
+  isQkvError,
+  type QkvError,
+} from '@qkv/core';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { planBlocks, type WorkersBackend, workersBackend } from '../../dist/index.js';
+import { capturingRegistry, expectSameData, inputsFor, random, randomTensor, weightsFor } from './helpers.js';
+
+const handles: Attention[] = [];
+afterEach(async () => {
+  await Promise.all(handles.splice(0).map((h) => h.dispose()));
+  vi.unstubAllGlobals();
+});
+
+async function pair(
+  registry: BackendRegistry,
+  config: AttentionConfig,
+  seed: number,
+  backendOptions: Record<string, unknown> = { threads: 2, inlineThreshold: 0 },
+): Promise<{ workers: Attention; cpu: Attention }> {
+  const weights = weightsFor(config, seed);
+  const workers = await createAttention(config, weights, { registry, backend: 'workers', backendOptions });
+  const cpu = await createAttention(config, weights, { registry, backend: 'cpu' });
+  handles.push(workers, cpu);
+  return { workers, cpu };
+}
+
+describe('work split', () => {
+  it('gives every thread rows even for one head and a short sequence', () => {
+    // B = 1, H = 1, Lq = 2: two rows, two threads → two blocks.
+    expect(planBlocks(2, 10, 2)).toEqual({ blockRows: 1, blocks: 2 });
+    // Never more blocks than rows, never an empty block.
+    expect(planBlocks(1, 10 ** 9, 8)).toEqual({ blockRows: 1, blocks: 1 });
+    const p = planBlocks(4096, 2 ** 14, 2);
+    expect(p.blocks * p.blockRows).toBeGreaterThanOrEqual(4096);
+    expect((p.blocks - 1) * p.blockRows).toBeLessThan(4096);
+    expect(p.blocks).toBeGreaterThanOrEqual(2 * 8);
+  });
+
+  it('hands a one-head, two-row op to both threads', async () => {
+    const b = (await workersBackend.create({ threads: 2, inlineThreshold: 0 })) as WorkersBackend;
+    try {
+      // q, k, v [1, 2, 4]: B = 1, Lq = Lk = 2, H = KVH = 1, hd = 4.
+      const next = random(7);
+      const q = b.upload(randomTensor([1, 2, 4], next));
+      const k = b.upload(randomTensor([1, 2, 4], next));
+      const v = b.upload(randomTensor([1, 2, 4], next));
+      const attrs: FusedAttentionAttrs = {
+        batch: 1,
+        numHeads: 1,
+        numKVHeads: 1,
+        queryLength: 2,
+        keyLength: 2,
+        headDim: 4,
+        scale: 0.5,
+        causal: false,
+      };
+      const before = b.stats().leases;
+      const out = await b.fused.fusedAttention(q, k, v, null, null, attrs);
+      expect(b.stats().leases - before).toBe(2);
+      const cpu = new CpuBackend();
+      const ref = await cpu.fused.fusedAttention(
+        cpu.upload(await b.download(q)),
+        cpu.upload(await b.download(k)),
+        cpu.upload(await b.download(v)),
+        null,
+        null,
+        attrs,
+      );
+      expectSameData('heads', await b.download(out), await cpu.download(ref));
+    } finally {
+      await b.destroy();
+    }
+  });
+
+  it('runs ops under the threshold on the calling thread and larger ones on the pool', async () => {
+    const { registry, created } = capturingRegistry();
+    const config = { dModel: 64, numHeads: 4 };
+    const weights = weightsFor(config, 1);
+    const attn = await createAttention(config, weights, {
+      registry,
+      backend: 'workers',
+      backendOptions: { threads: 2 },
+    });
+    handles.push(attn);
+    const b = created[0] as WorkersBackend;
+    await attn.run(inputsFor(1, 2, 64, 2));
+    expect(b.stats()).toMatchObject({ dispatchedOps: 0 });
+    expect(b.stats().inlineOps).toBeGreaterThan(0);
+    await attn.run(inputsFor(1, 256, 64, 3));
+    expect(b.stats().dispatchedOps).toBeGreaterThan(0);
+  });
+});
+
+describe('concurrency', () => {
+  it('completes 50 concurrent runs of mixed shapes on several handles, matching cpu exactly', async () => {
+    const registry = new BackendRegistry().register(cpuBackend).register(workersBackend);
+    const a = await pair(registry, { dModel: 32, numHeads: 4, causal: true }, 11);
+    const b = await pair(registry, { dModel: 24, numHeads: 2, bias: false }, 12);
+    // A handle with default options: small ops inline, big ones on its own pool size.
+    const c = await pair(registry, { dModel: 16, numHeads: 1 }, 13, {});
+    const jobs: Promise<void>[] = [];
+    for (let i = 0; i < 50; i++) {
+      const h = [a, b, c][i % 3] as { workers: Attention; cpu: Attention };
+      const dModel = h.workers.config.dModel;
+      const inputs = inputsFor(1 + (i % 3), [1, 3, 17, 64, 130][i % 5] as number, dModel, 100 + i);
+      const returnWeights = i % 4 === 0;
+      jobs.push(
+        Promise.all([h.workers.run(inputs, { returnWeights }), h.cpu.run(inputs, { returnWeights })]).then(
+          ([got, want]: AttentionResult[]) => {
+            const g = got as AttentionResult;
+            const w = want as AttentionResult;
+            expect(g.fused).toBe(!returnWeights);
+            expectSameData(`run ${i} residual`, g.residual, w.residual);
+            if (returnWeights) expectSameData(`run ${i} weights`, g.weights as never, w.weights as never);
+          },
+        ),
+      );
+    }
+    await Promise.all(jobs);
+  });
+
+  it('is fair: a small run started behind a large one finishes first', async () => {
+    const registry = new BackendRegistry().register(cpuBackend).register(workersBackend);
+    const big = await pair(registry, { dModel: 128, numHeads: 4 }, 21);
+    const small = await pair(registry, { dModel: 16, numHeads: 2 }, 22);
+    const order: string[] = [];
+    const large = big.workers.run(inputsFor(2, 384, 128, 5)).then(() => order.push('large'));
+    const short = small.workers.run(inputsFor(1, 8, 16, 6)).then(() => order.push('small'));
+    await Promise.all([large, short]);
+    // A first-come-first-served queue would finish the large run first.
+    expect(order).toEqual(['small', 'large']);
+  });
+});
+
+describe('faults', () => {
+  it('rejects the run whose worker throws with WORKER_FAILED, replaces the worker, and recovers', async () => {
+    const { registry, created } = capturingRegistry();
+    const config = { dModel: 32, numHeads: 4 };
+    const weights = weightsFor(config, 31);
+    const attn = await createAttention(config, weights, {
+      registry,
+      backend: 'workers',
+      backendOptions: { threads: 2, inlineThreshold: 0 },
+    });
+    const cpu = await createAttention(config, weights, { registry, backend: 'cpu' });
+    handles.push(attn, cpu);
+    const b = created[0] as WorkersBackend;
+    const inputs = inputsFor(2, 9, 32, 32);
+    const replacedBefore = b.stats().replaced;
+    b.injectWorkerFault('throw');
+    const err = await attn.run(inputs).then(
+      () => null,
+      (e: unknown) => e,
+    );
+    expect(isQkvError(err, 'WORKER_FAILED'), `expected QkvError WORKER_FAILED, got ${String(err)}`).toBe(true);
+    expect((err as QkvError).message).toMatch(/worker thread #\d+ threw: .*injected fault/);
+    expect(b.stats().replaced).toBe(replacedBefore + 1);
+    expect(b.liveTensors()).toBe(8); // only the weights (wq…bo) remain; the run freed its tensors
+    for (let i = 0; i < 3; i++) {
+      const [got, want] = await Promise.all([attn.run(inputs), cpu.run(inputs)]);
+      expectSameData('residual after recovery', got.residual, want.residual);
+    }
+  });
+});
+
+describe('options and availability', () => {
+  it('refuses bad backendOptions with the expected and the actual value', async () => {
+    const bad: [Record<string, unknown>, string, RegExp][] = [
+      [{ threads: 0 }, 'INVALID_OPTION', /threads: expected an integer from 1 to 256, got 0/],
+      [{ threads: 1.5 }, 'INVALID_OPTION', /got 1\.5/],
+      [{ threads: '2' }, 'INVALID_OPTION', /got "2"/],
+      [{ inlineThreshold: -1 }, 'INVALID_OPTION', /inlineThreshold: expected a number ≥ 0/],
+      [{ thread: 2 }, 'UNKNOWN_OPTION', /unknown option "thread"; expected one of threads, inlineThreshold/],
+    ];
+    for (const [options, code, message] of bad) {
+      const e = await workersBackend.create(options).then(
+        () => null,
+        (x: unknown) => x,
+      );
+      expect(isQkvError(e, code as never), `${JSON.stringify(options)} → ${String(e)}`).toBe(true);
+      expect((e as Error).message).toMatch(message);
+    }
+  });
+
+  it('uses the requested thread count', async () => {
+    const b = (await workersBackend.create({ threads: 3 })) as WorkersBackend;
+    try {
+      expect(b.threads).toBe(3);
+    } finally {
+      await b.destroy();
+    }
+  });
+
+  it('says it is unavailable without SharedArrayBuffer, and auto picks cpu instead', async () => {
+    vi.stubGlobal('SharedArrayBuffer', undefined);
+    const a = await workersBackend.isAvailable();
+    expect(a.available).toBe(false);
+    expect(a.available ? '' : a.reason).toMatch(/SharedArrayBuffer is unavailable/);
+    const registry = new BackendRegistry().register(cpuBackend).register(workersBackend);
+    const attn = await createAttention({ dModel: 8, numHeads: 2 }, weightsFor({ dModel: 8, numHeads: 2 }, 1), {
+      registry,
+    });
+    handles.push(attn);
+    expect(attn.backend).toBe('cpu');
+    expect(attn.selection.skipped).toContainEqual({
+      name: 'workers',
+      reason: expect.stringMatching(/unavailable: SharedArrayBuffer is unavailable/),
+    });
+    // Asked for by name it refuses instead of degrading to copies.
+    const e = await workersBackend.create({ threads: 2 }).then(
+      () => null,
+      (x: unknown) => x,
+    );
+    expect(isQkvError(e, 'CAPABILITY')).toBe(true);
+  });
+
+  it('is chosen by auto over cpu where it is available', async () => {
+    const registry = new BackendRegistry().register(cpuBackend).register(workersBackend);
+    const attn = await createAttention({ dModel: 8, numHeads: 2 }, weightsFor({ dModel: 8, numHeads: 2 }, 1), {
+      registry,
+    });
+    handles.push(attn);
+    expect(attn.backend).toBe('workers');
+  });
+});

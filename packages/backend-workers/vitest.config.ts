@@ -1,0 +1,56 @@
+import { playwright } from '@vitest/browser-playwright';
+import { defineConfig } from 'vitest/config';
+
+/**
+ * One `vitest run`, two projects:
+ *  - node: test/shared + test/node, in Node (worker_threads);
+ *  - browser: test/shared + test/browser, in headless Chromium (Web Workers), served with
+ *    COOP/COEP so the page is cross-origin isolated and SharedArrayBuffer exists.
+ * Tests import the package from ../dist: worker_threads cannot load TypeScript, so the worker
+ * entry must be the built dist/worker.js (`pnpm test` builds first; turbo's test task too).
+ */
+const crossOriginIsolation = {
+  'Cross-Origin-Opener-Policy': 'same-origin',
+  'Cross-Origin-Embedder-Policy': 'require-corp',
+};
+
+export default defineConfig({
+  server: { headers: crossOriginIsolation },
+  test: {
+    testTimeout: 60_000,
+    projects: [
+      {
+        extends: true,
+        test: { name: 'node', environment: 'node', include: ['test/shared/**/*.test.ts', 'test/node/**/*.test.ts'] },
+      },
+      {
+        extends: true,
+        test: {
+          name: 'browser',
+          include: ['test/shared/**/*.test.ts', 'test/browser/**/*.test.ts'],
+          browser: {
+            enabled: true,
+            headless: true,
+            provider: playwright({
+              launchOptions: {
+                // Debian's Chromium; playwright-core never downloads a browser.
+                executablePath: process.env.QKV_CHROMIUM ?? '/usr/bin/chromium',
+                args: [
+                  '--headless',
+                  '--no-sandbox',
+                  '--disable-background-networking',
+                  '--disable-component-update',
+                  '--disable-sync',
+                  '--no-first-run',
+                  '--disable-quic',
+                  '--enable-unsafe-swiftshader',
+                ],
+              },
+            }),
+            instances: [{ browser: 'chromium' }],
+          },
+        },
+      },
+    ],
+  },
+});
