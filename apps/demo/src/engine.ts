@@ -65,9 +65,12 @@ export class Engine {
   async #slot(backend: string, modelKey: string, config: AttentionConfig, weights: AttentionWeights): Promise<Slot> {
     const old = this.#slots.get(backend);
     if (old && old.modelKey === modelKey && !old.attention.disposed) return old;
-    if (old) {
-      this.#slots.delete(backend);
-      await old.attention.dispose();
+    // A new model makes every handle of the old one useless; free them all now (GPU memory,
+    // worker threads) rather than when each backend happens to be used again.
+    for (const [name, slot] of [...this.#slots]) {
+      if (slot.modelKey === modelKey && name !== backend) continue;
+      this.#slots.delete(name);
+      await slot.attention.dispose();
     }
     const t0 = now();
     const attention = await createAttention(config, weights, { backend });

@@ -186,10 +186,13 @@ function tokenMatrix(
   t: Tensor,
   labels: string[],
   what: string,
-  opts: { colGroup?: number; maxWidth?: number } = {},
+  opts: { colGroup?: number; maxWidth?: number; small?: boolean } = {},
 ): HTMLElement {
   const [rows, cols] = t.shape as [number, number];
+  // Small multiples (one per head) keep rows tall enough to label while columns get narrow.
+  const small = opts.small ? { rowHeight: 12, shortLegend: true } : {};
   return heatmap({
+    ...small,
     name,
     rows,
     cols,
@@ -274,7 +277,9 @@ function render(): void {
   // 1. Tokens, E, PE, E + PE
   fill(
     byId('tokens'),
-    ...tokens.map((t, i) => h('span', { class: 'token', title: `position ${i}` }, h('span', { class: 'token-pos' }, String(i)), t)),
+    ...tokens.map((t, i) =>
+      h('span', { class: 'token', title: `position ${i}` }, h('span', { class: 'token-pos' }, String(i)), t),
+    ),
   );
   fill(byId('view-E'), tokenMatrix('E', captured('input'), labels, 'dModel'));
   fill(byId('view-PE'), tokenMatrix('PE', captured('positionalEncoding'), labels, 'dModel'));
@@ -370,8 +375,8 @@ function render(): void {
     tokenMatrix('ΔE(head)', slice2d(headsOut, 0, L, head * dk, dk), labels, 'dk', { maxWidth: half }),
   );
   const parts = headContributions(headsOut, weights.wo, settings.numHeads);
-  const partWidth =
-    settings.numHeads <= 2 ? half : Math.max(220, Math.floor(full / Math.min(4, settings.numHeads)) - 28);
+  // Three cards to a line (with the + and = signs between them).
+  const partWidth = settings.numHeads === 1 ? half : Math.floor((full - 120) / 3) - 20;
   const cards: HTMLElement[] = [];
   parts.forEach((part, i) => {
     if (i > 0) cards.push(h('span', { class: 'op-sign' }, '+'));
@@ -380,7 +385,7 @@ function render(): void {
         'div',
         { class: `contribution${i === head ? ' selected' : ''}` },
         h('h4', {}, `ΔE(${i + 1}) · ${heads[i]?.title}`),
-        tokenMatrix(`ΔE(${i + 1})`, part, labels, 'dModel', { maxWidth: partWidth }),
+        tokenMatrix(`ΔE(${i + 1})`, part, labels, 'dModel', { maxWidth: partWidth, small: true }),
       ),
     );
   });
@@ -390,7 +395,7 @@ function render(): void {
       'div',
       { class: 'contribution sum' },
       h('h4', {}, `ΔE = ΔE(1) + … + ΔE(${settings.numHeads})`),
-      tokenMatrix('ΔE', captured('attention'), labels, 'dModel', { maxWidth: partWidth }),
+      tokenMatrix('ΔE', captured('attention'), labels, 'dModel', { maxWidth: partWidth, small: true }),
     ),
   );
   fill(byId('contributions'), ...cards);

@@ -37,6 +37,10 @@ export interface HeatmapSpec {
   readonly onCellClick?: (i: number, j: number) => void;
   /** A thumbnail: no labels, no legend, no row notes. */
   readonly compact?: boolean;
+  /** Row height when it should differ from the (width-limited) cell width, e.g. for wide matrices. */
+  readonly rowHeight?: number;
+  /** Legend with the colour scale only. */
+  readonly shortLegend?: boolean;
 }
 
 export interface HeatmapData {
@@ -143,13 +147,15 @@ export function heatmap(spec: HeatmapSpec): HTMLElement {
   const rowLabelWidth = compact ? 0 : Math.ceil(Math.max(16, ...rowLabels.map(textWidth))) + 8;
   const maxWidth = spec.maxWidth ?? 720;
   const noteWidth = spec.rowNotes && !compact ? 64 : 0;
-  const cell = Math.max(2, Math.min(spec.maxCell ?? 30, Math.floor((maxWidth - rowLabelWidth - noteWidth) / cols)));
+  // cw: cell width, limited by the space; ch: cell height, square unless told otherwise.
+  const cw = Math.max(2, Math.min(spec.maxCell ?? 30, Math.floor((maxWidth - rowLabelWidth - noteWidth) / cols)));
+  const ch = spec.rowHeight ?? cw;
   const colLabels = spec.colLabels;
   // Token column labels are drawn at 50°, numeric ones horizontally and only every `step`.
   const colLabelHeight = compact ? 0 : colLabels ? Math.ceil(Math.max(...colLabels.map(textWidth)) * 0.77) + 14 : 16;
-  const step = colLabels ? 1 : Math.max(1, Math.ceil(28 / cell));
-  const gridW = cell * cols;
-  const gridH = cell * rows;
+  const step = colLabels ? 1 : Math.max(1, Math.ceil(28 / cw));
+  const gridW = cw * cols;
+  const gridH = ch * rows;
   const width = rowLabelWidth + gridW + noteWidth + 4;
   const height = colLabelHeight + gridH + 2;
   const dpr = Math.min(2, globalThis.devicePixelRatio || 1);
@@ -165,12 +171,12 @@ export function heatmap(spec: HeatmapSpec): HTMLElement {
     ctx.scale(dpr, dpr);
     const x0 = rowLabelWidth;
     const y0 = colLabelHeight;
-    const showValues = cell >= 30 && !compact;
+    const showValues = cw >= 30 && ch >= 16 && !compact;
     for (let i = 0; i < rows; i++) {
       for (let j = 0; j < cols; j++) {
         const v = data[i * cols + j] as number;
-        const x = x0 + j * cell;
-        const y = y0 + i * cell;
+        const x = x0 + j * cw;
+        const y = y0 + i * ch;
         if (v === Number.NEGATIVE_INFINITY) {
           ctx.fillStyle = hatchPattern(ctx);
         } else if (Number.isNaN(v)) {
@@ -178,33 +184,33 @@ export function heatmap(spec: HeatmapSpec): HTMLElement {
         } else {
           ctx.fillStyle = palette === 'weights' ? weightColor(v) : divergingColor(v / maxAbs);
         }
-        ctx.fillRect(x, y, cell, cell);
-        if (v === Number.NEGATIVE_INFINITY && cell >= 20 && !compact) {
+        ctx.fillRect(x, y, cw, ch);
+        if (v === Number.NEGATIVE_INFINITY && cw >= 20 && ch >= 16 && !compact) {
           ctx.fillStyle = '#3f3f46';
           ctx.font = INF_FONT;
           ctx.textAlign = 'center';
           ctx.textBaseline = 'middle';
-          ctx.fillText('−∞', x + cell / 2, y + cell / 2);
+          ctx.fillText('−∞', x + cw / 2, y + ch / 2);
         } else if (showValues && Number.isFinite(v)) {
           ctx.fillStyle = textColorFor(palette, v, maxAbs);
           ctx.font = SMALL_FONT;
           ctx.textAlign = 'center';
           ctx.textBaseline = 'middle';
-          ctx.fillText(cellText(palette, v), x + cell / 2, y + cell / 2);
+          ctx.fillText(cellText(palette, v), x + cw / 2, y + ch / 2);
         }
       }
     }
-    if (cell >= 8) {
+    if (cw >= 8 && ch >= 8) {
       ctx.strokeStyle = 'rgba(0,0,0,0.08)';
       ctx.lineWidth = 1;
       ctx.beginPath();
       for (let i = 0; i <= rows; i++) {
-        ctx.moveTo(x0, y0 + i * cell + 0.5);
-        ctx.lineTo(x0 + gridW, y0 + i * cell + 0.5);
+        ctx.moveTo(x0, y0 + i * ch + 0.5);
+        ctx.lineTo(x0 + gridW, y0 + i * ch + 0.5);
       }
       for (let j = 0; j <= cols; j++) {
-        ctx.moveTo(x0 + j * cell + 0.5, y0);
-        ctx.lineTo(x0 + j * cell + 0.5, y0 + gridH);
+        ctx.moveTo(x0 + j * cw + 0.5, y0);
+        ctx.lineTo(x0 + j * cw + 0.5, y0 + gridH);
       }
       ctx.stroke();
     }
@@ -213,19 +219,19 @@ export function heatmap(spec: HeatmapSpec): HTMLElement {
       ctx.lineWidth = 1.5;
       ctx.beginPath();
       for (let j = spec.colGroup; j < cols; j += spec.colGroup) {
-        ctx.moveTo(x0 + j * cell, y0 - 4);
-        ctx.lineTo(x0 + j * cell, y0 + gridH);
+        ctx.moveTo(x0 + j * cw, y0 - 4);
+        ctx.lineTo(x0 + j * cw, y0 + gridH);
       }
       ctx.stroke();
     }
-    if (!compact) drawLabels(ctx, spec, { x0, y0, cell, gridW, rowLabels, step });
+    if (!compact) drawLabels(ctx, spec, { x0, y0, cw, ch, gridW, rowLabels, step });
   }
   const cellAt = (ev: MouseEvent): [number, number] | null => {
     const rect = canvas.getBoundingClientRect();
     const x = ev.clientX - rect.left - rowLabelWidth;
     const y = ev.clientY - rect.top - colLabelHeight;
-    const j = Math.floor(x / cell);
-    const i = Math.floor(y / cell);
+    const j = Math.floor(x / cw);
+    const i = Math.floor(y / ch);
     return i >= 0 && i < rows && j >= 0 && j < cols ? [i, j] : null;
   };
   canvas.addEventListener('mousemove', (ev) => {
@@ -262,7 +268,8 @@ export function heatmap(spec: HeatmapSpec): HTMLElement {
 interface Geometry {
   x0: number;
   y0: number;
-  cell: number;
+  cw: number;
+  ch: number;
   gridW: number;
   rowLabels: readonly string[];
   /** Label every `step`-th numeric column. */
@@ -271,18 +278,18 @@ interface Geometry {
 
 /** Row labels on the left, column labels on top (tokens at 50°, indices flat), row notes right. */
 function drawLabels(ctx: CanvasRenderingContext2D, spec: HeatmapSpec, g: Geometry): void {
-  const { x0, y0, cell, gridW, rowLabels, step } = g;
+  const { x0, y0, cw, ch, gridW, rowLabels, step } = g;
   ctx.fillStyle = '#1a202c';
   ctx.font = FONT;
   ctx.textAlign = 'right';
   ctx.textBaseline = 'middle';
   // With small cells label only every few rows, so the labels stay readable.
-  const rstep = cell >= 10 ? 1 : Math.ceil(14 / cell);
-  for (let i = 0; i < spec.rows; i += rstep) ctx.fillText(rowLabels[i] ?? '', x0 - 6, y0 + i * cell + cell / 2);
+  const rstep = ch >= 10 ? 1 : Math.ceil(14 / ch);
+  for (let i = 0; i < spec.rows; i += rstep) ctx.fillText(rowLabels[i] ?? '', x0 - 6, y0 + i * ch + ch / 2);
   if (spec.colLabels) {
     spec.colLabels.forEach((l, j) => {
       ctx.save();
-      ctx.translate(x0 + j * cell + cell / 2 + 3, y0 - 6);
+      ctx.translate(x0 + j * cw + cw / 2 + 3, y0 - 6);
       ctx.rotate((-50 * Math.PI) / 180);
       ctx.textAlign = 'left';
       ctx.fillText(l, 0, 0);
@@ -293,7 +300,7 @@ function drawLabels(ctx: CanvasRenderingContext2D, spec: HeatmapSpec, g: Geometr
     ctx.textBaseline = 'bottom';
     ctx.fillStyle = '#52525b';
     ctx.font = SMALL_FONT;
-    for (let j = 0; j < spec.cols; j += step) ctx.fillText(String(j), x0 + j * cell + cell / 2, y0 - 3);
+    for (let j = 0; j < spec.cols; j += step) ctx.fillText(String(j), x0 + j * cw + cw / 2, y0 - 3);
   }
   if (spec.rowNotes) {
     ctx.textAlign = 'left';
@@ -304,7 +311,7 @@ function drawLabels(ctx: CanvasRenderingContext2D, spec: HeatmapSpec, g: Geometr
       ctx.fillText(spec.rowNotesTitle, x0 + gridW + 8, y0 - 3);
     }
     ctx.textBaseline = 'middle';
-    if (cell >= 10) spec.rowNotes.forEach((n, i) => ctx.fillText(n, x0 + gridW + 8, y0 + i * cell + cell / 2));
+    if (ch >= 10) spec.rowNotes.forEach((n, i) => ctx.fillText(n, x0 + gridW + 8, y0 + i * ch + ch / 2));
   }
 }
 
@@ -317,9 +324,9 @@ function legend(palette: Palette, maxAbs: number, spec: HeatmapSpec, data: Array
   return h(
     'figcaption',
     { class: 'legend' },
-    h('span', { class: 'axis' }, `rows: ${spec.rowAxis} · columns: ${spec.colAxis}`),
+    spec.shortLegend ? null : h('span', { class: 'axis' }, `rows: ${spec.rowAxis} · columns: ${spec.colAxis}`),
     h('span', { class: 'scale' }, lo, bar, hi),
     masked ? h('span', { class: 'masked-key' }, h('span', { class: 'swatch-masked' }), '−∞ (masked)') : null,
-    h('span', { class: 'hint' }, 'hover a cell for its value'),
+    spec.shortLegend ? null : h('span', { class: 'hint' }, 'hover a cell for its value'),
   );
 }

@@ -149,6 +149,7 @@ describe.skipIf(!hasChromium)('demo in headless chromium', () => {
     const wOpen = await grid('weights');
     expect(wOpen.data[0 * wOpen.cols + 1]).toBeGreaterThan(0);
     await shotOf('#step-softmax', '06-mask-softmax-open');
+    await shotOf('#step-values', '06b-values-update');
     await page.check('#causal');
     await idle();
   });
