@@ -15,9 +15,56 @@ export interface RefTensor {
 }
 
 /**
+ * ALiBi slopes written from the paper's reference code (Press et al. 2021, `get_slopes`):
+ *   get_slopes_power_of_2(n): start = 2^(−2^(−(log2 n − 3))), slope_i = start · start^i
+ *   n not a power of two: get_slopes_power_of_2(closest lower power of two c), then
+ *   get_slopes(2c)[0::2][: n − c].
+ * Independent of core's `alibiSlopes`, which the conformance tests check against it.
+ */
+export function referenceAlibiSlopes(n: number): number[] {
+  const powerOf2 = (m: number): number[] => {
+    const start = 2 ** -(2 ** -(Math.log2(m) - 3));
+    return Array.from({ length: m }, (_, i) => start * start ** i);
+  };
+  if (Number.isInteger(Math.log2(n))) return powerOf2(n);
+  const closest = 2 ** Math.floor(Math.log2(n));
+  return [
+    ...powerOf2(closest),
+    ...referenceAlibiSlopes(2 * closest)
+      .filter((_, i) => i % 2 === 0)
+      .slice(0, n - closest),
+  ];
+}
+
+/**
+ * RoPE on one head's channels at position p, from RoFormer (Su et al. 2021) eq. 34: the 2D
+ * rotation R(p·θ_c) applied to each channel pair, θ_c = base^(−2c/d). `pairs(c)` gives the
+ * channel indices of pair c ('half': c, c + d/2; 'interleaved': 2c, 2c + 1).
+ */
+function ropeInPlace(x: Float64Array, off: number, d: number, p: number, base: number, interleaved: boolean): void {
+  for (let c = 0; c < d / 2; c++) {
+    const a = interleaved ? off + 2 * c : off + c;
+    const b = interleaved ? off + 2 * c + 1 : off + c + d / 2;
+    const theta = p * base ** ((-2 * c) / d);
+    const [x1, x2] = [x[a] as number, x[b] as number];
+    x[a] = x1 * Math.cos(theta) - x2 * Math.sin(theta);
+    x[b] = x1 * Math.sin(theta) + x2 * Math.cos(theta);
+  }
+}
+
+/**
  * A plain float64 implementation of the whole block, written straight from the conventions
  * (GOLDEN-FORMAT.md) and independent of every backend: the yardstick for differential tests.
  * Returns every step by its graph name.
+ *
+ * The optional features follow their papers / definitions (docs/FEATURES.md), with query i at
+ * position i and key j at position j:
+ *   learned PE  x = E + table[i]
+ *   RoPE        q, k rotated per head after the projections (`ropeInPlace`)
+ *   ALiBi       score − m_h·|i − j| (`referenceAlibiSlopes`)
+ *   window w    hidden unless i−w < j ≤ i (causal) or |i − j| < w
+ *   scoreMod    score = scoreMod(score, b, h, i, j) after ALiBi, before attnMask
+ *   maskMod     hidden where maskMod(b, h, i, j) is false
  */
 export function referenceAttention(
   configIn: AttentionConfig,
@@ -34,8 +81,13 @@ export function referenceAttention(
   const param = (name: string) => w.get(name)?.data ?? null;
 
   const input = Float64Array.from(get('input') as Float32Array);
+  const table = w.get('positionalEmbedding');
   const pe =
-    config.positionalEncoding === 'sinusoidal' ? Float64Array.from(sinusoidalPositionalEncoding(Lq, D).data) : null;
+    config.positionalEncoding === 'sinusoidal'
+      ? Float64Array.from(sinusoidalPositionalEncoding(Lq, D).data)
+      : config.positionalEncoding === 'learned' && table
+        ? Float64Array.from(table.data.subarray(0, Lq * D))
+        : null;
   const x = Float64Array.from(input, (v, idx) => (pe ? v + (pe[idx % (Lq * D)] as number) : v));
   const kvIn = shape.selfAttention
     ? [x, x]
@@ -62,6 +114,17 @@ export function referenceAttention(
   const q = project(x, B * Lq, param('wq') as Float32Array, param('bq'), D, H * hd);
   const k = project(kvIn[0] as Float64Array, B * Lk, param('wk') as Float32Array, param('bk'), D, KVH * hd);
   const v = project(kvIn[1] as Float64Array, B * Lk, param('wv') as Float32Array, param('bv'), D, KVH * hd);
+  if (config.positionalEncoding === 'rotary') {
+    const inter = config.rotaryPairing === 'interleaved';
+    for (let b = 0; b < B; b++) {
+      for (let i = 0; i < Lq; i++)
+        for (let h = 0; h < H; h++) ropeInPlace(q, (b * Lq + i) * H * hd + h * hd, hd, i, config.rotaryBase, inter);
+      for (let j = 0; j < Lk; j++)
+        for (let h = 0; h < KVH; h++) ropeInPlace(k, (b * Lk + j) * KVH * hd + h * hd, hd, j, config.rotaryBase, inter);
+    }
+  }
+  const slopes = config.positionalEncoding === 'alibi' ? referenceAlibiSlopes(H) : null;
+  const win = config.window;
 
   const S = B * H * Lq * Lk;
   const scores = f64(S);
@@ -83,8 +146,16 @@ export function referenceAttention(
               (q[(b * Lq + i) * H * hd + h * hd + c] as number) * (k[(b * Lk + j) * KVH * hd + kvh * hd + c] as number);
           scores[row + j] = s;
           scaled[row + j] = s * scale;
-          const hidden = (causal && j > i + (Lk - Lq)) || (pad !== null && pad[b * Lk + j] !== 0);
-          masked[row + j] = hidden ? Number.NEGATIVE_INFINITY : s * scale + (am ? (am[i * Lk + j] as number) : 0);
+          const outsideWindow = win !== null && (causal ? j <= i - win || j > i : Math.abs(i - j) >= win);
+          const hidden =
+            (causal && j > i + (Lk - Lq)) ||
+            (pad !== null && pad[b * Lk + j] !== 0) ||
+            outsideWindow ||
+            (config.maskMod !== null && !config.maskMod(b, h, i, j));
+          let biased = s * scale;
+          if (slopes) biased -= (slopes[h] as number) * Math.abs(i - j);
+          if (config.scoreMod) biased = config.scoreMod(biased, b, h, i, j);
+          masked[row + j] = hidden ? Number.NEGATIVE_INFINITY : biased + (am ? (am[i * Lk + j] as number) : 0);
         }
         let max = Number.NEGATIVE_INFINITY;
         for (let j = 0; j < Lk; j++) max = Math.max(max, masked[row + j] as number);

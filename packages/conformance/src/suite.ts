@@ -13,6 +13,7 @@ import {
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { compareArrays, DEFAULT_TOLERANCE, type Tolerance } from './compare.js';
+import { describeFeatureConformance } from './features.js';
 import { GOLDEN_CASES, type GoldenCaseName, goldenToApi, loadGoldenCase } from './golden.js';
 import { randomTensor, randomWeights, rng } from './random.js';
 import { type RefTensor, referenceAttention } from './reference.js';
@@ -29,6 +30,8 @@ export interface ConformanceOptions {
   timeout?: number;
   /** Golden cases to run (default: all). */
   cases?: readonly GoldenCaseName[];
+  /** Longest token-by-token KV-cache session in the feature blocks (default 512). */
+  sessionLength?: number;
 }
 
 function env(name: string): string | undefined {
@@ -239,6 +242,13 @@ export function describeConformance(factory: BackendFactory, options: Conformanc
           }
         });
       }
+    });
+
+    // Sessions, RoPE, ALiBi, learned PE, window, maskMod/scoreMod, averaged weights: each run
+    // where the backend's supports() accepts it, and otherwise checked to be refused (CAPABILITY).
+    describeFeatureConformance(factory, (config, weights) => make(config, weights), {
+      timeout,
+      ...(options.sessionLength !== undefined ? { sessionLength: options.sessionLength } : {}),
     });
 
     describe('differential: random configs and masks', () => {

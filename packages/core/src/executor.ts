@@ -63,7 +63,10 @@ export function planExecution(
   for (const n of graph.nodes) deps.set(n.name, n.inputs);
   if (fused) {
     const masked = byName.get('masked') as GraphNode;
-    deps.set('heads', ['q', 'k', 'v', masked.inputs[1] ?? null, masked.inputs[2] ?? null]);
+    // The keys and values the unfused chain reads: k, v, or a session's whole cache (kAll, vAll).
+    const keys = (byName.get('scores') as GraphNode).inputs[1] ?? 'k';
+    const values = (byName.get('heads') as GraphNode).inputs[1] ?? 'v';
+    deps.set('heads', ['q', keys, values, masked.inputs[1] ?? null, masked.inputs[2] ?? null]);
   }
   const needed = new Set<string>();
   const visit = (name: string) => {
