@@ -165,12 +165,9 @@ function onlyKnown(attrs: object, known: ReadonlySet<string>): boolean {
 
 /** Whether `fusedAttention` below takes the SIMD path for these attrs (else: the reference). */
 export function fusedAttentionIsFast(attrs: FusedAttentionAttrs): boolean {
-  if (!onlyKnown(attrs, FUSED_KEYS)) return false;
-  // The base causal rule is bottom-right aligned (key j visible to query i iff j ≤ i + Lk − Lq);
-  // a query offset that says otherwise belongs to the reference kernel's position logic.
-  const off = (attrs as { queryOffset?: number }).queryOffset;
-  if (attrs.causal && off !== undefined && off !== attrs.keyLength - attrs.queryLength) return false;
-  return true;
+  // queryOffset only positions windows, ALiBi and the mods (extras that go to the reference
+  // anyway); causal masking itself is always bottom-right aligned (j ≤ i + Lk − Lq).
+  return onlyKnown(attrs, FUSED_KEYS);
 }
 
 /**
