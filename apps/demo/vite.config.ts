@@ -15,6 +15,13 @@ export default defineConfig({
   base: './',
   server: { host: '127.0.0.1', port: 5173, headers: crossOriginIsolation },
   preview: { host: '127.0.0.1', port: 4173, headers: crossOriginIsolation },
-  build: { target: 'es2022', outDir: 'dist', sourcemap: true },
+  build: {
+    target: 'es2022',
+    outDir: 'dist',
+    sourcemap: true,
+    // The webgl backend's GPU library (~630 kB) is its own chunk, loaded only when that backend
+    // is probed; it is not worth a warning on every build.
+    chunkSizeWarningLimit: 1024,
+  },
   worker: { format: 'es' },
 });

@@ -241,6 +241,17 @@ function scoreGrid(
   });
 }
 
+/** "So “sat” sees “the”, “cat” and itself, but not “on”, “the”, …": the mask on one row. */
+function maskExample(labels: readonly string[]): string {
+  const i = Math.min(2, labels.length - 1);
+  const quote = (l: string) => `“${l}”`;
+  const earlier = labels.slice(0, i).map(quote);
+  const later = labels.slice(i + 1, i + 4).map(quote);
+  const sees = earlier.length ? `${earlier.join(', ')} and itself` : 'only itself';
+  const hidden = later.length ? `, but not ${later.join(', ')}${labels.length > i + 4 ? ', …' : ''}` : '';
+  return `So ${quote(labels[i] ?? '')} sees ${sees}${hidden}.`;
+}
+
 function headLabel(info: HeadInfo): string {
   return `head ${info.index + 1} — ${info.title}`;
 }
@@ -323,9 +334,8 @@ function render(): void {
           'span',
           {},
           h('b', {}, 'Causal mask on: a token attends only to itself and earlier tokens. '),
-          'The note says “we set previous words’ entries of scaled_score into −inf”; seen from the focus word i, those are the entries of the words that come after it: every key j > i, the cells right of the diagonal. So while reading “',
-          labels[Math.min(2, L - 1)] ?? '',
-          '”, no token can peek at the words that follow.',
+          'The note says “we set previous words’ entries of scaled_score into −inf”; seen from the focus word i, those are the entries of the words that come after it: every key j > i, the cells right of the diagonal. ',
+          maskExample(labels),
         )
       : h(
           'span',

@@ -165,6 +165,37 @@ describe.skipIf(!hasChromium)('demo in headless chromium', () => {
     await page.mouse.move(0, 0);
   });
 
+  it('controls recompute live: temperature, heads, and the "same token" head', async () => {
+    const before = await grid('scaled');
+    await page.fill('#temperature', '2');
+    await idle();
+    const after = await grid('scaled');
+    // scaled = raw / (T·√dk): doubling T halves every (unmasked) scaled score.
+    before.data.forEach((v, i) => {
+      if (Number.isFinite(v)) expect(after.data[i]).toBeCloseTo(v / 2, 3);
+    });
+    await page.fill('#temperature', '1');
+    await idle();
+    await page.fill('#heads', '8');
+    await page.dispatchEvent('#heads', 'change');
+    await idle();
+    expect(await page.locator('#head option').count()).toBe(8);
+    expect(await page.locator('#all-heads .head-thumb').count()).toBe(8);
+    await page.fill('#heads', '4');
+    await page.dispatchEvent('#heads', 'change');
+    await idle();
+    await page.selectOption('#head', '1');
+    const tokens = SENTENCE.split(' ');
+    const w = await grid('weights');
+    for (let i = 0; i < w.rows; i++) {
+      const row = w.data.slice(i * w.cols, (i + 1) * w.cols);
+      expect(tokens[row.indexOf(Math.max(...row))], `row ${i}`).toBe(tokens[i]);
+    }
+    expect(await page.locator('#head-explanation').textContent()).toContain('same token');
+    await shotOf('#step-softmax', '06c-same-token-head');
+    await page.selectOption('#head', '0');
+  });
+
   it('switching through every available backend gives the same weights as cpu', async () => {
     const available = (await page.evaluate(() => qkvDemo.backends())).filter((b) => b.available).map((b) => b.name);
     expect(available).toContain('cpu');
