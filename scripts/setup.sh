@@ -40,6 +40,8 @@ if [ "$(pnpm --version 2>/dev/null || true)" != "$want_pnpm" ]; then
 fi
 
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 TURBO_TELEMETRY_DISABLED=1
+# node-gyp (the gl build) reads Node's headers from /usr instead of downloading them (offline).
+if [ -d /usr/include/node ]; then export npm_config_nodedir=/usr; fi
 echo "setup: pnpm install"
 pnpm install --frozen-lockfile
 echo "setup: pnpm build"

@@ -1,0 +1,502 @@
+import {
+  type AttentionConfig,
+  type Backend,
+  type BackendCreateOptions,
+  type BackendFactory,
+  type BackendTensor,
+  buildGraph,
+  describeValue,
+  execute,
+  FEATURE_OPTIONS,
+  type FusedKernels,
+  formatShape,
+  type Kernels,
+  QkvError,
+  type ResolvedConfig,
+  requiredFeatures,
+  resolveConfig,
+  sinusoidalPositionalEncoding,
+  sizeOf,
+  type Tensor,
+} from '@qkv/core';
+import type { IKernelRunShortcut, KernelOutput } from 'gpu.js';
+import {
+  acquireDevice,
+  defaultMode,
+  type GlDevice,
+  type GlTexture,
+  type KernelSpec,
+  MODES,
+  probe,
+  releaseDevice,
+  type WebGLMode,
+} from './device.js';
+import * as k from './kernels/index.js';
+
+/** A tensor on the GPU: one flat float texture, owned by exactly one handle. */
+export class WebGLTensor implements BackendTensor {
+  readonly shape: readonly number[];
+  texture: GlTexture | null;
+  constructor(shape: readonly number[], texture: GlTexture) {
+    this.shape = shape;
+    this.texture = texture;
+  }
+}
+
+/** `backendOptions` for `createAttention(…, { backend: 'webgl', backendOptions })`. */
+export interface WebGLBackendOptions {
+  /** gpu.js mode; default: 'webgl2' in a browser, 'headlessgl' in Node. */
+  mode?: WebGLMode;
+  /** Lower the texture-size limit below the context's MAX_TEXTURE_SIZE (e.g. to mimic a smaller GPU). */
+  maxTextureSize?: number;
+  /** Score values per tile of the fused path (default FUSED_TILE_ELEMENTS); smaller = less GPU memory, more passes. */
+  fusedTileElements?: number;
+}
+
+const OPTION_KEYS = new Set(['mode', 'maxTextureSize', 'fusedTileElements']);
+
+/**
+ * Kernels index in float32 (see kernels/common.ts), exact for integers below 2^24: no tensor may
+ * hold more values than that, whatever MAX_TEXTURE_SIZE allows.
+ */
+export const MAX_TENSOR_ELEMENTS = 2 ** 24;
+/** Score rows per fused tile: bounds the fused path's score memory to ~2^21 values per tile. */
+export const FUSED_TILE_ELEMENTS = 2 ** 21;
+
+/** The texture gpu.js allocates for n values: near-square (utils.closestSquareDimensions). */
+export function textureDims(n: number): [number, number] {
+  const sqrt = Math.sqrt(n);
+  let high = Math.ceil(sqrt);
+  let low = Math.floor(sqrt);
+  while (high * low < n) {
+    high--;
+    low = Math.ceil(n / high);
+  }
+  return [low, Math.ceil(n / low)];
+}
+
+export function fusedTileRows(rows: number, keyLength: number, tileElements = FUSED_TILE_ELEMENTS): number {
+  return Math.max(1, Math.min(rows, Math.floor(tileElements / keyLength)));
+}
+
+function resolveOptions(options: BackendCreateOptions | undefined): WebGLBackendOptions {
+  const o = (options ?? {}) as Record<string, unknown>;
+  for (const key of Object.keys(o)) {
+    if (!OPTION_KEYS.has(key)) {
+      throw new QkvError(
+        'UNKNOWN_OPTION',
+        `backendOptions.${key}: not a webgl backend option; expected one of ${[...OPTION_KEYS].join(', ')}`,
+      );
+    }
+  }
+  const out: WebGLBackendOptions = {};
+  if (o.mode !== undefined) {
+    if (!MODES.includes(o.mode as WebGLMode)) {
+      throw new QkvError(
+        'INVALID_OPTION',
+        `backendOptions.mode: expected one of ${MODES.map((m) => `"${m}"`).join(', ')}, got ${describeValue(o.mode)}`,
+      );
+    }
+    out.mode = o.mode as WebGLMode;
+  }
+  for (const key of ['maxTextureSize', 'fusedTileElements'] as const) {
+    const v = o[key];
+    if (v === undefined) continue;
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) {
+      throw new QkvError(
+        'INVALID_OPTION',
+        `backendOptions.${key}: expected a positive integer, got ${describeValue(v)}`,
+      );
+    }
+    out[key] = v;
+  }
+  return out;
+}
+
+/**
+ * The webgl backend: every kernel is a gpu.js kernel on a (shared) GL context; tensors are
+ * float textures that stay on the GPU from upload to download.
+ */
+export class WebGLBackend implements Backend<WebGLTensor> {
+  readonly name = 'webgl';
+  readonly supports = webglSupports;
+  readonly device: GlDevice;
+  readonly maxTextureSize: number;
+  readonly fusedTileElements: number;
+  readonly #live = new Set<WebGLTensor>();
+  #destroyed = false;
+
+  private constructor(device: GlDevice, maxTextureSize: number, fusedTileElements: number) {
+    this.device = device;
+    this.maxTextureSize = maxTextureSize;
+    this.fusedTileElements = fusedTileElements;
+  }
+
+  static async create(options?: BackendCreateOptions): Promise<WebGLBackend> {
+    const o = resolveOptions(options);
+    // Browsers: WebGL2 unless asked otherwise, WebGL1 as the fallback. Node: headless-gl.
+    const modes: WebGLMode[] = o.mode ? [o.mode] : defaultMode() === 'webgl2' ? ['webgl2', 'webgl'] : [defaultMode()];
+    let device: GlDevice | null = null;
+    const failures: string[] = [];
+    for (const mode of modes) {
+      try {
+        device = await acquireDevice(mode);
+        break;
+      } catch (e) {
+        failures.push(`${mode}: ${(e as Error).message}`);
+      }
+    }
+    if (!device) throw new QkvError('BACKEND_UNAVAILABLE', `webgl backend: ${failures.join('; ')}`);
+    return new WebGLBackend(
+      device,
+      Math.min(device.maxTextureSize, o.maxTextureSize ?? Number.POSITIVE_INFINITY),
+      o.fusedTileElements ?? FUSED_TILE_ELEMENTS,
+    );
+  }
+
+  get mode(): WebGLMode {
+    return this.device.mode;
+  }
+
+  /** Throws LIMIT_EXCEEDED unless a tensor of `n` values fits one texture here. */
+  #checkSize(what: string, n: number): void {
+    if (n > MAX_TENSOR_ELEMENTS) {
+      throw new QkvError(
+        'LIMIT_EXCEEDED',
+        `webgl backend: ${what} has ${n} values, over the limit of ${MAX_TENSOR_ELEMENTS} (2^24) per tensor: the kernels index textures in float32, exact only below 2^24`,
+      );
+    }
+    const [w, h] = textureDims(n);
+    if (Math.max(w, h) > this.maxTextureSize) {
+      throw new QkvError(
+        'LIMIT_EXCEEDED',
+        `webgl backend: ${what} has ${n} values and needs a ${w}×${h} float texture, over MAX_TEXTURE_SIZE ${this.maxTextureSize}`,
+      );
+    }
+  }
+
+  checkLimits(
+    dims: {
+      batch: number;
+      queryLength: number;
+      keyLength: number;
+      dModel: number;
+      numHeads: number;
+      headDim: number;
+      numKVHeads: number;
+    },
+    fused: boolean,
+  ): void {
+    const { batch: B, queryLength: Lq, keyLength: Lk, dModel, numHeads: H, headDim: hd, numKVHeads: KVH } = dims;
+    const tensors: [string, number[]][] = [
+      ['input, x, attention, residual [B, Lq, dModel]', [B, Lq, dModel]],
+      ['key, value [B, Lk, dModel]', [B, Lk, dModel]],
+      ['q, heads [B, Lq, H·hd]', [B, Lq, H * hd]],
+      ['k, v [B, Lk, KVH·hd]', [B, Lk, KVH * hd]],
+      ['wq, wo [dModel, H·hd]', [dModel, H * hd]],
+      ['attnMask [Lq, Lk]', [Lq, Lk]],
+    ];
+    if (fused) {
+      const tile = fusedTileRows(B * H * Lq, Lk, this.fusedTileElements);
+      tensors.push([`the fused score tile [${tile} rows of B·H·Lq, Lk]`, [tile, Lk]]);
+    } else {
+      tensors.push(['scores, scaled, masked, weights [B, H, Lq, Lk]', [B, H, Lq, Lk]]);
+    }
+    for (const [what, shape] of tensors) this.#checkSize(`${what} = ${formatShape(shape)}`, sizeOf(shape));
+  }
+
+  #alive(): void {
+    if (this.#destroyed) throw new QkvError('DISPOSED', 'webgl backend: used after destroy()');
+    if (this.device.gl.isContextLost()) {
+      throw new QkvError('CONTEXT_LOST', 'webgl backend: the WebGL context was lost; create a new attention handle');
+    }
+  }
+
+  #tex(t: WebGLTensor): GlTexture {
+    if (t.texture === null) throw new QkvError('DISPOSED', 'webgl backend: a tensor was used after it was disposed');
+    return t.texture;
+  }
+
+  /** Runs a cached kernel and wraps its (immutable, hence owned) output texture. */
+  #run(spec: KernelSpec, shape: readonly number[], args: unknown[]): WebGLTensor {
+    this.#alive();
+    const kernel: IKernelRunShortcut = this.device.kernel(spec);
+    const out = (kernel as unknown as (...a: unknown[]) => KernelOutput)(...args) as unknown as GlTexture;
+    const t = new WebGLTensor(shape, out);
+    this.#live.add(t);
+    return t;
+  }
+
+  upload(t: Tensor): WebGLTensor {
+    const n = t.data.length;
+    this.#checkSize(`upload of a ${formatShape(t.shape)} tensor`, n);
+    for (let i = 0; i < n; i++) {
+      if (Number.isNaN(t.data[i])) {
+        throw new QkvError(
+          'CAPABILITY',
+          `webgl backend: the ${formatShape(t.shape)} tensor holds NaN at flat index ${i}; GLSL ES leaves NaN comparisons and propagation undefined, so results could not match the NaN-propagating reference (use the cpu backend for NaN data)`,
+        );
+      }
+    }
+    // A private Float32Array: gpu.js reads Array arguments by type, and the caller may reuse its array.
+    return this.#run(k.copySpec(n), [...t.shape], [Float32Array.from(t.data)]);
+  }
+
+  async download(t: WebGLTensor): Promise<Tensor> {
+    this.#alive();
+    const data = this.#tex(t).toArray() as Float32Array;
+    return { shape: [...t.shape], data: Float32Array.from(data) };
+  }
+
+  dispose(t: WebGLTensor): void {
+    const tex = t.texture;
+    if (tex === null) return;
+    t.texture = null;
+    this.#live.delete(t);
+    // After the device is gone its context (and every texture on it) is already freed.
+    // (Read-back framebuffers are cached per kernel and size by gpu.js and freed with the kernel.)
+    if (this.device.destroyed) return;
+    tex.delete();
+  }
+
+  liveTensors(): number {
+    return this.#live.size;
+  }
+
+  /** Live GL textures on this backend's context (tensors + gpu.js's per-kernel textures). */
+  liveTextures(): number {
+    return this.device.counts.textures;
+  }
+
+  readonly kernels: Kernels<WebGLTensor> = {
+    positionalEncoding: (attrs) =>
+      // Core owns the formula so every backend starts from identical values; it is uploaded once per run.
+      this.upload(sinusoidalPositionalEncoding(attrs.length, attrs.dModel, attrs.offset)),
+    add: (a, b) => {
+      const n = sizeOf(a.shape);
+      return this.#run(k.addSpec(n, sizeOf(b.shape)), a.shape, [this.#tex(a), this.#tex(b)]);
+    },
+    linear: (x, w, bias, attrs) => {
+      const spec = k.linearSpec(attrs, bias !== null);
+      const args = bias ? [this.#tex(x), this.#tex(w), this.#tex(bias)] : [this.#tex(x), this.#tex(w)];
+      return this.#run(spec, [...x.shape.slice(0, -1), attrs.outFeatures], args);
+    },
+    scores: (q, key, attrs) =>
+      this.#run(
+        k.scoresSpec(attrs),
+        [attrs.batch, attrs.numHeads, attrs.queryLength, attrs.keyLength],
+        [this.#tex(q), this.#tex(key)],
+      ),
+    scale: (s, attrs) => this.#run(k.scaleSpec(sizeOf(s.shape)), s.shape, [this.#tex(s), attrs.scale]),
+    mask: (s, pad, am, attrs) => {
+      const v = { causal: attrs.causal, hasPadding: pad !== null, hasAttnMask: am !== null };
+      const args: unknown[] = [this.#tex(s)];
+      if (pad) args.push(this.#tex(pad));
+      if (am) args.push(this.#tex(am));
+      args.push(Number.NEGATIVE_INFINITY);
+      return this.#run(k.maskSpec(attrs, v), s.shape, args);
+    },
+    softmax: (s, attrs) => {
+      const { rows, cols } = attrs;
+      const m = this.#run(k.rowMaxSpec(rows, cols), [rows], [this.#tex(s), Number.NEGATIVE_INFINITY]);
+      try {
+        const l = this.#run(k.rowSumSpec(rows, cols), [rows], [this.#tex(s), this.#tex(m)]);
+        try {
+          return this.#run(k.normalizeSpec(rows, cols), s.shape, [this.#tex(s), this.#tex(m), this.#tex(l)]);
+        } finally {
+          this.dispose(l);
+        }
+      } finally {
+        this.dispose(m);
+      }
+    },
+    weightedSum: (w, v, attrs) =>
+      this.#run(
+        k.weightedSumSpec(attrs),
+        [attrs.batch, attrs.queryLength, attrs.numHeads * attrs.headDim],
+        [this.#tex(w), this.#tex(v)],
+      ),
+  };
+
+  readonly fused: FusedKernels<WebGLTensor> = {
+    fusedAttention: (q, key, v, pad, am, attrs) => {
+      const { batch: B, numHeads: H, queryLength: Lq, keyLength: Lk, headDim: hd } = attrs;
+      const rows = B * H * Lq;
+      const tileRows = fusedTileRows(rows, Lk, this.fusedTileElements);
+      const variant = { causal: attrs.causal, hasPadding: pad !== null, hasAttnMask: am !== null };
+      const scoreArgs: unknown[] = [this.#tex(q), this.#tex(key)];
+      if (pad) scoreArgs.push(this.#tex(pad));
+      if (am) scoreArgs.push(this.#tex(am));
+      const headsShape = [B, Lq, H * hd];
+      let out: WebGLTensor | null = null;
+      try {
+        for (let rowStart = 0; rowStart < rows; rowStart += tileRows) {
+          // Pass 1: the masked, scaled scores of this tile's rows.
+          const s = this.#run(
+            k.fusedScoresSpec(attrs, tileRows, variant),
+            [tileRows, Lk],
+            [...scoreArgs, Number.NEGATIVE_INFINITY, attrs.scale, rowStart],
+          );
+          const tmp: WebGLTensor[] = [s];
+          try {
+            // Passes 2–4: the row softmax of the tile.
+            const m = this.#run(k.rowMaxSpec(tileRows, Lk), [tileRows], [this.#tex(s), Number.NEGATIVE_INFINITY]);
+            tmp.push(m);
+            const l = this.#run(k.rowSumSpec(tileRows, Lk), [tileRows], [this.#tex(s), this.#tex(m)]);
+            tmp.push(l);
+            const p = this.#run(
+              k.normalizeSpec(tileRows, Lk),
+              [tileRows, Lk],
+              [this.#tex(s), this.#tex(m), this.#tex(l)],
+            );
+            tmp.push(p);
+            // Pass 5: this tile's heads rows; the rest come from the previous tile's output.
+            const prev: WebGLTensor | null = out;
+            const args: unknown[] = [this.#tex(p), this.#tex(v)];
+            if (prev) args.push(this.#tex(prev));
+            args.push(rowStart);
+            out = this.#run(k.fusedOutputSpec(attrs, tileRows, prev !== null), headsShape, args);
+            if (prev) this.dispose(prev);
+          } finally {
+            for (const t of tmp) this.dispose(t);
+          }
+        }
+      } catch (e) {
+        if (out) this.dispose(out);
+        throw e;
+      }
+      return out as WebGLTensor;
+    },
+  };
+
+  /**
+   * Compiles (by running once on zeros) every kernel a run of this config and shape needs, on
+   * this backend's context, and returns how long that took. Later handles of the same mode share
+   * the context while any backend holds it, and find the kernels compiled.
+   */
+  async warmup(config: AttentionConfig, shape: WarmupShape): Promise<number> {
+    const t0 = performance.now();
+    const resolved = resolveConfig(config);
+    const Lk = shape.keyLength ?? shape.queryLength;
+    const selfAttention = shape.keyLength === undefined || (resolved.selfAttention ?? false);
+    const graph = buildGraph(resolved, {
+      batch: shape.batch,
+      queryLength: shape.queryLength,
+      keyLength: Lk,
+      selfAttention,
+      hasKeyPaddingMask: shape.keyPaddingMask ?? false,
+      hasAttnMask: shape.attnMask ?? false,
+    });
+    const zeros = (s: readonly number[]): Tensor => ({ shape: [...s], data: new Float32Array(sizeOf(s)) });
+    const params = new Map<string, WebGLTensor>();
+    const feeds = new Map<string, Tensor>();
+    for (const n of graph.nodes) {
+      if (n.op === 'param') params.set(n.name, this.upload(zeros(n.shape)));
+      if (n.op === 'input') feeds.set(n.name, zeros(n.shape));
+    }
+    try {
+      for (const withWeights of shape.paths === 'fused'
+        ? [false]
+        : shape.paths === 'unfused'
+          ? [true]
+          : [false, true]) {
+        await execute({
+          graph,
+          backend: this,
+          params,
+          feeds,
+          outputs: withWeights ? ['attention', 'residual', 'weights'] : ['attention', 'residual'],
+        });
+      }
+    } finally {
+      for (const p of params.values()) this.dispose(p);
+    }
+    return performance.now() - t0;
+  }
+
+  async destroy(): Promise<void> {
+    if (this.#destroyed) return;
+    this.#destroyed = true;
+    for (const t of [...this.#live]) this.dispose(t);
+    await releaseDevice(this.device);
+  }
+}
+
+/** The shape `warmup` compiles for. keyLength absent = self-attention. */
+export interface WarmupShape {
+  batch: number;
+  queryLength: number;
+  keyLength?: number;
+  keyPaddingMask?: boolean;
+  attnMask?: boolean;
+  /** Which paths to compile: 'fused' (no weights asked), 'unfused' (weights/captures) or 'both' (default). */
+  paths?: 'fused' | 'unfused' | 'both';
+}
+
+export interface Warmup {
+  readonly mode: WebGLMode;
+  /** First-run cost: shader translation + compilation + one run, in ms. */
+  readonly compileMs: number;
+  /** Compiled kernels now cached on the context. */
+  readonly kernels: number;
+  /** Lets the context go (it is destroyed once no attention handle uses it either). */
+  release(): Promise<void>;
+}
+
+/**
+ * Compiles every kernel for `config` at `shape` ahead of the first real run and keeps the GL
+ * context (and so the compiled kernels) alive until `release()`: attention handles created in the
+ * meantime with the same mode start warm.
+ */
+export async function warmup(
+  config: AttentionConfig,
+  shape: WarmupShape,
+  options?: WebGLBackendOptions,
+): Promise<Warmup> {
+  const backend = await WebGLBackend.create(options as BackendCreateOptions | undefined);
+  try {
+    const compileMs = await backend.warmup(config, shape);
+    return { mode: backend.mode, compileMs, kernels: backend.device.kernelCount, release: () => backend.destroy() };
+  } catch (e) {
+    await backend.destroy();
+    throw e;
+  }
+}
+
+/**
+ * Which optional features the webgl kernels run: none yet. maskMod/scoreMod are JavaScript
+ * callbacks evaluated per score, which a GLSL shader compiled from a source string cannot call;
+ * the positional/score options (rotary, alibi, window) are expressible in GLSL but not written.
+ * Core turns a reason into CAPABILITY for an explicit 'webgl' and a skip under 'auto'.
+ */
+export function webglSupports(config: ResolvedConfig): true | string {
+  const reasons = requiredFeatures(config).map((f) =>
+    f === 'maskMod' || f === 'scoreMod'
+      ? `${FEATURE_OPTIONS[f]} is a JavaScript function, and gpu.js kernels are GLSL shaders that cannot call back into JavaScript`
+      : `${FEATURE_OPTIONS[f]} is not implemented by the webgl kernels`,
+  );
+  return reasons.length === 0 ? true : `webgl backend: ${reasons.join('; ')}`;
+}
+
+/**
+ * The webgl backend's factory. Priority 30, above workers and cpu: a real GPU beats threads.
+ * `isAvailable()` makes (and frees) a probe context, so `auto` skips it with the reason where
+ * none can be made (Node without an X display, `gl` not built, no float render targets).
+ */
+export const webglBackend: BackendFactory = {
+  name: 'webgl',
+  priority: 30,
+  description: 'gpu.js kernels on WebGL2/WebGL1 (browsers) or headless-gl (Node); float32 textures kept on the GPU',
+  isAvailable: async () => {
+    const mode = defaultMode();
+    const p = await probe(mode);
+    if (p.ok) return { available: true, detail: `${mode}, MAX_TEXTURE_SIZE ${p.maxTextureSize}` };
+    if (mode !== 'webgl2') return { available: false, reason: p.reason };
+    const fallback = await probe('webgl');
+    return fallback.ok
+      ? { available: true, detail: `webgl (WebGL1 fallback; ${p.reason}), MAX_TEXTURE_SIZE ${fallback.maxTextureSize}` }
+      : { available: false, reason: `${p.reason}; ${fallback.reason}` };
+  },
+  supports: webglSupports,
+  create: (options) => WebGLBackend.create(options),
+};

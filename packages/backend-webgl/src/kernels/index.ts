@@ -1,0 +1,13 @@
+/**
+ * The gpu.js kernel sources, one file per op (as in backend-cpu), each a builder returning a
+ * `KernelSpec`: the source string, the compile-time constants and the flat output length.
+ */
+export { addSpec } from './add.js';
+export { copySpec } from './common.js';
+export { fusedOutputSpec, fusedScoresSpec } from './fusedAttention.js';
+export { linearSpec } from './linear.js';
+export { type MaskVariant, maskSpec } from './mask.js';
+export { scaleSpec } from './scale.js';
+export { scoresSpec } from './scores.js';
+export { normalizeSpec, rowMaxSpec, rowSumSpec } from './softmax.js';
+export { weightedSumSpec } from './weightedSum.js';

@@ -1,0 +1,312 @@
+import { cpuBackend } from '@qkv/backend-cpu';
+import { goldenToApi, loadGoldenCase } from '@qkv/conformance';
+import {
+  type AttentionConfig,
+  type AttentionInputs,
+  type AttentionWeights,
+  BackendRegistry,
+  createAttention,
+  isQkvError,
+  maxAbsDiff,
+  type Tensor,
+} from '@qkv/core';
+import { afterAll, describe, expect, it } from 'vitest';
+import { liveDevices, textureDims, WebGLBackend, warmup, webglBackend } from '../../src/index.js';
+import { expectedMode } from './env.js';
+
+const registry = new BackendRegistry().register(webglBackend).register(cpuBackend);
+const make = (
+  config: AttentionConfig,
+  weights: Parameters<typeof createAttention>[1],
+  backendOptions?: Record<string, unknown>,
+) => createAttention(config, weights, { backend: 'webgl', registry, ...(backendOptions ? { backendOptions } : {}) });
+
+async function rejection(p: Promise<unknown>): Promise<Error> {
+  try {
+    await p;
+  } catch (e) {
+    return e as Error;
+  }
+  throw new Error('expected a rejection, got a result');
+}
+
+function seq(n: number, f: number): Float32Array {
+  return Float32Array.from({ length: n }, (_, i) => Math.sin(i * 1.7 + 0.3) * f);
+}
+function smallCase(
+  dModel = 8,
+  numHeads = 2,
+): {
+  config: AttentionConfig;
+  weights: AttentionWeights;
+  inputs: AttentionInputs;
+} {
+  const w = (r: number, c: number, s: number) => ({ shape: [r, c], data: seq(r * c, s) });
+  const b = (n: number, s: number) => ({ shape: [n], data: seq(n, s) });
+  return {
+    config: { dModel, numHeads, causal: true },
+    weights: {
+      wq: w(dModel, dModel, 0.3),
+      bq: b(dModel, 0.1),
+      wk: w(dModel, dModel, 0.25),
+      bk: b(dModel, 0.2),
+      wv: w(dModel, dModel, 0.35),
+      bv: b(dModel, 0.05),
+      wo: w(dModel, dModel, 0.2),
+      bo: b(dModel, 0.1),
+    },
+    inputs: { query: { shape: [2, 5, dModel], data: seq(2 * 5 * dModel, 1) } },
+  };
+}
+
+afterAll(() => {
+  // Every handle below disposed its backend: the shared context must be gone too.
+  expect(liveDevices()).toBe(0);
+});
+
+describe('factory', () => {
+  it('is named webgl with the highest priority, and available here in its default mode', async () => {
+    expect(webglBackend.name).toBe('webgl');
+    expect(webglBackend.priority).toBe(30);
+    const a = await webglBackend.isAvailable();
+    expect(a).toMatchObject({ available: true });
+    expect(a.available && a.detail).toContain(expectedMode());
+  });
+
+  it('auto picks webgl over cpu, and says why', async () => {
+    const { config, weights } = smallCase();
+    const attn = await createAttention(config, weights, { registry });
+    try {
+      expect(attn.backend).toBe('webgl');
+      expect(attn.selection.skipped).toEqual([{ name: 'cpu', reason: expect.stringContaining('lower priority') }]);
+    } finally {
+      await attn.dispose();
+    }
+  });
+
+  it('refuses unknown and invalid backendOptions with what was expected', async () => {
+    const { config, weights } = smallCase();
+    const e1 = await rejection(make(config, weights, { threads: 2 }));
+    expect(isQkvError(e1, 'UNKNOWN_OPTION')).toBe(true);
+    expect(e1.message).toContain('backendOptions.threads');
+    expect(e1.message).toContain('mode, maxTextureSize, fusedTileElements');
+    const e2 = await rejection(make(config, weights, { mode: 'webgpu' }));
+    expect(isQkvError(e2, 'INVALID_OPTION')).toBe(true);
+    expect(e2.message).toMatch(/"webgl2", "webgl", "headlessgl", got "webgpu"/);
+    const e3 = await rejection(make(config, weights, { maxTextureSize: 0 }));
+    expect(e3.message).toContain('backendOptions.maxTextureSize: expected a positive integer, got 0');
+  });
+
+  it('a mode that cannot run here is BACKEND_UNAVAILABLE with the reason', async () => {
+    const { config, weights } = smallCase();
+    const other = expectedMode() === 'headlessgl' ? 'webgl2' : 'headlessgl';
+    const e = await rejection(make(config, weights, { mode: other }));
+    expect(isQkvError(e, 'BACKEND_UNAVAILABLE')).toBe(true);
+    expect(e.message).toContain(other === 'headlessgl' ? 'headlessgl mode is for Node' : 'needs a browser canvas');
+  });
+});
+
+describe('kernels keep intermediates on the GPU', () => {
+  it('every kernel returns a texture-backed tensor; download is the only read-back', async () => {
+    const backend = await WebGLBackend.create();
+    try {
+      expect(backend.mode).toBe(expectedMode());
+      const a = backend.upload({ shape: [2, 3], data: Float32Array.from([1, 2, 3, 4, 5, 6]) });
+      const b = backend.upload({ shape: [3], data: Float32Array.from([10, 20, 30]) });
+      const sum = await backend.kernels.add(a, b);
+      expect(sum.texture?.constructor.name).toMatch(/Texture/);
+      // The kernel's output of an earlier call must survive the next call (immutable outputs).
+      const sum2 = await backend.kernels.add(sum, b);
+      expect([...(await backend.download(sum)).data]).toEqual([11, 22, 33, 14, 25, 36]);
+      expect([...(await backend.download(sum2)).data]).toEqual([21, 42, 63, 24, 45, 66]);
+      for (const t of [a, b, sum, sum2]) backend.dispose(t);
+      expect(backend.liveTensors()).toBe(0);
+      backend.dispose(a); // idempotent
+      await expect(backend.download(a)).rejects.toMatchObject({ code: 'DISPOSED' });
+    } finally {
+      await backend.destroy();
+    }
+  });
+
+  it('softmax rows sum to 1, huge scores do not overflow, an all −∞ row is zeros', async () => {
+    const backend = await WebGLBackend.create();
+    try {
+      const I = Number.NEGATIVE_INFINITY;
+      const s = backend.upload({ shape: [3, 3], data: Float32Array.from([1000, 1000, I, I, I, I, 1, 2, 3]) });
+      const w = await backend.download(await backend.kernels.softmax(s, { rows: 3, cols: 3 }));
+      expect([...w.data.subarray(0, 6)]).toEqual([0.5, 0.5, 0, 0, 0, 0]);
+      const e = [1, 2, 3].map((x) => Math.exp(x - 3));
+      const sum = e.reduce((x, y) => x + y);
+      e.forEach((x, j) => expect(w.data[6 + j]).toBeCloseTo(x / sum, 6));
+    } finally {
+      await backend.destroy();
+    }
+  });
+});
+
+describe('capabilities and limits', () => {
+  it('NaN data is a CAPABILITY error (GLSL ES does not define NaN propagation)', async () => {
+    const { config, weights, inputs } = smallCase();
+    const attn = await make(config, weights);
+    try {
+      const query = { shape: inputs.query.shape, data: Float32Array.from(inputs.query.data) };
+      query.data[7] = Number.NaN;
+      const e = await rejection(attn.run({ query }));
+      expect(isQkvError(e, 'CAPABILITY')).toBe(true);
+      expect(e.message).toContain('NaN at flat index 7');
+      expect(e.message).toContain('[2, 5, 8]');
+    } finally {
+      await attn.dispose();
+    }
+  });
+
+  it('score matrices over 2^24 values are refused before any work, naming the tensor and the limit', async () => {
+    const { config, weights } = smallCase(4, 4);
+    const attn = await make({ ...config, causal: false }, weights);
+    try {
+      const L = 2049; // H·L² = 4·2049² > 2^24
+      const query = { shape: [1, L, 4], data: new Float32Array(L * 4) };
+      const e = await rejection(attn.run({ query }, { returnWeights: true }));
+      expect(isQkvError(e, 'LIMIT_EXCEEDED')).toBe(true);
+      expect(e.message).toContain('scores, scaled, masked, weights [B, H, Lq, Lk] = [1, 4, 2049, 2049]');
+      expect(e.message).toContain('16777216 (2^24)');
+    } finally {
+      await attn.dispose();
+    }
+    // The fused path only holds a bounded tile of scores: the same shape passes the check.
+    const backend = await WebGLBackend.create();
+    try {
+      const dims = { batch: 1, queryLength: 2049, keyLength: 2049, dModel: 4, numHeads: 4, headDim: 1, numKVHeads: 4 };
+      expect(() => backend.checkLimits(dims, true)).not.toThrow();
+      expect(() => backend.checkLimits(dims, false)).toThrow(/LIMIT|2\^24/);
+    } finally {
+      await backend.destroy();
+    }
+  });
+
+  it('tensors over MAX_TEXTURE_SIZE in a dimension are refused, at upload and before a run', async () => {
+    const { config, weights, inputs } = smallCase();
+    // 8×8 weights = 64 values fit 8×8 texels; [2, 5, 8] = 80 values need 8×10 > 8.
+    expect(textureDims(80)).toEqual([10, 8]);
+    const attn = await make(config, weights, { maxTextureSize: 8 });
+    try {
+      const e = await rejection(attn.run(inputs));
+      expect(isQkvError(e, 'LIMIT_EXCEEDED')).toBe(true);
+      expect(e.message).toContain('input, x, attention, residual [B, Lq, dModel] = [2, 5, 8]');
+      expect(e.message).toContain('10×8 float texture, over MAX_TEXTURE_SIZE 8');
+    } finally {
+      await attn.dispose();
+    }
+    const e2 = await rejection(make(config, weights, { maxTextureSize: 7 }));
+    expect(isQkvError(e2, 'LIMIT_EXCEEDED')).toBe(true);
+    expect(e2.message).toContain('upload of a [8, 8] tensor');
+    expect(e2.message).toContain('MAX_TEXTURE_SIZE 7');
+  });
+});
+
+describe('fused path', () => {
+  it('tiles the score rows: one-row tiles agree with the untiled and the cpu result', async () => {
+    const c = await loadGoldenCase('mha_causal_padding_b2_l8_d16_h4');
+    const { config, weights, inputs } = goldenToApi(c);
+    const results: Tensor[] = [];
+    for (const opts of [{ fusedTileElements: 8 }, { fusedTileElements: 3 * 8 }, {}]) {
+      const attn = await make(config, weights, opts);
+      try {
+        const out = await attn.run(inputs);
+        expect(out.fused).toBe(true);
+        results.push(out.attention);
+      } finally {
+        await attn.dispose();
+      }
+    }
+    const cpu = await createAttention(config, weights, { backend: 'cpu', registry });
+    const ref = (await cpu.run(inputs)).attention;
+    await cpu.dispose();
+    for (const r of results) expect(maxAbsDiff(r.data, ref.data)).toBeLessThan(1e-5);
+  });
+});
+
+describe('warmup', () => {
+  it('compiles a shape ahead of time; a handle created meanwhile starts warm', async () => {
+    const { config, weights, inputs } = smallCase();
+    const w = await warmup(config, { batch: 2, queryLength: 5 });
+    try {
+      expect(w.mode).toBe(expectedMode());
+      expect(w.kernels).toBeGreaterThan(5);
+      expect(w.compileMs).toBeGreaterThan(0);
+      const attn = await make(config, weights);
+      const probe = await WebGLBackend.create();
+      const before = probe.device.kernelCount;
+      try {
+        await attn.run(inputs, { returnWeights: true });
+        await attn.run(inputs);
+        // Same shape signature: nothing new compiled.
+        expect(probe.device.kernelCount).toBe(before);
+      } finally {
+        await attn.dispose();
+        await probe.destroy();
+      }
+    } finally {
+      await w.release();
+    }
+  });
+});
+
+describe('resources', () => {
+  it('repeated runs leave GPU textures flat (all intermediates freed)', async () => {
+    const { config, weights, inputs } = smallCase();
+    const backend = await WebGLBackend.create();
+    const attn = await make(config, weights);
+    try {
+      await attn.run(inputs, { returnWeights: true });
+      await attn.run(inputs);
+      const base = backend.liveTextures();
+      for (let i = 0; i < 100; i++) await attn.run(inputs, { returnWeights: i % 2 === 0 });
+      expect(backend.liveTextures()).toBe(base);
+      expect(backend.device.counts.framebuffers).toBeLessThanOrEqual(backend.device.kernelCount * 2 + 2);
+    } finally {
+      await attn.dispose();
+      await backend.destroy();
+    }
+  });
+
+  it('500 create/run/dispose cycles leave live textures and tensors flat', async () => {
+    const { config, weights, inputs } = smallCase();
+    // A pinned backend keeps the shared context (and its compiled kernels) alive across cycles,
+    // so each cycle costs a run, not a recompile; its texture count is the GPU's live total.
+    const pin = await WebGLBackend.create();
+    try {
+      const first = await make(config, weights);
+      await first.run(inputs);
+      await first.dispose();
+      const base = pin.liveTextures();
+      const kernels = pin.device.kernelCount;
+      for (let i = 0; i < 500; i++) {
+        const attn = await make(config, weights);
+        await attn.run(inputs);
+        await attn.dispose();
+      }
+      expect(pin.liveTextures()).toBe(base);
+      expect(pin.device.kernelCount).toBe(kernels);
+    } finally {
+      await pin.destroy();
+    }
+    // Without a pin, the last dispose destroys the context: nothing is left anywhere.
+    for (let i = 0; i < 3; i++) {
+      const attn = await make(config, weights);
+      await attn.run(inputs);
+      expect(liveDevices()).toBe(1);
+      await attn.dispose();
+      expect(liveDevices()).toBe(0);
+    }
+  });
+
+  it('dispose() during a run rejects it with DISPOSED and frees everything', async () => {
+    const { config, weights, inputs } = smallCase();
+    const attn = await make(config, weights);
+    const run = attn.run(inputs);
+    await attn.dispose();
+    await expect(run).rejects.toMatchObject({ code: 'DISPOSED' });
+    expect(liveDevices()).toBe(0);
+  });
+});

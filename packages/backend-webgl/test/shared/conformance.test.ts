@@ -1,0 +1,7 @@
+import { cpuBackend } from '@qkv/backend-cpu';
+import { describeConformance } from '@qkv/conformance/suite';
+import { webglBackend } from '../../src/index.js';
+
+// Software GL (llvmpipe under Xvfb, SwiftShader in Chromium) runs every fragment on the CPU:
+// fewer random cases than the default 40, each compiling its own shape's kernels.
+describeConformance(webglBackend, { reference: cpuBackend, numRuns: 12, timeout: 120_000 });

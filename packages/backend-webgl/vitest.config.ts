@@ -1,0 +1,60 @@
+import { playwright } from '@vitest/browser-playwright';
+import { defineConfig } from 'vitest/config';
+
+/**
+ * One `vitest run`, two projects (the package's `test` script wraps it in `xvfb-run -a` when
+ * DISPLAY is unset, for headless-gl):
+ *  - node: test/shared + test/node on headless-gl (llvmpipe under Xvfb);
+ *  - browser: test/shared + test/browser in headless Debian Chromium, WebGL2 on SwiftShader.
+ * Both are software GL here: the tests prove correctness, not speed (see `pnpm bench`).
+ */
+export default defineConfig({
+  // gpu.js is a CJS/UMD bundle: pre-bundle it up front so Vite does not discover it mid-run and
+  // reload the test page.
+  optimizeDeps: { include: ['gpu.js'] },
+  test: {
+    testTimeout: 120_000,
+    projects: [
+      {
+        extends: true,
+        test: {
+          name: 'node',
+          environment: 'node',
+          include: ['test/shared/**/*.test.ts', 'test/node/**/*.test.ts'],
+          provide: { runtime: 'node' },
+        },
+      },
+      {
+        extends: true,
+        test: {
+          name: 'browser',
+          include: ['test/shared/**/*.test.ts', 'test/browser/**/*.test.ts'],
+          provide: { runtime: 'browser' },
+          browser: {
+            enabled: true,
+            headless: true,
+            screenshotFailures: false,
+            provider: playwright({
+              launchOptions: {
+                // Debian's Chromium; playwright-core never downloads a browser.
+                executablePath: process.env.QKV_CHROMIUM ?? '/usr/bin/chromium',
+                args: [
+                  '--headless',
+                  '--no-sandbox',
+                  '--disable-background-networking',
+                  '--disable-component-update',
+                  '--disable-sync',
+                  '--no-first-run',
+                  '--disable-quic',
+                  // WebGL on SwiftShader (software) where there is no GPU, as on CI.
+                  '--enable-unsafe-swiftshader',
+                ],
+              },
+            }),
+            instances: [{ browser: 'chromium' }],
+          },
+        },
+      },
+    ],
+  },
+});
