@@ -290,6 +290,14 @@ export class WorkersBackend implements Backend<WorkersTensor> {
         out,
         attrs,
       })),
+    rotary: (x, attrs) => this.#run(x.shape, (out) => ({ op: 'rotary', x: d(x), out, attrs })),
+    // KV-cache append: a copy of t rows into the session's shared cache, on the calling thread
+    // (steps are serialised, so no thread is reading the cache meanwhile). The kernels read it
+    // at stride attrs.keyCapacity, which the cpu kernels honour.
+    writeRows: (cache, rows, attrs) => {
+      cpuKernels.writeRows(d(cache), d(rows), attrs);
+      return cache;
+    },
   };
 
   readonly fused: FusedKernels<WorkersTensor> = {
@@ -322,6 +330,12 @@ export const workersBackend: BackendFactory = {
   name: 'workers',
   priority: 20,
   description: 'the cpu kernels on a pool of threads (worker_threads / Web Workers) over SharedArrayBuffer',
+  // The cpu kernels run RoPE, ALiBi and the window from plain attrs; maskMod/scoreMod are
+  // functions, which cannot travel to a thread (structured clone refuses them).
+  supports: (config) =>
+    config.maskMod !== null || config.scoreMod !== null
+      ? 'maskMod/scoreMod are JavaScript functions and cannot be sent to worker threads; use the cpu backend'
+      : true,
   isAvailable: async (): Promise<Availability> => {
     const problem = sharedMemoryProblem() ?? (await threadSupport());
     return problem ? { available: false, reason: problem } : { available: true };

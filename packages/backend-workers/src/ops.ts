@@ -3,6 +3,7 @@ import type {
   FusedAttentionAttrs,
   LinearAttrs,
   MaskAttrs,
+  RotaryAttrs,
   ScaleAttrs,
   ScoresAttrs,
   SoftmaxAttrs,
@@ -52,6 +53,8 @@ export type SliceTask =
       out: Float32Array;
       attrs: WeightedSumAttrs;
     }
+  /** RoPE on x [B, L, heads·hd] → out, same shape; rows = B·L. */
+  | { op: 'rotary'; x: Float32Array; out: Float32Array; attrs: RotaryAttrs }
   /** q, k, v (+ masks) → heads [B, Lq, H·hd]; rows = B·H·Lq. */
   | {
       op: 'fusedAttention';
@@ -110,6 +113,9 @@ export function runSlice(t: SliceTask, from: number, to: number): void {
     case 'fusedAttention':
       fusedAttention(t.q, t.k, t.v, t.keyPaddingMask, t.attnMask, t.out, t.attrs, from, to);
       return;
+    case 'rotary':
+      k.rotary(t.x, t.out, t.attrs, from, to);
+      return;
   }
 }
 
@@ -123,6 +129,8 @@ export function rowsOfTask(t: SliceTask): number {
     case 'linear':
     case 'softmax':
       return t.attrs.rows;
+    case 'rotary':
+      return t.attrs.batch * t.attrs.length;
     default:
       return k.rowsOf(t.attrs);
   }
@@ -150,6 +158,9 @@ export function workPerRow(t: SliceTask): number {
     case 'fusedAttention':
       // q·k and p·v per key, plus one exp.
       return t.attrs.keyLength * (2 * t.attrs.headDim + 4);
+    case 'rotary':
+      // A cos and a sin per channel pair, then 4 multiply-adds per pair and head.
+      return t.attrs.headDim * (4 + 2 * t.attrs.heads);
   }
 }
 
