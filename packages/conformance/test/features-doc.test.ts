@@ -1,5 +1,6 @@
+import type { AttentionConfig } from '@qkv/core';
 import { describe, expect, it } from 'vitest';
-import { type AttentionConfig, referenceAlibiSlopes, referenceAttention } from '../src/index.js';
+import { referenceAlibiSlopes, referenceAttention } from '../src/index.js';
 
 // The hand-computed cases written in docs/FEATURES.md, checked against the float64 reference
 // (which the conformance suite then holds every backend to).
@@ -8,7 +9,7 @@ const eye = (n: number) => ({
   data: Float32Array.from({ length: n * n }, (_, i) => (i % (n + 1) === 0 ? 1 : 0)),
 });
 const zeros = (r: number, c: number) => ({ shape: [r, c], data: new Float32Array(r * c) });
-const near = (got: ArrayLike<number>, want: number[], digits = 6) =>
+const near = (got: ArrayLike<number>, want: readonly number[], digits = 6) =>
   want.forEach((w, i) => expect(got[i]).toBeCloseTo(w, digits));
 
 describe('docs/FEATURES.md hand-computed cases', () => {
@@ -91,7 +92,7 @@ describe('docs/FEATURES.md hand-computed cases', () => {
       numHeads: 1,
       bias: false,
       scale: 1,
-      scoreMod: (s) => (seen.push(s), 2 * Math.tanh(s / 2)),
+      scoreMod: (s: number) => (seen.push(s), 2 * Math.tanh(s / 2)),
     };
     const q = (v: number) =>
       referenceAttention(

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   type AttentionConfig,
+  type AttentionWeights,
   alibiSlopes,
   BackendRegistry,
   buildGraph,
@@ -161,7 +162,10 @@ describe('backend capabilities (supports)', () => {
   });
 });
 
-async function naive(config: AttentionConfig, w = weightsFor(config.dModel, config.numHeads, config.numKVHeads)) {
+async function naive(
+  config: AttentionConfig,
+  w: AttentionWeights = weightsFor(config.dModel, config.numHeads, config.numKVHeads),
+) {
   let backend: NaiveBackend | undefined;
   const registry = new BackendRegistry().register(naiveFactory({}, (b) => (backend = b)));
   const attn = await createAttention(config, w, { registry });
@@ -182,7 +186,8 @@ describe("returnWeights: 'perHead' | 'averaged'", () => {
     const mean = new Float64Array(2 * 9);
     for (let b = 0; b < 2; b++)
       for (let h = 0; h < 4; h++)
-        for (let e = 0; e < 9; e++) mean[b * 9 + e] += (p.data[(b * 4 + h) * 9 + e] as number) / 4;
+        for (let e = 0; e < 9; e++)
+          mean[b * 9 + e] = (mean[b * 9 + e] as number) + (p.data[(b * 4 + h) * 9 + e] as number) / 4;
     expectClose((avg.weights as Tensor).data, mean, 1e-6);
     // Causal: query 0 of batch 1 puts all its weight on key 0 in every head, so in the mean too.
     expect(avg.weights?.data[9]).toBeCloseTo(1, 6);
