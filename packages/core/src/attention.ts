@@ -155,7 +155,7 @@ export function validateWeights(config: ResolvedConfig, weights: AttentionWeight
         `weights.${name}: config.bias is false, so no biases are expected; remove it or set bias: true`,
       );
     }
-    const t = toTensor(name, value);
+    const t = toTensor(name, value, { finite: 'all' });
     expectShape(name, t, shape, meaning);
     out.set(name, t);
   }
@@ -167,7 +167,7 @@ export function validateWeights(config: ResolvedConfig, weights: AttentionWeight
         `weights.positionalEmbedding: missing; expected [maxLength, ${dModel}] because config.positionalEncoding is 'learned'`,
       );
     }
-    const t = toTensor('positionalEmbedding', table);
+    const t = toTensor('positionalEmbedding', table, { finite: 'all' });
     if (t.shape.length !== 2 || t.shape[1] !== dModel || (t.shape[0] as number) < 1) {
       throw new QkvError(
         'INVALID_SHAPE',
@@ -234,7 +234,7 @@ export function prepareInputs(config: ResolvedConfig, inputs: AttentionInputs): 
   }
   assertKnownKeys('inputs', inputs, INPUT_KEYS);
   const { dModel } = config;
-  let query = toTensor('query', inputs.query);
+  let query = toTensor('query', inputs.query, { finite: 'all' });
   const unbatched = query.shape.length === 2;
   if (query.shape.length !== 3 && !unbatched) {
     throw new QkvError(
@@ -267,8 +267,8 @@ export function prepareInputs(config: ResolvedConfig, inputs: AttentionInputs): 
   let Lk = Lq;
   const rankName = unbatched ? `[Lk, ${dModel}]` : `[${B}, Lk, ${dModel}]`;
   if (hasKey) {
-    const key = batched(toTensor('key', inputs.key));
-    const value = batched(toTensor('value', inputs.value));
+    const key = batched(toTensor('key', inputs.key, { finite: 'all' }));
+    const value = batched(toTensor('value', inputs.value, { finite: 'all' }));
     for (const [name, t] of [
       ['key', key],
       ['value', value],
@@ -309,13 +309,13 @@ export function prepareInputs(config: ResolvedConfig, inputs: AttentionInputs): 
     throw new QkvError('INVALID_DATA', 'key: missing; config.selfAttention is false, so key and value are required');
   }
   if (inputs.keyPaddingMask !== undefined) {
-    let m = toTensor('keyPaddingMask', inputs.keyPaddingMask, { allowIntegerArrays: true });
+    let m = toTensor('keyPaddingMask', inputs.keyPaddingMask, { allowIntegerArrays: true, finite: 'all' });
     m = unbatched ? { shape: [1, ...m.shape], data: m.data } : m;
     expectShape('keyPaddingMask', m, [B, Lk], 'batch × key length; nonzero = padding');
     feeds.set('keyPaddingMask', m);
   }
   if (inputs.attnMask !== undefined) {
-    const m = toTensor('attnMask', inputs.attnMask);
+    const m = toTensor('attnMask', inputs.attnMask, { finite: 'allowNegativeInfinity' });
     expectShape('attnMask', m, [Lq, Lk], 'query length × key length, additive');
     feeds.set('attnMask', m);
   }

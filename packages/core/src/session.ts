@@ -226,7 +226,7 @@ export class Session implements AttentionSession {
     }
     assertKnownKeys('session.step options', options, STEP_KEYS);
     const { outputs } = validateRunOptions(config, options as RunOptions);
-    let x = toTensor('x', xIn);
+    let x = toTensor('x', xIn, { finite: 'all' });
     const unbatched = x.shape.length === 2;
     if (unbatched) x = { shape: [1, ...x.shape], data: x.data };
     if (x.shape.length !== 3 || x.shape[2] !== dModel || (x.shape[1] as number) < 1) {

@@ -98,6 +98,28 @@ function checkShape(name: string, shape: unknown): readonly number[] {
 export interface ToTensorOptions {
   /** Also accept integer/uint8 typed arrays (masks are often bytes). */
   allowIntegerArrays?: boolean;
+  /**
+   * Refuse non-finite values: 'all' refuses NaN and ±Infinity; 'allowNegativeInfinity' lets −∞
+   * through (attnMask, where it means masked).
+   */
+  finite?: 'all' | 'allowNegativeInfinity';
+}
+
+/**
+ * qkv's NaN policy: NaN and ±Infinity are refused in inputs and weights on every backend, because
+ * GPU shaders do not propagate them reliably (GLSL ES leaves NaN undefined) and the promise is the
+ * same result on every backend. −∞ in attnMask is the one exception: it means "masked".
+ */
+export function assertFinite(name: string, data: Float32Array, allowNegativeInfinity = false): void {
+  for (let i = 0; i < data.length; i++) {
+    const v = data[i] as number;
+    if (v - v === 0) continue; // finite (NaN − NaN and ∞ − ∞ are NaN)
+    if (allowNegativeInfinity && v === Number.NEGATIVE_INFINITY) continue;
+    throw new QkvError(
+      'INVALID_DATA',
+      `${name}.data[${i}]: expected a finite number, got ${v}; qkv refuses NaN and ±Infinity on every backend${allowNegativeInfinity ? ' (−Infinity is allowed here and means masked)' : ''}`,
+    );
+  }
 }
 
 /**
@@ -139,11 +161,9 @@ export function toTensor(name: string, value: unknown, options: ToTensorOptions 
     throw new QkvError('INVALID_DATA', `${name}.data: expected ${accepted}, got ${describeValue(data)}`);
   }
   if (out.length !== n) {
-    throw new QkvError(
-      'INVALID_DATA',
-      `${name}.data: shape ${formatShape(shape)} needs ${n} values, got ${out.length}`,
-    );
+    throw new QkvError('INVALID_DATA', `${name}.data: shape ${formatShape(shape)} needs ${n} values, got ${out.length}`);
   }
+  if (options.finite) assertFinite(name, out, options.finite === 'allowNegativeInfinity');
   return { shape: [...shape], data: out };
 }
 

@@ -145,18 +145,35 @@ describe('kernels keep intermediates on the GPU', () => {
 });
 
 describe('capabilities and limits', () => {
-  it('NaN data is a CAPABILITY error (GLSL ES does not define NaN propagation)', async () => {
+  it('NaN data is refused: by core for every backend (INVALID_DATA), and by the backend itself on direct upload (CAPABILITY)', async () => {
     const { config, weights, inputs } = smallCase();
     const attn = await make(config, weights);
     try {
       const query = { shape: inputs.query.shape, data: Float32Array.from(inputs.query.data) };
       query.data[7] = Number.NaN;
       const e = await rejection(attn.run({ query }));
-      expect(isQkvError(e, 'CAPABILITY')).toBe(true);
-      expect(e.message).toContain('NaN at flat index 7');
-      expect(e.message).toContain('[2, 5, 8]');
+      expect(isQkvError(e, 'INVALID_DATA')).toBe(true);
+      expect(e.message).toMatch(/^query\.data\[7\]: expected a finite number, got NaN/);
     } finally {
       await attn.dispose();
+    }
+    // Below the API (a caller driving the Backend directly), the GL backend still refuses NaN
+    // itself, because GLSL ES leaves NaN comparisons undefined.
+    const backend = await WebGLBackend.create();
+    try {
+      const t = { shape: [2, 5, 8], data: new Float32Array(80) };
+      t.data[7] = Number.NaN;
+      let e: unknown;
+      try {
+        backend.upload(t);
+      } catch (x) {
+        e = x;
+      }
+      expect(isQkvError(e, 'CAPABILITY')).toBe(true);
+      expect((e as Error).message).toContain('NaN at flat index 7');
+      expect((e as Error).message).toContain('[2, 5, 8]');
+    } finally {
+      await backend.destroy();
     }
   });
 
