@@ -46,6 +46,8 @@ interface View {
   run: BackendRun;
   weights: ReturnType<typeof buildWeights>;
   diff: { max: number; where: string } | null;
+  /** The heads' weights averaged by qkv itself (returnWeights: 'averaged'), [Lq, Lk]. */
+  averaged: Tensor;
 }
 
 const engine = new Engine();
@@ -161,7 +163,20 @@ async function recompute(): Promise<void> {
     diff = resultDiff(run.result, reference.result);
   }
   if (dirty) return; // a newer input is waiting; don't draw this one
-  view = { tokens, labels: tokenLabels(tokens), settings, heads: describeHeads(settings), run, weights, diff };
+  // PyTorch's average_attn_weights, computed by qkv on the same handle: one extra run.
+  const averagedRun = await run.attention.run({ query: input }, { returnWeights: 'averaged' });
+  const averaged = averagedRun.weights as Tensor;
+  if (dirty) return;
+  view = {
+    tokens,
+    labels: tokenLabels(tokens),
+    settings,
+    heads: describeHeads(settings),
+    run,
+    weights,
+    diff,
+    averaged: { shape: averaged.shape.slice(-2), data: averaged.data },
+  };
   state.head = Math.min(state.head, settings.numHeads - 1);
   showMessage(null);
   render();
@@ -370,6 +385,13 @@ function render(): void {
       fig.addEventListener('click', () => selectHead(hi.index));
       return fig;
     }),
+    h(
+      'figure',
+      { class: 'head-thumb average', 'data-testid': 'weights-averaged' },
+      h('span', { class: 'head-title' }, `average of all ${heads.length} heads`),
+      scoreGrid('weights-averaged', view.averaged, labels, 'mean_h W_a(h)', 'weights', 180, true),
+      h('figcaption', { class: 'caption' }, "returnWeights: 'averaged' (PyTorch's average_attn_weights)"),
+    ),
   );
 
   // 5. V, the head's ΔE, every head's share, E'

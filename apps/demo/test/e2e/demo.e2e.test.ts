@@ -122,6 +122,17 @@ describe.skipIf(!hasChromium)('demo in headless chromium', () => {
     await shotOf('#step-scores', '04-scores-scaled');
   });
 
+  it("the 'averaged' weights (qkv's returnWeights: 'averaged') are the mean of every head's weights", async () => {
+    const avg = await grid('weights-averaged');
+    const heads = await page.locator('.head-thumb[data-head]').count();
+    expect(heads).toBeGreaterThan(1);
+    const per = await Promise.all(Array.from({ length: heads }, (_, h) => grid(`weights-head-${h}`)));
+    for (let k = 0; k < avg.data.length; k++) {
+      const mean = per.reduce((acc, g) => acc + (g.data[k] as number), 0) / heads;
+      expect(avg.data[k]).toBeCloseTo(mean, 5);
+    }
+  });
+
   it('the "previous token" head (head 1) puts each row’s weight on the token before', async () => {
     const w = await grid('weights');
     for (let i = 1; i < w.rows; i++) {
@@ -180,7 +191,7 @@ describe.skipIf(!hasChromium)('demo in headless chromium', () => {
     await page.dispatchEvent('#heads', 'change');
     await idle();
     expect(await page.locator('#head option').count()).toBe(8);
-    expect(await page.locator('#all-heads .head-thumb').count()).toBe(8);
+    expect(await page.locator('#all-heads .head-thumb[data-head]').count()).toBe(8);
     await page.fill('#heads', '4');
     await page.dispatchEvent('#heads', 'change');
     await idle();
