@@ -8,9 +8,11 @@ import {
   describeValue,
   execute,
   FEATURE_OPTIONS,
+  type FusedAttentionAttrs,
   type FusedKernels,
   formatShape,
   type Kernels,
+  type LinearAttrs,
   QkvError,
   type ResolvedConfig,
   requiredFeatures,
@@ -18,6 +20,7 @@ import {
   sinusoidalPositionalEncoding,
   sizeOf,
   type Tensor,
+  type WriteRowsAttrs,
 } from '@qkv/core';
 import type { IKernelRunShortcut, KernelOutput } from 'gpu.js';
 import {
@@ -32,16 +35,54 @@ import {
   type WebGLMode,
 } from './device.js';
 import * as k from './kernels/index.js';
+import {
+  FUSED_PROBS,
+  type FusedVariant,
+  fusedKey,
+  fusedOutputSource,
+  fusedScoresSource,
+  fusedStatsSource,
+  linearSource,
+  PACK,
+  type PackedLayout,
+  packedWidth,
+  sameLayout,
+  texelsPerGroup,
+  UNPACK,
+} from './packed.js';
+import type { RawTexture } from './raw.js';
 
-/** A tensor on the GPU: one flat float texture, owned by exactly one handle. */
+/** A packed RGBA copy of a tensor (packed.ts), with the layout it was packed in. */
+export interface PackedTexture {
+  readonly layout: PackedLayout;
+  readonly raw: RawTexture;
+}
+
+/**
+ * A tensor on the GPU, owned by exactly one handle, in up to two forms: `texture`, gpu.js's flat
+ * float texture (one value per texel), and `packed` (4 values per texel, for the raw programs).
+ * Either may be made from the other on demand and is then kept until dispose: the projections
+ * and fused attention produce only the packed form, a weight is packed once on first use.
+ */
 export class WebGLTensor implements BackendTensor {
   readonly shape: readonly number[];
   texture: GlTexture | null;
-  constructor(shape: readonly number[], texture: GlTexture) {
+  packed: PackedTexture | null;
+  disposed = false;
+  constructor(shape: readonly number[], texture: GlTexture | null, packed: PackedTexture | null = null) {
     this.shape = shape;
     this.texture = texture;
+    this.packed = packed;
   }
 }
+
+/** The GL texture and texel size behind a gpu.js texture (fields gpu.js's typings leave out). */
+function glOf(t: GlTexture): { tex: WebGLTexture; width: number; height: number } {
+  const g = t as unknown as { texture: WebGLTexture; size: [number, number] };
+  return { tex: g.texture, width: g.size[0], height: g.size[1] };
+}
+
+const nextPow2 = (n: number) => 2 ** Math.ceil(Math.log2(Math.max(1, n)));
 
 /** `backendOptions` for `createAttention(…, { backend: 'webgl', backendOptions })`. */
 export interface WebGLBackendOptions {
@@ -212,9 +253,63 @@ export class WebGLBackend implements Backend<WebGLTensor> {
     }
   }
 
+  /** gpu.js's flat texture of `t`, unpacked from its packed form if that is all it has. */
   #tex(t: WebGLTensor): GlTexture {
-    if (t.texture === null) throw new QkvError('DISPOSED', 'webgl backend: a tensor was used after it was disposed');
+    if (t.disposed) throw new QkvError('DISPOSED', 'webgl backend: a tensor was used after it was disposed');
+    if (t.texture === null) t.texture = this.#unpack(t.packed as PackedTexture, sizeOf(t.shape));
     return t.texture;
+  }
+
+  /** Whether a packed texture of w × h texels fits here. */
+  #fits(w: number, h: number): boolean {
+    return w <= this.maxTextureSize && h <= this.maxTextureSize;
+  }
+
+  /**
+   * `t` in packed `layout`: its own packed form when that matches, else packed now from the flat
+   * texture and kept on `t` (x feeds three projections, a weight every run) unless `t` already
+   * holds a different packing, in which case the caller gets a temporary to delete.
+   */
+  #packed(t: WebGLTensor, layout: PackedLayout): { raw: RawTexture; temporary: boolean } {
+    if (t.packed && sameLayout(t.packed.layout, layout)) return { raw: t.packed.raw, temporary: false };
+    const flat = this.#tex(t);
+    const raw = this.device.raw.createTexture(packedWidth(layout), layout.rows);
+    this.device.raw.draw('pack', PACK, raw, {
+      textures: { uSrc: glOf(flat) },
+      uniforms: {
+        uGW: layout.groupWidth,
+        uGW4: texelsPerGroup(layout),
+        uCols: layout.groupWidth * layout.groups,
+      },
+    });
+    if (t.packed) return { raw, temporary: true };
+    t.packed = { layout, raw };
+    return { raw, temporary: false };
+  }
+
+  /** A gpu.js flat texture of n values from a packed one: a gpu.js-owned texture, rendered by UNPACK. */
+  #unpack(p: PackedTexture, n: number): GlTexture {
+    this.#alive();
+    const out = (this.device.kernel(k.allocSpec(n)) as unknown as () => GlTexture)();
+    const target = glOf(out);
+    this.device.raw.draw('unpack', UNPACK, target, {
+      textures: { uP: p.raw },
+      uniforms: {
+        uGW: p.layout.groupWidth,
+        uGW4: texelsPerGroup(p.layout),
+        uCols: p.layout.groupWidth * p.layout.groups,
+        uN: n,
+        uDstW: target.width,
+      },
+    });
+    return out;
+  }
+
+  /** Wraps a packed result as a (packed-only) tensor handle. */
+  #packedTensor(shape: readonly number[], layout: PackedLayout, raw: RawTexture): WebGLTensor {
+    const t = new WebGLTensor(shape, null, { layout, raw });
+    this.#live.add(t);
+    return t;
   }
 
   /** Runs a cached kernel and wraps its (immutable, hence owned) output texture. */
@@ -244,19 +339,40 @@ export class WebGLBackend implements Backend<WebGLTensor> {
 
   async download(t: WebGLTensor): Promise<Tensor> {
     this.#alive();
+    if (t.disposed) throw new QkvError('DISPOSED', 'webgl backend: a tensor was used after it was disposed');
+    if (t.texture === null && t.packed) {
+      // Packed-only (a projection's output): read the RGBA texels and reorder on the host.
+      const { layout, raw } = t.packed;
+      const texels = this.device.raw.read(raw);
+      const gw4 = texelsPerGroup(layout);
+      const width = packedWidth(layout);
+      const cols = layout.groupWidth * layout.groups;
+      const data = new Float32Array(sizeOf(t.shape));
+      for (let r = 0; r < layout.rows; r++) {
+        for (let g = 0; g < layout.groups; g++) {
+          for (let c = 0; c < layout.groupWidth; c++) {
+            data[r * cols + g * layout.groupWidth + c] = texels[(r * width + g * gw4) * 4 + c] as number;
+          }
+        }
+      }
+      return { shape: [...t.shape], data };
+    }
     const data = this.#tex(t).toArray() as Float32Array;
     return { shape: [...t.shape], data: Float32Array.from(data) };
   }
 
   dispose(t: WebGLTensor): void {
-    const tex = t.texture;
-    if (tex === null) return;
-    t.texture = null;
+    if (t.disposed) return;
+    t.disposed = true;
     this.#live.delete(t);
+    const { texture, packed } = t;
+    t.texture = null;
+    t.packed = null;
     // After the device is gone its context (and every texture on it) is already freed.
     // (Read-back framebuffers are cached per kernel and size by gpu.js and freed with the kernel.)
     if (this.device.destroyed) return;
-    tex.delete();
+    texture?.delete();
+    if (packed) this.device.raw.deleteTexture(packed.raw);
   }
 
   liveTensors(): number {
@@ -276,11 +392,7 @@ export class WebGLBackend implements Backend<WebGLTensor> {
       const n = sizeOf(a.shape);
       return this.#run(k.addSpec(n, sizeOf(b.shape)), a.shape, [this.#tex(a), this.#tex(b)]);
     },
-    linear: (x, w, bias, attrs) => {
-      const spec = k.linearSpec(attrs, bias !== null);
-      const args = bias ? [this.#tex(x), this.#tex(w), this.#tex(bias)] : [this.#tex(x), this.#tex(w)];
-      return this.#run(spec, [...x.shape.slice(0, -1), attrs.outFeatures], args);
-    },
+    linear: (x, w, bias, attrs) => this.#linear(x, w, bias, attrs),
     scores: (q, key, attrs) =>
       this.#run(
         k.scoresSpec(attrs),
@@ -289,11 +401,12 @@ export class WebGLBackend implements Backend<WebGLTensor> {
       ),
     scale: (s, attrs) => this.#run(k.scaleSpec(sizeOf(s.shape)), s.shape, [this.#tex(s), attrs.scale]),
     mask: (s, pad, am, attrs) => {
-      const v = { causal: attrs.causal, hasPadding: pad !== null, hasAttnMask: am !== null };
+      const v = k.maskVariant(attrs, pad !== null, am !== null);
       const args: unknown[] = [this.#tex(s)];
       if (pad) args.push(this.#tex(pad));
       if (am) args.push(this.#tex(am));
-      args.push(Number.NEGATIVE_INFINITY);
+      if (attrs.alibiSlopes) args.push(Float32Array.from(attrs.alibiSlopes));
+      args.push(...k.modifierArgs(attrs));
       return this.#run(k.maskSpec(attrs, v), s.shape, args);
     },
     softmax: (s, attrs) => {
@@ -316,58 +429,250 @@ export class WebGLBackend implements Backend<WebGLTensor> {
         [attrs.batch, attrs.queryLength, attrs.numHeads * attrs.headDim],
         [this.#tex(w), this.#tex(v)],
       ),
+    rotary: (x, attrs) => {
+      const { cos, sin } = k.rotaryTables(attrs);
+      return this.#run(k.rotarySpec(attrs), x.shape, [this.#tex(x), cos, sin]);
+    },
+    writeRows: (cache, rows, attrs) => this.#writeRows(cache, rows, attrs),
   };
 
+  /**
+   * KV-cache append. The rows land in a new texture (a shader cannot write the texture it
+   * reads) that replaces the cache handle's, so core's handle stays the cache; the stale packed
+   * copy goes too. Costs one pass over the cache per step, all on the GPU.
+   */
+  #writeRows(cache: WebGLTensor, rows: WebGLTensor, attrs: WriteRowsAttrs): WebGLTensor {
+    const { rows: t, capacity, offset } = attrs;
+    if (offset + t > capacity) {
+      throw new QkvError(
+        'LIMIT_EXCEEDED',
+        `webgl backend: writeRows of rows ${offset} … ${offset + t - 1} does not fit a cache of ${capacity} rows`,
+      );
+    }
+    const next = this.#run(k.writeRowsSpec(attrs), cache.shape, [this.#tex(cache), this.#tex(rows), offset]);
+    const old = { texture: cache.texture, packed: cache.packed };
+    cache.texture = next.texture;
+    cache.packed = null;
+    next.texture = null;
+    next.disposed = true;
+    this.#live.delete(next);
+    old.texture?.delete();
+    if (old.packed) this.device.raw.deleteTexture(old.packed.raw);
+    return cache;
+  }
+
+  /**
+   * x [rows, nIn] · w [nIn, nOut] + bias → [rows, nOut]. The packed program (4 outputs per
+   * fragment, vec4 reads) whenever the packed textures fit MAX_TEXTURE_SIZE; the gpu.js kernel
+   * otherwise (e.g. more than MAX_TEXTURE_SIZE rows, which the flat near-square layout allows).
+   */
+  #linear(x: WebGLTensor, w: WebGLTensor, bias: WebGLTensor | null, attrs: LinearAttrs): WebGLTensor {
+    const { rows, inFeatures: nIn, outFeatures: nOut } = attrs;
+    const shape = [...x.shape.slice(0, -1), nOut];
+    const nIn4 = Math.ceil(nIn / 4);
+    const nOut4 = Math.ceil(nOut / 4);
+    if (!(this.#fits(nIn4, rows) && this.#fits(nOut4, nIn) && this.#fits(nOut4, rows))) {
+      const args = bias ? [this.#tex(x), this.#tex(w), this.#tex(bias)] : [this.#tex(x), this.#tex(w)];
+      return this.#run(k.linearSpec(attrs, bias !== null), shape, args);
+    }
+    this.#alive();
+    const raw = this.device.raw;
+    const xp = this.#packed(x, { rows, groupWidth: nIn, groups: 1 });
+    const wp = this.#packed(w, { rows: nIn, groupWidth: nOut, groups: 1 });
+    const bp = bias ? this.#packed(bias, { rows: 1, groupWidth: nOut, groups: 1 }) : null;
+    const out = raw.createTexture(nOut4, rows);
+    try {
+      raw.draw(`linear|${nIn4}|${bias !== null}`, linearSource(nIn4, bias !== null), out, {
+        textures: { uX: xp.raw, uW: wp.raw, ...(bp ? { uB: bp.raw } : {}) },
+      });
+    } catch (e) {
+      raw.deleteTexture(out);
+      throw e;
+    } finally {
+      for (const p of [xp, wp, bp]) if (p?.temporary) raw.deleteTexture(p.raw);
+    }
+    return this.#packedTensor(shape, { rows, groupWidth: nOut, groups: 1 }, out);
+  }
+
   readonly fused: FusedKernels<WebGLTensor> = {
-    fusedAttention: (q, key, v, pad, am, attrs) => {
-      const { batch: B, numHeads: H, queryLength: Lq, keyLength: Lk, headDim: hd } = attrs;
-      const rows = B * H * Lq;
-      const tileRows = fusedTileRows(rows, Lk, this.fusedTileElements);
-      const variant = { causal: attrs.causal, hasPadding: pad !== null, hasAttnMask: am !== null };
-      const scoreArgs: unknown[] = [this.#tex(q), this.#tex(key)];
-      if (pad) scoreArgs.push(this.#tex(pad));
-      if (am) scoreArgs.push(this.#tex(am));
-      const headsShape = [B, Lq, H * hd];
-      let out: WebGLTensor | null = null;
-      try {
-        for (let rowStart = 0; rowStart < rows; rowStart += tileRows) {
-          // Pass 1: the masked, scaled scores of this tile's rows.
-          const s = this.#run(
-            k.fusedScoresSpec(attrs, tileRows, variant),
-            [tileRows, Lk],
-            [...scoreArgs, Number.NEGATIVE_INFINITY, attrs.scale, rowStart],
-          );
-          const tmp: WebGLTensor[] = [s];
-          try {
-            // Passes 2–4: the row softmax of the tile.
-            const m = this.#run(k.rowMaxSpec(tileRows, Lk), [tileRows], [this.#tex(s), Number.NEGATIVE_INFINITY]);
-            tmp.push(m);
-            const l = this.#run(k.rowSumSpec(tileRows, Lk), [tileRows], [this.#tex(s), this.#tex(m)]);
-            tmp.push(l);
-            const p = this.#run(
-              k.normalizeSpec(tileRows, Lk),
-              [tileRows, Lk],
-              [this.#tex(s), this.#tex(m), this.#tex(l)],
-            );
-            tmp.push(p);
-            // Pass 5: this tile's heads rows; the rest come from the previous tile's output.
-            const prev: WebGLTensor | null = out;
-            const args: unknown[] = [this.#tex(p), this.#tex(v)];
-            if (prev) args.push(this.#tex(prev));
-            args.push(rowStart);
-            out = this.#run(k.fusedOutputSpec(attrs, tileRows, prev !== null), headsShape, args);
-            if (prev) this.dispose(prev);
-          } finally {
-            for (const t of tmp) this.dispose(t);
-          }
-        }
-      } catch (e) {
-        if (out) this.dispose(out);
-        throw e;
-      }
-      return out as WebGLTensor;
-    },
+    fusedAttention: (q, key, v, pad, am, attrs) =>
+      this.#fusedPacked(q, key, v, pad, am, attrs) ?? this.#fusedGpuJs(q, key, v, pad, am, attrs),
   };
+
+  /**
+   * Fused attention on packed textures (packed.ts), the B·H·Lq score rows in tiles of at most
+   * `fusedTileElements` scores (and MAX_TEXTURE_SIZE rows). Per tile:
+   *   pass 1  scores: S = scale·q·k (− ALiBi) (+ attnMask), −∞ where hidden   [ceil(Lk/4), tileRows]
+   *   pass 2  stats:  (row max m, Σ exp(S − m))                                [1, tileRows]
+   *   pass 3  probs:  P = exp(S − m) / l                                        [ceil(Lk/4), tileRows]
+   *   pass 4  output: heads = P·V, one draw per (b, h) segment of the tile     into [H·hd4, B·Lq]
+   * Each output texel is written by exactly one segment draw, so tiles need no copy of earlier
+   * output. Lk, the offsets and the scale are uniforms under a compiled bound of
+   * nextPow2(ceil(keyCapacity/4)) keys: a KV-cache session compiles these programs once.
+   * Returns null where a packed texture would not fit MAX_TEXTURE_SIZE (the gpu.js path runs).
+   */
+  #fusedPacked(
+    q: WebGLTensor,
+    key: WebGLTensor,
+    v: WebGLTensor,
+    pad: WebGLTensor | null,
+    am: WebGLTensor | null,
+    attrs: FusedAttentionAttrs,
+  ): WebGLTensor | null {
+    const { batch: B, numHeads: H, numKVHeads: KVH, queryLength: Lq, keyLength: Lk, headDim: hd } = attrs;
+    const cap = attrs.keyCapacity ?? Lk;
+    const hd4 = Math.ceil(hd / 4);
+    const Lk4 = Math.ceil(Lk / 4);
+    const rows = B * H * Lq;
+    const tileRows = Math.min(fusedTileRows(rows, Lk, this.fusedTileElements), this.maxTextureSize);
+    if (!(this.#fits(H * hd4, B * Lq) && this.#fits(KVH * hd4, B * cap) && this.#fits(Lk4, tileRows))) return null;
+    this.#alive();
+    const raw = this.device.raw;
+    const variant: FusedVariant = {
+      H,
+      group: H / KVH,
+      Lq,
+      hd4,
+      causal: attrs.causal,
+      hasPadding: pad !== null,
+      hasAttnMask: am !== null,
+      window: attrs.window !== undefined,
+      alibi: attrs.alibiSlopes !== undefined,
+      maxKeys4: nextPow2(Math.ceil(cap / 4)),
+    };
+    const flat = (t: WebGLTensor) => glOf(this.#tex(t));
+    const headsLayout: PackedLayout = { rows: B * Lq, groupWidth: hd, groups: H };
+    const kvLayout: PackedLayout = { rows: B * cap, groupWidth: hd, groups: KVH };
+    const inputs = [this.#packed(q, headsLayout), this.#packed(key, kvLayout), this.#packed(v, kvLayout)] as const;
+    const [qp, kp, vp] = inputs;
+    const masks = { ...(pad ? { uPad: flat(pad) } : {}), ...(am ? { uAm: flat(am) } : {}) };
+    const temps: RawTexture[] = [];
+    let out: RawTexture | null = null;
+    try {
+      const S = raw.createTexture(Lk4, tileRows);
+      temps.push(S);
+      const stats = raw.createTexture(1, tileRows);
+      temps.push(stats);
+      const P = raw.createTexture(Lk4, tileRows);
+      temps.push(P);
+      out = raw.createTexture(H * hd4, B * Lq);
+      const scoresKey = fusedKey('fused.scores', variant);
+      const scoresSrc = fusedScoresSource(variant);
+      const statsKey = `fused.stats|${variant.maxKeys4}`;
+      const statsSrc = fusedStatsSource(variant);
+      const outKey = fusedKey('fused.output', variant);
+      const outSrc = fusedOutputSource(variant);
+      for (let r0 = 0; r0 < rows; r0 += tileRows) {
+        this.#alive();
+        // Pass 1.
+        raw.draw(scoresKey, scoresSrc, S, {
+          textures: { uQ: qp.raw, uK: kp.raw, ...masks },
+          uniforms: {
+            uRowStart: r0,
+            uRows: rows,
+            uLk: Lk,
+            uCap: cap,
+            uScale: attrs.scale,
+            uNegInf: Number.NEGATIVE_INFINITY,
+            uQueryOffset: attrs.queryOffset ?? 0,
+            uWindow: attrs.window ?? 0,
+            ...(attrs.alibiSlopes ? { uSlopes: attrs.alibiSlopes } : {}),
+          },
+        });
+        // Passes 2 and 3.
+        raw.draw(statsKey, statsSrc, stats, {
+          textures: { uS: S },
+          uniforms: { uLk4: Lk4, uNegInf: Number.NEGATIVE_INFINITY },
+        });
+        raw.draw('fused.probs', FUSED_PROBS, P, { textures: { uS: S, uStats: stats } });
+        // Pass 4: the (b, h) segments of rows r0 … r1−1, each a rectangle of the output.
+        const r1 = Math.min(rows, r0 + tileRows);
+        for (let bh = Math.floor(r0 / Lq); bh * Lq < r1; bh++) {
+          const i0 = Math.max(r0, bh * Lq) - bh * Lq;
+          const i1 = Math.min(r1, (bh + 1) * Lq) - bh * Lq;
+          const b = Math.floor(bh / H);
+          const h = bh - b * H;
+          raw.draw(
+            outKey,
+            outSrc,
+            out,
+            { textures: { uP: P, uV: vp.raw }, uniforms: { uRowStart: r0, uLk4: Lk4, uCap: cap } },
+            [h * hd4, b * Lq + i0, hd4, i1 - i0],
+          );
+        }
+      }
+    } catch (e) {
+      if (out) raw.deleteTexture(out);
+      throw e;
+    } finally {
+      for (const t of temps) raw.deleteTexture(t);
+      for (const p of inputs) if (p.temporary) raw.deleteTexture(p.raw);
+    }
+    return this.#packedTensor([B, Lq, H * hd], headsLayout, out);
+  }
+
+  /**
+   * The gpu.js fused path (used where packed textures would not fit MAX_TEXTURE_SIZE): tiles of
+   * `tileRows` score rows; per tile: pass 1 masked, scaled scores; passes 2–4 the row softmax;
+   * pass 5 this tile's heads rows (the rest copied from the previous tile's output).
+   */
+  #fusedGpuJs(
+    q: WebGLTensor,
+    key: WebGLTensor,
+    v: WebGLTensor,
+    pad: WebGLTensor | null,
+    am: WebGLTensor | null,
+    attrs: FusedAttentionAttrs,
+  ): WebGLTensor {
+    const { batch: B, numHeads: H, queryLength: Lq, keyLength: Lk, headDim: hd } = attrs;
+    const rows = B * H * Lq;
+    const tileRows = fusedTileRows(rows, Lk, this.fusedTileElements);
+    const variant = k.maskVariant(attrs, pad !== null, am !== null);
+    const scoreArgs: unknown[] = [this.#tex(q), this.#tex(key)];
+    if (pad) scoreArgs.push(this.#tex(pad));
+    if (am) scoreArgs.push(this.#tex(am));
+    if (attrs.alibiSlopes) scoreArgs.push(Float32Array.from(attrs.alibiSlopes));
+    scoreArgs.push(...k.modifierArgs(attrs));
+    const headsShape = [B, Lq, H * hd];
+    let out: WebGLTensor | null = null;
+    try {
+      for (let rowStart = 0; rowStart < rows; rowStart += tileRows) {
+        // Pass 1: the masked, scaled scores of this tile's rows.
+        const s = this.#run(
+          k.fusedScoresSpec(attrs, tileRows, variant),
+          [tileRows, Lk],
+          [...scoreArgs, attrs.scale, rowStart],
+        );
+        const tmp: WebGLTensor[] = [s];
+        try {
+          // Passes 2–4: the row softmax of the tile.
+          const m = this.#run(k.rowMaxSpec(tileRows, Lk), [tileRows], [this.#tex(s), Number.NEGATIVE_INFINITY]);
+          tmp.push(m);
+          const l = this.#run(k.rowSumSpec(tileRows, Lk), [tileRows], [this.#tex(s), this.#tex(m)]);
+          tmp.push(l);
+          const p = this.#run(
+            k.normalizeSpec(tileRows, Lk),
+            [tileRows, Lk],
+            [this.#tex(s), this.#tex(m), this.#tex(l)],
+          );
+          tmp.push(p);
+          // Pass 5: this tile's heads rows; the rest come from the previous tile's output.
+          const prev: WebGLTensor | null = out;
+          const args: unknown[] = [this.#tex(p), this.#tex(v)];
+          if (prev) args.push(this.#tex(prev));
+          args.push(rowStart);
+          out = this.#run(k.fusedOutputSpec(attrs, tileRows, prev !== null), headsShape, args);
+          if (prev) this.dispose(prev);
+        } finally {
+          for (const t of tmp) this.dispose(t);
+        }
+      }
+    } catch (e) {
+      if (out) this.dispose(out);
+      throw e;
+    }
+    return out as WebGLTensor;
+  }
 
   /**
    * Compiles (by running once on zeros) every kernel a run of this config and shape needs, on
@@ -464,17 +769,17 @@ export async function warmup(
 }
 
 /**
- * Which optional features the webgl kernels run: none yet. maskMod/scoreMod are JavaScript
- * callbacks evaluated per score, which a GLSL shader compiled from a source string cannot call;
- * the positional/score options (rotary, alibi, window) are expressible in GLSL but not written.
- * Core turns a reason into CAPABILITY for an explicit 'webgl' and a skip under 'auto'.
+ * Which optional features the webgl kernels run: rotary, ALiBi and window (in GLSL), not
+ * maskMod/scoreMod, which are JavaScript callbacks evaluated per score that a GLSL shader cannot
+ * call. Core turns a reason into CAPABILITY for an explicit 'webgl' and a skip under 'auto'.
  */
 export function webglSupports(config: ResolvedConfig): true | string {
-  const reasons = requiredFeatures(config).map((f) =>
-    f === 'maskMod' || f === 'scoreMod'
-      ? `${FEATURE_OPTIONS[f]} is a JavaScript function, and gpu.js kernels are GLSL shaders that cannot call back into JavaScript`
-      : `${FEATURE_OPTIONS[f]} is not implemented by the webgl kernels`,
-  );
+  const reasons = requiredFeatures(config)
+    .filter((f) => f === 'maskMod' || f === 'scoreMod')
+    .map(
+      (f) =>
+        `${FEATURE_OPTIONS[f]} is a JavaScript function, and webgl kernels are GLSL shaders that cannot call back into JavaScript`,
+    );
   return reasons.length === 0 ? true : `webgl backend: ${reasons.join('; ')}`;
 }
 

@@ -7,6 +7,7 @@
  * browser bundle must never see it, so both packages are imported only inside the probe / create.
  */
 import type { GPU, IKernelRunShortcut, Texture } from 'gpu.js';
+import { RawGl } from './raw.js';
 
 /** gpu.js modes the backend accepts: a browser's WebGL2 or WebGL1, or Node's headless-gl (WebGL1). */
 export type WebGLMode = 'webgl2' | 'webgl' | 'headlessgl';
@@ -141,6 +142,8 @@ export class GlDevice {
   readonly gl: WebGLRenderingContext;
   readonly maxTextureSize: number;
   readonly counts: GlCounts;
+  /** The hand-written packed programs (raw.ts, packed.ts) on the same context. */
+  readonly raw: RawGl;
   readonly #kernels = new Map<string, IKernelRunShortcut>();
   readonly #destroyContext: () => void;
   refs = 0;
@@ -153,6 +156,7 @@ export class GlDevice {
     this.counts = counts;
     this.maxTextureSize = made.gl.getParameter(made.gl.MAX_TEXTURE_SIZE) as number;
     this.#destroyContext = made.destroy;
+    this.raw = new RawGl(made.gl, mode === 'webgl2');
   }
 
   static async open(mode: WebGLMode): Promise<GlDevice> {
@@ -189,8 +193,9 @@ export class GlDevice {
     return k;
   }
 
+  /** Compiled gpu.js kernels plus raw programs. */
   get kernelCount(): number {
-    return this.#kernels.size;
+    return this.#kernels.size + this.raw.programCount;
   }
 
   async destroy(): Promise<void> {
@@ -198,6 +203,7 @@ export class GlDevice {
     this.destroyed = true;
     for (const k of this.#kernels.values()) k.destroy(false);
     this.#kernels.clear();
+    this.raw.destroy();
     // gpu.destroy() only frees the context when it still has kernels; free it explicitly too.
     await this.gpu.destroy();
     this.#destroyContext();

@@ -26,6 +26,8 @@ export interface HeadConstants {
   readonly Lq: number;
   readonly Lk: number;
   readonly hd: number;
+  /** Rows per batch in k and v: keyCapacity for a KV cache [B, maxLength, KVH·hd], else Lk. */
+  readonly cap: number;
 }
 
 export function headConstants(a: {
@@ -34,6 +36,7 @@ export function headConstants(a: {
   queryLength: number;
   keyLength: number;
   headDim: number;
+  keyCapacity?: number;
 }): HeadConstants {
   return {
     H: a.numHeads,
@@ -42,6 +45,7 @@ export function headConstants(a: {
     Lq: a.queryLength,
     Lk: a.keyLength,
     hd: a.headDim,
+    cap: a.keyCapacity ?? a.keyLength,
   };
 }
 
@@ -65,6 +69,21 @@ export function copySpec(n: number): KernelSpec {
     constants: {},
     source: `function copy(a) {
   return a[this.thread.x];
+}`,
+  };
+}
+
+/**
+ * An output texture of n values for a raw program to render into (see backend `#unpack`): gpu.js
+ * must own the texture so later gpu.js kernels, `toArray` and `delete` treat it as their own.
+ */
+export function allocSpec(n: number): KernelSpec {
+  return {
+    name: 'alloc',
+    output: n,
+    constants: {},
+    source: `function alloc() {
+  return 0.0;
 }`,
   };
 }

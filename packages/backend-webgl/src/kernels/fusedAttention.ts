@@ -1,7 +1,7 @@
 import type { FusedAttentionAttrs } from '@qkv/core';
 import type { KernelSpec } from '../device.js';
 import { divmod, headConstants, rowToBHI } from './common.js';
-import { hiddenLines, type MaskVariant, maskArgs, variantName } from './mask.js';
+import { hiddenLines, type MaskVariant, maskArgs, modifiedScoreExpr, variantName } from './mask.js';
 import { headsIndexLines } from './weightedSum.js';
 
 /*
@@ -26,7 +26,7 @@ export function fusedScoresSpec(attrs: FusedAttentionAttrs, tileRows: number, v:
     name: variantName('fusedAttention.scores', v),
     output: tileRows * attrs.keyLength,
     constants: { ...headConstants(attrs), rows },
-    source: `function fusedScores(q, k${maskArgs(v)}, negInf, factor, rowStart) {
+    source: `function fusedScores(q, k${maskArgs(v)}, negInf, qOff, win, factor, rowStart) {
   const t = this.thread.x;
   ${divmod('local', 'j', 't', 'Lk')}
   const row = rowStart + local;
@@ -39,12 +39,13 @@ export function fusedScoresSpec(attrs: FusedAttentionAttrs, tileRows: number, v:
     return negInf;
   }
   const qOff = (b * this.constants.Lq + i) * this.constants.H * this.constants.hd + h * this.constants.hd;
-  const kOff = (b * this.constants.Lk + j) * this.constants.KVH * this.constants.hd + kvh * this.constants.hd;
+  const kOff = (b * this.constants.cap + j) * this.constants.KVH * this.constants.hd + kvh * this.constants.hd;
   let dot = 0.0;
   for (let c = 0; c < this.constants.hd; c++) {
     dot += q[qOff + c] * k[kOff + c];
   }
-  return dot * factor${v.hasAttnMask ? ' + am[i * this.constants.Lk + j]' : ''};
+  const sc = dot * factor;
+  return ${modifiedScoreExpr(v, 'sc')};
 }`,
   };
 }

@@ -6,30 +6,75 @@ export interface MaskVariant {
   readonly causal: boolean;
   readonly hasPadding: boolean;
   readonly hasAttnMask: boolean;
+  /** A sliding window (its width is the runtime argument `win`). */
+  readonly window: boolean;
+  /** ALiBi: the per-head slopes [H] are the argument `slopes`. */
+  readonly alibi: boolean;
+}
+
+/** The variant of a mask/fused call: which inputs and ScoreModifiers it has. */
+export function maskVariant(
+  attrs: { causal: boolean; window?: number; alibiSlopes?: readonly number[] },
+  hasPadding: boolean,
+  hasAttnMask: boolean,
+): MaskVariant {
+  return {
+    causal: attrs.causal,
+    hasPadding,
+    hasAttnMask,
+    window: attrs.window !== undefined,
+    alibi: attrs.alibiSlopes !== undefined,
+  };
+}
+
+/**
+ * The runtime arguments after the masks, in order: negInf, qOff (queryOffset: query row 0's
+ * position), win (window width, unused without one). Uniforms, so a session's steps at different
+ * offsets share one compiled kernel.
+ */
+export function modifierArgs(attrs: { queryOffset?: number; window?: number }): number[] {
+  return [Number.NEGATIVE_INFINITY, attrs.queryOffset ?? 0, attrs.window ?? 0];
 }
 
 /**
  * The GLSL lines that set `hidden` for key j of row (b, i): the causal future
  * j > i + (Lk − Lq) (bottom-right aligned, so the last query sees every key) and padding keys
- * (keyPaddingMask[b, j] nonzero). Shared by `mask` and the fused scores pass.
+ * (keyPaddingMask[b, j] nonzero), and keys outside the window. Shared by `mask` and the fused scores pass.
  */
 export function hiddenLines(v: MaskVariant): string {
-  const lines = ['let hidden = 0.0;'];
+  const lines = ['let hidden = 0.0;', 'const p = qOff + i;'];
   if (v.causal) lines.push('if (j > i + this.constants.Lk - this.constants.Lq) { hidden = 1.0; }');
+  // Window w (core/graph.ts ScoreModifiers): keys p−w+1 … p when causal, |p − j| < w otherwise.
+  if (v.window) {
+    lines.push('if (j < p - win + 1.0) { hidden = 1.0; }');
+    lines.push(v.causal ? 'if (j > p) { hidden = 1.0; }' : 'if (j >= p + win) { hidden = 1.0; }');
+  }
   if (v.hasPadding) lines.push('if (pad[b * this.constants.Lk + j] !== 0.0) { hidden = 1.0; }');
   return lines.join('\n  ');
 }
 
 export function maskArgs(v: MaskVariant): string {
-  return `${v.hasPadding ? ', pad' : ''}${v.hasAttnMask ? ', am' : ''}`;
+  return `${v.hasPadding ? ', pad' : ''}${v.hasAttnMask ? ', am' : ''}${v.alibi ? ', slopes' : ''}`;
 }
 
 export function variantName(base: string, v: MaskVariant): string {
-  return `${base}${v.causal ? '+causal' : ''}${v.hasPadding ? '+pad' : ''}${v.hasAttnMask ? '+am' : ''}`;
+  return `${base}${v.causal ? '+causal' : ''}${v.hasPadding ? '+pad' : ''}${v.hasAttnMask ? '+am' : ''}${v.window ? '+window' : ''}${v.alibi ? '+alibi' : ''}`;
 }
 
 /**
- * masked[b, h, i, j] = −∞ where key j is hidden from query i, else scaled (+ attnMask[i, j]).
+ * `sc` (the scaled score of a visible key) after ALiBi and attnMask, in the reference's order:
+ * sc − slope_h·|p − j|, then + attnMask[i, j].
+ */
+export function modifiedScoreExpr(v: MaskVariant, sc: string): string {
+  let e = sc;
+  if (v.alibi) e = `(${e} - slopes[h] * Math.abs(p - j))`;
+  if (v.hasAttnMask) e = `${e} + am[i * this.constants.Lk + j]`;
+  return e;
+}
+
+/**
+ * masked[b, h, i, j] = −∞ where key j is hidden from query i (causal, padding, window), else
+ * scaled (− ALiBi slope_h·|p − j|) (+ attnMask[i, j]), p = queryOffset + i.
  * scaled [B, H, Lq, Lk], keyPaddingMask [B, Lk], attnMask [Lq, Lk] → [B, H, Lq, Lk].
  * `negInf` is a uniform holding −Infinity: GLSL has no infinity literal (gpu.js writes FLT_MAX
  * for `Infinity`, which would not read back as −∞).
@@ -39,7 +84,7 @@ export function maskSpec(attrs: MaskAttrs, v: MaskVariant): KernelSpec {
     name: variantName('mask', v),
     output: attrs.batch * attrs.numHeads * attrs.queryLength * attrs.keyLength,
     constants: headConstants(attrs),
-    source: `function mask(s${maskArgs(v)}, negInf) {
+    source: `function mask(s${maskArgs(v)}, negInf, qOff, win) {
   const t = this.thread.x;
   ${divmod('row', 'j', 't', 'Lk')}
   ${rowToBHI('row')}
@@ -47,7 +92,7 @@ export function maskSpec(attrs: MaskAttrs, v: MaskVariant): KernelSpec {
   if (hidden > 0.5) {
     return negInf;
   }
-  return s[t]${v.hasAttnMask ? ' + am[i * this.constants.Lk + j]' : ''};
+  return ${modifiedScoreExpr(v, 's[t]')};
 }`,
   };
 }

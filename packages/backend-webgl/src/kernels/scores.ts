@@ -5,7 +5,7 @@ import { divmod, headConstants, rowToBHI } from './common.js';
 /**
  * Raw scores, one thread per (b, h, i, j):
  *   out[b, h, i, j] = Σ_c q[b, i, h·hd + c] · k[b, j, kvh·hd + c],  kvh = floor(h / (H / KVH))
- * q [B, Lq, H·hd], k [B, Lk, KVH·hd] → out [B, H, Lq, Lk].
+ * q [B, Lq, H·hd], k [B, Lk, KVH·hd] (or a KV cache [B, keyCapacity, KVH·hd]) → out [B, H, Lq, Lk].
  */
 export function scoresSpec(attrs: ScoresAttrs): KernelSpec {
   return {
@@ -17,7 +17,7 @@ export function scoresSpec(attrs: ScoresAttrs): KernelSpec {
   ${divmod('row', 'j', 't', 'Lk')}
   ${rowToBHI('row')}
   const qOff = (b * this.constants.Lq + i) * this.constants.H * this.constants.hd + h * this.constants.hd;
-  const kOff = (b * this.constants.Lk + j) * this.constants.KVH * this.constants.hd + kvh * this.constants.hd;
+  const kOff = (b * this.constants.cap + j) * this.constants.KVH * this.constants.hd + kvh * this.constants.hd;
   let dot = 0.0;
   for (let c = 0; c < this.constants.hd; c++) {
     dot += q[qOff + c] * k[kOff + c];

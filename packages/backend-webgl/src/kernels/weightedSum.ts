@@ -14,12 +14,12 @@ export function headsIndexLines(): string {
     'const row = (b * this.constants.H + h) * this.constants.Lq + i;',
     'const kvh = Math.floor((h + 0.5) / this.constants.group);',
     'const vStride = this.constants.KVH * this.constants.hd;',
-    'const vBase = b * this.constants.Lk * vStride + kvh * this.constants.hd + c;',
+    'const vBase = b * this.constants.cap * vStride + kvh * this.constants.hd + c;',
   ].join('\n  ');
 }
 
 /**
- * ΔE per head, one thread per (b, i, h, c):
+ * ΔE per head (v may be a KV cache [B, keyCapacity, KVH·hd]: batch b starts at row b·cap), one thread per (b, i, h, c):
  *   heads[b, i, h·hd + c] = Σ_j weights[b, h, i, j] · v[b, j, kvh·hd + c]
  * weights [B, H, Lq, Lk], v [B, Lk, KVH·hd] → heads [B, Lq, H·hd] (concat(heads)).
  */
