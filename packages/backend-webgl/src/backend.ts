@@ -44,6 +44,7 @@ import {
   fusedStatsSource,
   linearSource,
   PACK,
+  STATS_WIDTH,
   type PackedLayout,
   packedWidth,
   sameLayout,
@@ -333,6 +334,26 @@ export class WebGLBackend implements Backend<WebGLTensor> {
         );
       }
     }
+    // Straight into a packed texture, one texImage2D, rows of the last dimension padded to whole
+    // texels: gpu.js's own upload re-lays the data out on the host first, which costs more
+    // than the projection it feeds. gpu.js kernels get the flat form on demand (#tex).
+    const cols = t.shape.length > 0 ? (t.shape[t.shape.length - 1] as number) : 1;
+    const rows = cols === 0 ? 0 : n / cols;
+    const layout: PackedLayout = { rows, groupWidth: cols, groups: 1 };
+    const width = packedWidth(layout);
+    if (n > 0 && this.#fits(width, rows)) {
+      this.#alive();
+      let data: Float32Array;
+      if (cols % 4 === 0) {
+        data = t.data instanceof Float32Array ? t.data : Float32Array.from(t.data);
+      } else {
+        data = new Float32Array(width * 4 * rows);
+        for (let r = 0; r < rows; r++) {
+          for (let c = 0; c < cols; c++) data[r * width * 4 + c] = t.data[r * cols + c] as number;
+        }
+      }
+      return this.#packedTensor([...t.shape], layout, this.device.raw.upload(width, rows, data));
+    }
     // A private Float32Array: gpu.js reads Array arguments by type, and the caller may reuse its array.
     return this.#run(k.copySpec(n), [...t.shape], [Float32Array.from(t.data)]);
   }
@@ -503,7 +524,7 @@ export class WebGLBackend implements Backend<WebGLTensor> {
    * Fused attention on packed textures (packed.ts), the B·H·Lq score rows in tiles of at most
    * `fusedTileElements` scores (and MAX_TEXTURE_SIZE rows). Per tile:
    *   pass 1  scores: S = scale·q·k (− ALiBi) (+ attnMask), −∞ where hidden   [ceil(Lk/4), tileRows]
-   *   pass 2  stats:  (row max m, Σ exp(S − m))                                [1, tileRows]
+   *   pass 2  stats:  (row max m, Σ exp(S − m))                         [2, tileRows/2]
    *   pass 3  probs:  P = exp(S − m) / l                                        [ceil(Lk/4), tileRows]
    *   pass 4  output: heads = P·V, one draw per (b, h) segment of the tile     into [H·hd4, B·Lq]
    * Each output texel is written by exactly one segment draw, so tiles need no copy of earlier
@@ -551,7 +572,7 @@ export class WebGLBackend implements Backend<WebGLTensor> {
     try {
       const S = raw.createTexture(Lk4, tileRows);
       temps.push(S);
-      const stats = raw.createTexture(1, tileRows);
+      const stats = raw.createTexture(STATS_WIDTH, Math.ceil(tileRows / STATS_WIDTH));
       temps.push(stats);
       const P = raw.createTexture(Lk4, tileRows);
       temps.push(P);

@@ -21,8 +21,15 @@ export interface PackedLayout {
 
 export const texelsPerGroup = (l: PackedLayout) => Math.ceil(l.groupWidth / 4);
 export const packedWidth = (l: PackedLayout) => l.groups * texelsPerGroup(l);
+/**
+ * Whether two layouts put every value in the same texel and channel: the same groups, or groups
+ * of a multiple of 4 columns each (then no group has padding, and the layout is the plain one:
+ * the heads layout of q is the output layout of its projection, with no repacking).
+ */
 export const sameLayout = (a: PackedLayout, b: PackedLayout) =>
-  a.rows === b.rows && a.groupWidth === b.groupWidth && a.groups === b.groups;
+  a.rows === b.rows &&
+  a.groupWidth * a.groups === b.groupWidth * b.groups &&
+  ((a.groupWidth === b.groupWidth && a.groups === b.groups) || (a.groupWidth % 4 === 0 && b.groupWidth % 4 === 0));
 
 /** gpu.js flat texture [rows, G·gw] → packed [G·gw4, rows]. Uniforms: uGW, uGW4, uCols. */
 export const PACK = `${PRELUDE}
@@ -160,33 +167,43 @@ void main() {
   float end = ${v.causal ? 'min(uLk, max(0.0, i + uLk - float(LQ) + 1.0))' : 'uLk'};
   ${v.window ? `start = max(0.0, p - uWindow + 1.0);\n  end = min(end, ${v.causal ? 'p + 1.0' : 'p + uWindow'});` : ''}
   float j0 = 4.0 * j4;
-  vec4 hidden = vec4(0.0);
-  for (int m = 0; m < 4; m++) {
-    float j = j0 + float(m);
-    float hid = (j < start || j >= end) ? 1.0 : 0.0;
-    ${v.hasPadding ? 'if (hid < 0.5 && flatAt(uPad, uPadSize, b * uLk + j) != 0.0) hid = 1.0;' : ''}
-    if (m == 0) hidden.x = hid; else if (m == 1) hidden.y = hid; else if (m == 2) hidden.z = hid; else hidden.w = hid;
+  vec4 j = vec4(j0) + vec4(0.0, 1.0, 2.0, 3.0);
+  // 1.0 where key j is hidden, componentwise (vector compares: no per-key branches).
+  vec4 hidden = max(vec4(lessThan(j, vec4(start))), vec4(greaterThanEqual(j, vec4(end))));
+  ${
+    v.hasPadding
+      ? `for (int m = 0; m < 4; m++) {
+    float jm = j0 + float(m);
+    if (jm < uLk && flatAt(uPad, uPadSize, b * uLk + jm) != 0.0) {
+      if (m == 0) hidden.x = 1.0; else if (m == 1) hidden.y = 1.0; else if (m == 2) hidden.z = 1.0; else hidden.w = 1.0;
+    }
+  }`
+      : ''
   }
   if (min(min(hidden.x, hidden.y), min(hidden.z, hidden.w)) > 0.5) { gl_FragColor = vec4(uNegInf); return; }
-  float qy = b * float(LQ) + i;
-  float qx0 = h * float(HD4);
-  float kx0 = kvh * float(HD4);
-  float ky = b * uCap + j0;
+  // Coordinates are base + index · step: no per-read division, and no drift from summing steps.
+  vec2 qc = vec2((h * float(HD4) + 0.5) / uQSize.x, (b * float(LQ) + i + 0.5) / uQSize.y);
+  float du = 1.0 / uQSize.x;
+  float ku = (kvh * float(HD4) + 0.5) / uKSize.x;
+  float dku = 1.0 / uKSize.x;
+  float dkv = 1.0 / uKSize.y;
+  float kv = (b * uCap + j0 + 0.5) * dkv;
   vec4 d = vec4(0.0);
   for (int c4 = 0; c4 < HD4; c4++) {
     float fc = float(c4);
-    vec4 qv = texel(uQ, uQSize, qx0 + fc, qy);
-    d.x = dot4(qv, texel(uK, uKSize, kx0 + fc, ky), d.x);
-    d.y = dot4(qv, texel(uK, uKSize, kx0 + fc, ky + 1.0), d.y);
-    d.z = dot4(qv, texel(uK, uKSize, kx0 + fc, ky + 2.0), d.z);
-    d.w = dot4(qv, texel(uK, uKSize, kx0 + fc, ky + 3.0), d.w);
+    vec4 qv = texture2D(uQ, vec2(qc.x + fc * du, qc.y));
+    float u = ku + fc * dku;
+    d.x = dot4(qv, texture2D(uK, vec2(u, kv)), d.x);
+    d.y = dot4(qv, texture2D(uK, vec2(u, kv + dkv)), d.y);
+    d.z = dot4(qv, texture2D(uK, vec2(u, kv + 2.0 * dkv)), d.z);
+    d.w = dot4(qv, texture2D(uK, vec2(u, kv + 3.0 * dkv)), d.w);
   }
   vec4 s = d * uScale;
   ${
     v.alibi
       ? `float slope = 0.0;
   for (int hh = 0; hh < H; hh++) { if (float(hh) == h) slope = uSlopes[hh]; }
-  s -= slope * abs(vec4(p) - (vec4(j0) + vec4(0.0, 1.0, 2.0, 3.0)));`
+  s -= slope * abs(vec4(p) - j);`
       : ''
   }
   ${
@@ -202,16 +219,18 @@ void main() {
 }
 
 /**
- * Fused pass 2: per tile row, (m, l) = (max_j S, Σ_j exp(S − m)) → stats [1, tileRows] in .xy;
- * (−∞, 0) for a row with no visible key. Sums in key order, as the row softmax does.
+ * Fused pass 2: per tile row, (m, l) = (max_j S, Σ_j exp(S − m)); (−∞, 0) for a row with no
+ * visible key. Sums in key order, as the row softmax does. Written to stats [2, tileRows/2]
+ * (tile row = 2y + x): a 1-texel-wide target would leave half of every 2×2 fragment quad idle.
  */
+export const STATS_WIDTH = 2;
 export function fusedStatsSource(v: FusedVariant): string {
   return `${PRELUDE}
 #define MAXK4 ${v.maxKeys4}
 uniform sampler2D uS; uniform vec2 uSSize;
 uniform float uLk4; uniform float uNegInf;
 void main() {
-  float y = floor(gl_FragCoord.y);
+  float y = floor(gl_FragCoord.y) * ${STATS_WIDTH}.0 + floor(gl_FragCoord.x);
   float m = uNegInf;
   for (int j4 = 0; j4 < MAXK4; j4++) {
     if (float(j4) >= uLk4) break;
@@ -236,7 +255,8 @@ uniform sampler2D uS; uniform vec2 uSSize;
 uniform sampler2D uStats; uniform vec2 uStatsSize;
 void main() {
   float y = floor(gl_FragCoord.y);
-  vec4 st = texel(uStats, uStatsSize, 0.0, y);
+  float sy = floor((y + 0.5) / ${STATS_WIDTH}.0);
+  vec4 st = texel(uStats, uStatsSize, y - sy * ${STATS_WIDTH}.0, sy);
   if (st.y <= 0.0) { gl_FragColor = vec4(0.0); return; }
   gl_FragColor = exp(texel(uS, uSSize, floor(gl_FragCoord.x), y) - st.x) / st.y;
 }`;
@@ -262,18 +282,22 @@ void main() {
   float c4 = x - h * float(HD4);
   float kvh = floor((h + 0.5) / float(GROUP));
   float local = (b * float(H) + h) * float(LQ) + i - uRowStart;
-  float vx = kvh * float(HD4) + c4;
-  float vy = b * uCap;
+  // Coordinates are base + index · step: no per-read division, and no drift from summing steps.
+  vec2 pc = vec2(0.5 / uPSize.x, (local + 0.5) / uPSize.y);
+  float dpu = 1.0 / uPSize.x;
+  float vu = (kvh * float(HD4) + c4 + 0.5) / uVSize.x;
+  float dvv = 1.0 / uVSize.y;
+  float vv = (b * uCap + 0.5) * dvv;
   vec4 acc = vec4(0.0);
   for (int j4 = 0; j4 < MAXK4; j4++) {
     float fj = float(j4);
     if (fj >= uLk4) break;
-    vec4 pv = texel(uP, uPSize, fj, local);
-    float j = vy + 4.0 * fj;
-    acc += pv.x * texel(uV, uVSize, vx, j);
-    acc += pv.y * texel(uV, uVSize, vx, j + 1.0);
-    acc += pv.z * texel(uV, uVSize, vx, j + 2.0);
-    acc += pv.w * texel(uV, uVSize, vx, j + 3.0);
+    vec4 pv = texture2D(uP, vec2(pc.x + fj * dpu, pc.y));
+    float v0 = vv + 4.0 * fj * dvv;
+    acc += pv.x * texture2D(uV, vec2(vu, v0));
+    acc += pv.y * texture2D(uV, vec2(vu, v0 + dvv));
+    acc += pv.z * texture2D(uV, vec2(vu, v0 + 2.0 * dvv));
+    acc += pv.w * texture2D(uV, vec2(vu, v0 + 3.0 * dvv));
   }
   gl_FragColor = acc;
 }`;

@@ -87,6 +87,23 @@ export class RawGl {
     return { tex, width, height };
   }
 
+  /** A texture holding `data` (width·height RGBA texels, row by row). */
+  upload(width: number, height: number, data: Float32Array): RawTexture {
+    const gl = this.gl;
+    const t = this.createTexture(width, height);
+    const savedUnit = gl.getParameter(gl.ACTIVE_TEXTURE) as number;
+    gl.activeTexture(gl.TEXTURE0);
+    const saved = gl.getParameter(gl.TEXTURE_BINDING_2D) as WebGLTexture | null;
+    const flip = gl.getParameter(gl.UNPACK_FLIP_Y_WEBGL) as boolean;
+    gl.pixelStorei(gl.UNPACK_FLIP_Y_WEBGL, false);
+    gl.bindTexture(gl.TEXTURE_2D, t.tex);
+    gl.texSubImage2D(gl.TEXTURE_2D, 0, 0, 0, width, height, gl.RGBA, gl.FLOAT, data);
+    gl.pixelStorei(gl.UNPACK_FLIP_Y_WEBGL, flip);
+    gl.bindTexture(gl.TEXTURE_2D, saved);
+    gl.activeTexture(savedUnit);
+    return t;
+  }
+
   deleteTexture(t: RawTexture): void {
     this.gl.deleteTexture(t.tex);
   }
