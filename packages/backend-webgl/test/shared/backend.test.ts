@@ -243,6 +243,52 @@ describe('fused path', () => {
   });
 });
 
+describe('KV-cache sessions', () => {
+  it('keep the cache on the device and compile nothing after the first steps (Lk is a uniform)', async () => {
+    const { config, weights } = smallCase();
+    const attn = await make({ ...config, positionalEncoding: 'rotary' }, weights);
+    const probe = await WebGLBackend.create();
+    try {
+      const session = attn.createSession({ maxLength: 40 });
+      expect(session.info.cache).toBe('device');
+      const D = config.dModel;
+      const token = (at: number) => ({ shape: [1, 1, D], data: seq(D, 1 + at / 10) });
+      for (let at = 0; at < 3; at++) await session.step(token(at));
+      const compiled = probe.device.kernelCount;
+      for (let at = 3; at < 40; at++) await session.step(token(at));
+      expect(probe.device.kernelCount).toBe(compiled);
+      await session.dispose();
+    } finally {
+      await attn.dispose();
+      await probe.destroy();
+    }
+  });
+
+  it('writeRows appends in place: the same handle, rows at the offset, the rest untouched', async () => {
+    const backend = await WebGLBackend.create();
+    try {
+      const cache = backend.upload({ shape: [2, 4, 3], data: Float32Array.from({ length: 24 }, (_, i) => i) });
+      const rows = backend.upload({ shape: [2, 2, 3], data: Float32Array.from({ length: 12 }, (_, i) => -1 - i) });
+      const writeRows = backend.kernels.writeRows as NonNullable<typeof backend.kernels.writeRows>;
+      const out = await writeRows(cache, rows, { batch: 2, rows: 2, capacity: 4, offset: 1, width: 3 });
+      expect(out).toBe(cache);
+      expect([...(await backend.download(cache)).data]).toEqual([
+        0, 1, 2, -1, -2, -3, -4, -5, -6, 9, 10, 11, 12, 13, 14, -7, -8, -9, -10, -11, -12, 21, 22, 23,
+      ]);
+      let e: unknown;
+      try {
+        await writeRows(cache, rows, { batch: 2, rows: 2, capacity: 4, offset: 3, width: 3 });
+      } catch (x) {
+        e = x;
+      }
+      expect(isQkvError(e, 'LIMIT_EXCEEDED')).toBe(true);
+      expect((e as Error).message).toContain('rows 3 … 4 does not fit a cache of 4 rows');
+    } finally {
+      await backend.destroy();
+    }
+  });
+});
+
 describe('warmup', () => {
   it('compiles a shape ahead of time; a handle created meanwhile starts warm', async () => {
     const { config, weights, inputs } = smallCase();
