@@ -25,7 +25,7 @@ function panel({ y0, height, title, unit, values, configs, impls, x0, groupW, ba
       `<text x="${x0 - 6}" y="${y(v) + 4}" text-anchor="end">${v >= 1 ? v : v.toPrecision(1)} ${unit}</text>`,
     );
   }
-  configs.forEach((c, ci) => {
+  configs.forEach((_c, ci) => {
     impls.forEach((impl, ii) => {
       const v = values[ci][ii];
       if (!(v > 0)) return;

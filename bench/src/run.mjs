@@ -3,7 +3,7 @@
 // one crash or OOM cannot take the others down. Configs run one after another with every
 // implementation back to back, so the ratios compare numbers taken under the same machine load.
 //
-//   node src/run.mjs [--only qkv-cpu,ort-mha] [--configs 128,1024] [--runs 5]
+//   node src/run.mjs [--only qkv-cpu,ort-mha] [--configs 128,1024] [--runs 5] [--out NAME]
 import { spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -36,6 +36,8 @@ const CONFIGS = [
 ].filter((c) => !arg('configs') || arg('configs').split(',').map(Number).includes(c.L));
 const IMPLS = Object.keys(IMPLEMENTATIONS).filter((n) => !arg('only') || arg('only').split(',').includes(n));
 const RUNS = Number(arg('runs') ?? 5);
+/** Output name under results/: NAME.json and NAME.svg (default: latest.json, chart.svg). */
+const OUT = arg('out');
 
 /** A child over this RSS is killed (the machine is shared; a score tensor at L = 16384 is 8 GiB). */
 const RSS_CAP_MB = 6144;
@@ -229,6 +231,9 @@ for (const [i, { impl, c }] of jobs.entries()) {
   progress(i, jobs.length, `${impl} ${label(c)}`, started);
   const skip = skipReason(impl, c, results);
   results.push(skip ? { impl, ...c, status: skip } : await runChild(impl, c));
+  // Partial results survive an interrupted run (git-ignored).
+  mkdirSync(resultsDir, { recursive: true });
+  writeFileSync(join(resultsDir, 'latest.json.tmp'), JSON.stringify(results));
 }
 progress(jobs.length, jobs.length, 'done', started);
 process.stderr.write('\n');
@@ -246,8 +251,8 @@ const report = {
   durationS: (Date.now() - started) / 1e3,
 };
 mkdirSync(resultsDir, { recursive: true });
-writeFileSync(join(resultsDir, 'latest.json'), `${JSON.stringify(report, null, 2)}\n`);
-writeFileSync(join(resultsDir, 'chart.svg'), renderChart(report, CONFIGS, IMPLS, label));
+writeFileSync(join(resultsDir, `${OUT ?? 'latest'}.json`), `${JSON.stringify(report, null, 2)}\n`);
+writeFileSync(join(resultsDir, `${OUT ?? 'chart'}.svg`), renderChart(report, CONFIGS, IMPLS, label));
 
 console.log(
   `\nGFLOP/s (peak RSS) — ${report.machine.cpu}, ${report.machine.cores} cores, ${report.date.slice(0, 10)}\n`,
@@ -260,4 +265,6 @@ for (const [name, g] of Object.entries(report.goals)) {
 }
 for (const r of results.filter((x) => x.status !== 'ok' && x.detail))
   console.log(`  note: ${r.impl} ${label(r)}: ${r.status} — ${r.detail}`);
-console.log(`\nbench/results/latest.json, bench/results/chart.svg (${report.durationS.toFixed(0)} s)`);
+console.log(
+  `\nbench/results/${OUT ?? 'latest'}.json, bench/results/${OUT ?? 'chart'}.svg (${report.durationS.toFixed(0)} s)`,
+);
