@@ -44,11 +44,13 @@ import {
   fusedStatsSource,
   linearSource,
   PACK,
-  STATS_WIDTH,
+  PACK_TRANSPOSED,
   type PackedLayout,
   packedWidth,
+  STATS_WIDTH,
   sameLayout,
   texelsPerGroup,
+  transposeValuesSource,
   UNPACK,
 } from './packed.js';
 import type { RawTexture } from './raw.js';
@@ -69,6 +71,8 @@ export class WebGLTensor implements BackendTensor {
   readonly shape: readonly number[];
   texture: GlTexture | null;
   packed: PackedTexture | null;
+  /** As a projection weight: transposed-packed (see `#weightPacked`). */
+  weightT: RawTexture | null = null;
   disposed = false;
   constructor(shape: readonly number[], texture: GlTexture | null, packed: PackedTexture | null = null) {
     this.shape = shape;
@@ -288,6 +292,21 @@ export class WebGLBackend implements Backend<WebGLTensor> {
     return { raw, temporary: false };
   }
 
+  /**
+   * A weight [nIn, nOut] transposed-packed for the projection (PACK_TRANSPOSED), made once per
+   * weight tensor and kept with it (`weightT`): weights are uploaded once and reused every run.
+   */
+  #weightPacked(w: WebGLTensor, nIn: number, nOut: number): { raw: RawTexture } {
+    if (w.weightT) return { raw: w.weightT };
+    const raw = this.device.raw.createTexture(Math.ceil(nIn / 4), nOut);
+    this.device.raw.draw('packTransposed', PACK_TRANSPOSED, raw, {
+      textures: { uSrc: glOf(this.#tex(w)) },
+      uniforms: { uIn: nIn, uOut: nOut },
+    });
+    w.weightT = raw;
+    return { raw };
+  }
+
   /** A gpu.js flat texture of n values from a packed one: a gpu.js-owned texture, rendered by UNPACK. */
   #unpack(p: PackedTexture, n: number): GlTexture {
     this.#alive();
@@ -386,14 +405,16 @@ export class WebGLBackend implements Backend<WebGLTensor> {
     if (t.disposed) return;
     t.disposed = true;
     this.#live.delete(t);
-    const { texture, packed } = t;
+    const { texture, packed, weightT } = t;
     t.texture = null;
     t.packed = null;
+    t.weightT = null;
     // After the device is gone its context (and every texture on it) is already freed.
     // (Read-back framebuffers are cached per kernel and size by gpu.js and freed with the kernel.)
     if (this.device.destroyed) return;
     texture?.delete();
     if (packed) this.device.raw.deleteTexture(packed.raw);
+    if (weightT) this.device.raw.deleteTexture(weightT);
   }
 
   liveTensors(): number {
@@ -492,25 +513,25 @@ export class WebGLBackend implements Backend<WebGLTensor> {
     const shape = [...x.shape.slice(0, -1), nOut];
     const nIn4 = Math.ceil(nIn / 4);
     const nOut4 = Math.ceil(nOut / 4);
-    if (!(this.#fits(nIn4, rows) && this.#fits(nOut4, nIn) && this.#fits(nOut4, rows))) {
+    if (!(this.#fits(nIn4, rows) && this.#fits(nIn4, nOut) && this.#fits(nOut4, rows))) {
       const args = bias ? [this.#tex(x), this.#tex(w), this.#tex(bias)] : [this.#tex(x), this.#tex(w)];
       return this.#run(k.linearSpec(attrs, bias !== null), shape, args);
     }
     this.#alive();
     const raw = this.device.raw;
     const xp = this.#packed(x, { rows, groupWidth: nIn, groups: 1 });
-    const wp = this.#packed(w, { rows: nIn, groupWidth: nOut, groups: 1 });
+    const wp = this.#weightPacked(w, nIn, nOut);
     const bp = bias ? this.#packed(bias, { rows: 1, groupWidth: nOut, groups: 1 }) : null;
     const out = raw.createTexture(nOut4, rows);
     try {
-      raw.draw(`linear|${nIn4}|${bias !== null}`, linearSource(nIn4, bias !== null), out, {
+      raw.draw(`linear|${nIn4}|${nOut}|${bias !== null}`, linearSource(nIn4, nOut, bias !== null), out, {
         textures: { uX: xp.raw, uW: wp.raw, ...(bp ? { uB: bp.raw } : {}) },
       });
     } catch (e) {
       raw.deleteTexture(out);
       throw e;
     } finally {
-      for (const p of [xp, wp, bp]) if (p?.temporary) raw.deleteTexture(p.raw);
+      for (const p of [xp, bp]) if (p?.temporary) raw.deleteTexture(p.raw);
     }
     return this.#packedTensor(shape, { rows, groupWidth: nOut, groups: 1 }, out);
   }
@@ -522,7 +543,8 @@ export class WebGLBackend implements Backend<WebGLTensor> {
 
   /**
    * Fused attention on packed textures (packed.ts), the B·H·Lq score rows in tiles of at most
-   * `fusedTileElements` scores (and MAX_TEXTURE_SIZE rows). Per tile:
+   * `fusedTileElements` scores (and MAX_TEXTURE_SIZE rows). Once: pass 0 transposes v (vT).
+   * Per tile:
    *   pass 1  scores: S = scale·q·k (− ALiBi) (+ attnMask), −∞ where hidden   [ceil(Lk/4), tileRows]
    *   pass 2  stats:  (row max m, Σ exp(S − m))                         [2, tileRows/2]
    *   pass 3  probs:  P = exp(S − m) / l                                        [ceil(Lk/4), tileRows]
@@ -546,7 +568,17 @@ export class WebGLBackend implements Backend<WebGLTensor> {
     const Lk4 = Math.ceil(Lk / 4);
     const rows = B * H * Lq;
     const tileRows = Math.min(fusedTileRows(rows, Lk, this.fusedTileElements), this.maxTextureSize);
-    if (!(this.#fits(H * hd4, B * Lq) && this.#fits(KVH * hd4, B * cap) && this.#fits(Lk4, tileRows))) return null;
+    const cap4 = Math.ceil(cap / 4);
+    if (
+      !(
+        this.#fits(H * hd4, B * Lq) &&
+        this.#fits(KVH * hd4, B * cap) &&
+        this.#fits(Lk4, tileRows) &&
+        this.#fits(cap4, B * KVH * hd)
+      )
+    ) {
+      return null;
+    }
     this.#alive();
     const raw = this.device.raw;
     const variant: FusedVariant = {
@@ -577,12 +609,20 @@ export class WebGLBackend implements Backend<WebGLTensor> {
       const P = raw.createTexture(Lk4, tileRows);
       temps.push(P);
       out = raw.createTexture(H * hd4, B * Lq);
+      // Pass 0: v transposed for pass 4.
+      const vT = raw.createTexture(cap4, B * KVH * hd);
+      temps.push(vT);
+      raw.draw(`fused.vT|${KVH}|${hd}|${hd4}`, transposeValuesSource(variant, KVH, hd), vT, {
+        textures: { uV: vp.raw },
+        uniforms: { uCap: cap },
+      });
       const scoresKey = fusedKey('fused.scores', variant);
       const scoresSrc = fusedScoresSource(variant);
       const statsKey = `fused.stats|${variant.maxKeys4}`;
       const statsSrc = fusedStatsSource(variant);
       const outKey = fusedKey('fused.output', variant);
-      const outSrc = fusedOutputSource(variant);
+      const outKey2 = `${outKey}|${hd}|${KVH}`;
+      const outSrc = fusedOutputSource(variant, hd, KVH);
       for (let r0 = 0; r0 < rows; r0 += tileRows) {
         this.#alive();
         // Pass 1.
@@ -613,13 +653,12 @@ export class WebGLBackend implements Backend<WebGLTensor> {
           const i1 = Math.min(r1, (bh + 1) * Lq) - bh * Lq;
           const b = Math.floor(bh / H);
           const h = bh - b * H;
-          raw.draw(
-            outKey,
-            outSrc,
-            out,
-            { textures: { uP: P, uV: vp.raw }, uniforms: { uRowStart: r0, uLk4: Lk4, uCap: cap } },
-            [h * hd4, b * Lq + i0, hd4, i1 - i0],
-          );
+          raw.draw(outKey2, outSrc, out, { textures: { uP: P, uVT: vT }, uniforms: { uRowStart: r0, uLk4: Lk4 } }, [
+            h * hd4,
+            b * Lq + i0,
+            hd4,
+            i1 - i0,
+          ]);
         }
       }
     } catch (e) {

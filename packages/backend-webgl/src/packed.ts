@@ -71,33 +71,63 @@ void main() {
 }`;
 
 /**
- * linear, 4 outputs per fragment: out[r, 4o4 … 4o4+3] = Σ_i x[r, i] · w[i, 4o4 …] + bias.
- * x packed [nIn4, rows], w packed [nOut4, nIn], bias packed [nOut4, 1] → out packed [nOut4, rows].
- * Accumulates in float32 in the order i = 0…nIn−1 (as the gpu.js and cpu kernels do). Rows of w
- * past nIn (when nIn % 4 ≠ 0) clamp to the last row and meet x's zero padding.
+ * w [nIn, nOut] (gpu.js flat) → wT packed [nIn4, nOut]: texel (i4, o) = w[4i4 … 4i4+3, o], zero
+ * past nIn. Transposed so the projection's inner loop walks each of its weight rows along
+ * memory instead of striding down a column. Uniforms: uIn, uOut.
  */
-export function linearSource(nIn4: number, hasBias: boolean): string {
+export const PACK_TRANSPOSED = `${PRELUDE}
+uniform sampler2D uSrc; uniform vec2 uSrcSize;
+uniform float uIn; uniform float uOut;
+void main() {
+  float i = 4.0 * floor(gl_FragCoord.x);
+  float o = floor(gl_FragCoord.y);
+  vec4 v = vec4(0.0);
+  if (i < uIn) v.x = flatAt(uSrc, uSrcSize, i * uOut + o);
+  if (i + 1.0 < uIn) v.y = flatAt(uSrc, uSrcSize, (i + 1.0) * uOut + o);
+  if (i + 2.0 < uIn) v.z = flatAt(uSrc, uSrcSize, (i + 2.0) * uOut + o);
+  if (i + 3.0 < uIn) v.w = flatAt(uSrc, uSrcSize, (i + 3.0) * uOut + o);
+  gl_FragColor = v;
+}`;
+
+/**
+ * linear, 4 outputs per fragment: out[r, o] = Σ_i x[r, i] · w[i, o] + bias[o], o = 4o4 … 4o4+3.
+ * x packed [nIn4, rows], wT packed [nIn4, nOut] (PACK_TRANSPOSED), bias packed [nOut4, 1] →
+ * out packed [nOut4, rows]. Accumulates in float32 in the order i = 0…nIn−1 (as the gpu.js and
+ * cpu kernels do); x's zero padding past nIn meets wT's. Outputs past nOut stay 0 (the padding
+ * of the packed layout, which consumers rely on).
+ */
+export function linearSource(nIn4: number, nOut: number, hasBias: boolean): string {
+  const outs = ['x', 'y', 'z', 'w'];
   return `${PRELUDE}
 #define NIN4 ${nIn4}
+#define NOUT ${nOut}.0
 uniform sampler2D uX; uniform vec2 uXSize;
 uniform sampler2D uW; uniform vec2 uWSize;
 ${hasBias ? 'uniform sampler2D uB; uniform vec2 uBSize;' : ''}
 void main() {
   float o4 = floor(gl_FragCoord.x);
   float xv0 = (floor(gl_FragCoord.y) + 0.5) / uXSize.y;
-  float wu = (o4 + 0.5) / uWSize.x;
-  float dy = 1.0 / uWSize.y;
+  float du = 1.0 / uXSize.x;
+  float dv = 1.0 / uWSize.y;
+  // wT rows 4o4 … 4o4+3, clamped to the last real one (their results are dropped below).
+  float w0 = (min(4.0 * o4, NOUT - 1.0) + 0.5) * dv;
+  float w1 = (min(4.0 * o4 + 1.0, NOUT - 1.0) + 0.5) * dv;
+  float w2 = (min(4.0 * o4 + 2.0, NOUT - 1.0) + 0.5) * dv;
+  float w3 = (min(4.0 * o4 + 3.0, NOUT - 1.0) + 0.5) * dv;
   vec4 acc = vec4(0.0);
   for (int i4 = 0; i4 < NIN4; i4++) {
-    float fi = float(i4);
-    vec4 xv = texture2D(uX, vec2((fi + 0.5) / uXSize.x, xv0));
-    float wv = (4.0 * fi + 0.5) * dy;
-    acc += xv.x * texture2D(uW, vec2(wu, wv));
-    acc += xv.y * texture2D(uW, vec2(wu, wv + dy));
-    acc += xv.z * texture2D(uW, vec2(wu, wv + 2.0 * dy));
-    acc += xv.w * texture2D(uW, vec2(wu, wv + 3.0 * dy));
+    float u = (float(i4) + 0.5) * du;
+    vec4 xv = texture2D(uX, vec2(u, xv0));
+    ${[0, 1, 2, 3]
+      .map(
+        (m) => `vec4 t${m} = texture2D(uW, vec2(u, w${m}));
+    acc.${outs[m]} += xv.x * t${m}.x; acc.${outs[m]} += xv.y * t${m}.y; acc.${outs[m]} += xv.z * t${m}.z; acc.${outs[m]} += xv.w * t${m}.w;`,
+      )
+      .join('\n    ')}
   }
-  gl_FragColor = acc${hasBias ? ' + texel(uB, uBSize, o4, 0.0)' : ''};
+  ${hasBias ? 'acc += texel(uB, uBSize, o4, 0.0);' : ''}
+  float o = 4.0 * o4;
+  gl_FragColor = vec4(acc.x, o + 1.0 < NOUT ? acc.y : 0.0, o + 2.0 < NOUT ? acc.z : 0.0, o + 3.0 < NOUT ? acc.w : 0.0);
 }`;
 }
 
@@ -262,43 +292,79 @@ void main() {
 }`;
 
 /**
- * Fused pass 4: heads packed [H·hd4, B·Lq], drawn per (b, h) segment of the tile (a rectangle
- * of that head's hd4 columns and its rows i0 … i1−1): heads[b, i, h, 4c4 …] = Σ_j P[row, j]·v[b, j, kvh, 4c4 …]
- * with v packed [KVH·hd4, B·keyCapacity]. Keys in order; P is 0 past Lk, so the padding of the
- * last texel adds 0 times a finite value.
+ * Before pass 4, once per call: v packed [KVH·hd4, B·keyCapacity] → vT [ceil(keyCapacity/4), B·KVH·hd],
+ * texel (j4, (b·KVH + kvh)·hd + c) = v[b, 4j4 … 4j4+3, kvh, c] (0 past keyCapacity), so pass 4
+ * walks each value row along memory instead of striding down a column.
  */
-export function fusedOutputSource(v: FusedVariant): string {
+export function transposeValuesSource(v: FusedVariant, KVH: number, hd: number): string {
+  return `${PRELUDE}
+uniform sampler2D uV; uniform vec2 uVSize;
+uniform float uCap;
+void main() {
+  float j0 = 4.0 * floor(gl_FragCoord.x);
+  float row = floor(gl_FragCoord.y);
+  float b = floor((row + 0.5) / ${KVH * hd}.0);
+  float ch = row - b * ${KVH * hd}.0;
+  float kvh = floor((ch + 0.5) / ${hd}.0);
+  float c = ch - kvh * ${hd}.0;
+  float x4 = floor((c + 0.5) / 4.0);
+  float comp = c - 4.0 * x4;
+  float x = kvh * ${v.hd4}.0 + x4;
+  vec4 o = vec4(0.0);
+  for (int m = 0; m < 4; m++) {
+    float j = j0 + float(m);
+    if (j < uCap) {
+      vec4 t = texel(uV, uVSize, x, b * uCap + j);
+      float val = comp < 0.5 ? t.x : (comp < 1.5 ? t.y : (comp < 2.5 ? t.z : t.w));
+      if (m == 0) o.x = val; else if (m == 1) o.y = val; else if (m == 2) o.z = val; else o.w = val;
+    }
+  }
+  gl_FragColor = o;
+}`;
+}
+
+/**
+ * Fused pass 4: heads packed [H·hd4, B·Lq], drawn per (b, h) segment of the tile (a rectangle
+ * of that head's hd4 columns and its rows i0 … i1−1):
+ *   heads[b, i, h, c] = Σ_j P[row, j]·v[b, j, kvh, c],  c = 4c4 … 4c4+3 (0 past hd)
+ * with vT from transposeValuesSource. Keys in order; P is 0 past Lk, and vT is finite there.
+ */
+export function fusedOutputSource(v: FusedVariant, hd: number, KVH: number): string {
+  const outs = ['x', 'y', 'z', 'w'];
   return `${PRELUDE}
 ${defines(v)}
+#define HD ${hd}.0
 uniform sampler2D uP; uniform vec2 uPSize;
-uniform sampler2D uV; uniform vec2 uVSize;
-uniform float uRowStart; uniform float uLk4; uniform float uCap;
+uniform sampler2D uVT; uniform vec2 uVTSize;
+uniform float uRowStart; uniform float uLk4;
 void main() {
   float x = floor(gl_FragCoord.x);
   float y = floor(gl_FragCoord.y);
   float b = floor((y + 0.5) / float(LQ));
   float i = y - b * float(LQ);
   float h = floor((x + 0.5) / float(HD4));
-  float c4 = x - h * float(HD4);
+  float c0 = 4.0 * (x - h * float(HD4));
   float kvh = floor((h + 0.5) / float(GROUP));
   float local = (b * float(H) + h) * float(LQ) + i - uRowStart;
   // Coordinates are base + index · step: no per-read division, and no drift from summing steps.
-  vec2 pc = vec2(0.5 / uPSize.x, (local + 0.5) / uPSize.y);
-  float dpu = 1.0 / uPSize.x;
-  float vu = (kvh * float(HD4) + c4 + 0.5) / uVSize.x;
-  float dvv = 1.0 / uVSize.y;
-  float vv = (b * uCap + 0.5) * dvv;
+  float pv0 = (local + 0.5) / uPSize.y;
+  float du = 1.0 / uPSize.x;
+  float dvu = 1.0 / uVTSize.x;
+  float vRow = (b * ${KVH}.0 + kvh) * HD + c0;
+  ${[0, 1, 2, 3].map((m) => `float r${m} = (min(vRow + ${m}.0, (b * ${KVH}.0 + kvh) * HD + HD - 1.0) + 0.5) / uVTSize.y;`).join('\n  ')}
   vec4 acc = vec4(0.0);
   for (int j4 = 0; j4 < MAXK4; j4++) {
     float fj = float(j4);
     if (fj >= uLk4) break;
-    vec4 pv = texture2D(uP, vec2(pc.x + fj * dpu, pc.y));
-    float v0 = vv + 4.0 * fj * dvv;
-    acc += pv.x * texture2D(uV, vec2(vu, v0));
-    acc += pv.y * texture2D(uV, vec2(vu, v0 + dvv));
-    acc += pv.z * texture2D(uV, vec2(vu, v0 + 2.0 * dvv));
-    acc += pv.w * texture2D(uV, vec2(vu, v0 + 3.0 * dvv));
+    vec4 pv = texture2D(uP, vec2((fj + 0.5) * du, pv0));
+    float u = (fj + 0.5) * dvu;
+    ${[0, 1, 2, 3]
+      .map(
+        (m) => `vec4 t${m} = texture2D(uVT, vec2(u, r${m}));
+    acc.${outs[m]} += pv.x * t${m}.x; acc.${outs[m]} += pv.y * t${m}.y; acc.${outs[m]} += pv.z * t${m}.z; acc.${outs[m]} += pv.w * t${m}.w;`,
+      )
+      .join('\n    ')}
   }
-  gl_FragColor = acc;
+  gl_FragColor = vec4(acc.x, c0 + 1.0 < HD ? acc.y : 0.0, c0 + 2.0 < HD ? acc.z : 0.0, c0 + 3.0 < HD ? acc.w : 0.0);
 }`;
 }
