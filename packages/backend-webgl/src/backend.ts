@@ -36,6 +36,7 @@ import {
 } from './device.js';
 import * as k from './kernels/index.js';
 import {
+  ADD,
   FUSED_PROBS,
   type FusedVariant,
   fusedKey,
@@ -432,7 +433,37 @@ export class WebGLBackend implements Backend<WebGLTensor> {
       this.upload(sinusoidalPositionalEncoding(attrs.length, attrs.dModel, attrs.offset)),
     add: (a, b) => {
       const n = sizeOf(a.shape);
-      return this.#run(k.addSpec(n, sizeOf(b.shape)), a.shape, [this.#tex(a), this.#tex(b)]);
+      const nB = sizeOf(b.shape);
+      // Packed when an input is packed-only (a projection's output: the residual X + ΔE), so the
+      // result downloads as packed texels and nothing is unpacked for one addition.
+      const cols = a.shape[a.shape.length - 1] ?? 1;
+      const packedIn = (a.texture === null || b.texture === null) && !a.disposed && !b.disposed;
+      if (
+        packedIn &&
+        cols === b.shape[b.shape.length - 1] &&
+        n % nB === 0 &&
+        this.#fits(Math.ceil(cols / 4), n / cols)
+      ) {
+        this.#alive();
+        const rows = n / cols;
+        const layout: PackedLayout = { rows, groupWidth: cols, groups: 1 };
+        const ap = this.#packed(a, layout);
+        const bp = this.#packed(b, { rows: nB / cols, groupWidth: cols, groups: 1 });
+        const out = this.device.raw.createTexture(packedWidth(layout), rows);
+        try {
+          this.device.raw.draw('add', ADD, out, {
+            textures: { uA: ap.raw, uB: bp.raw },
+            uniforms: { uBRows: nB / cols },
+          });
+        } catch (e) {
+          this.device.raw.deleteTexture(out);
+          throw e;
+        } finally {
+          for (const p of [ap, bp]) if (p.temporary) this.device.raw.deleteTexture(p.raw);
+        }
+        return this.#packedTensor(a.shape, layout, out);
+      }
+      return this.#run(k.addSpec(n, nB), a.shape, [this.#tex(a), this.#tex(b)]);
     },
     linear: (x, w, bias, attrs) => this.#linear(x, w, bias, attrs),
     scores: (q, key, attrs) =>

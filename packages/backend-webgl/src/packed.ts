@@ -71,6 +71,22 @@ void main() {
 }`;
 
 /**
+ * add on packed [cols4, rows] textures: out[r] = a[r] + b[r mod bRows] (b broadcasts over a's
+ * leading dims, e.g. the residual X + ΔE, or PE [Lq, dModel] onto [B, Lq, dModel]). Zero
+ * padding stays zero. Uniform: uBRows.
+ */
+export const ADD = `${PRELUDE}
+uniform sampler2D uA; uniform vec2 uASize;
+uniform sampler2D uB; uniform vec2 uBSize;
+uniform float uBRows;
+void main() {
+  float x = floor(gl_FragCoord.x);
+  float r = floor(gl_FragCoord.y);
+  float rb = r - floor((r + 0.5) / uBRows) * uBRows;
+  gl_FragColor = texel(uA, uASize, x, r) + texel(uB, uBSize, x, rb);
+}`;
+
+/**
  * w [nIn, nOut] (gpu.js flat) → wT packed [nIn4, nOut]: texel (i4, o) = w[4i4 … 4i4+3, o], zero
  * past nIn. Transposed so the projection's inner loop walks each of its weight rows along
  * memory instead of striding down a column. Uniforms: uIn, uOut.
