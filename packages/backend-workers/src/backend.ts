@@ -14,6 +14,7 @@ import {
   sizeOf,
   type Tensor,
 } from '@qkv/core';
+import { BufferRecycler } from './buffers.js';
 import { rowsOfTask, runSlice, type SliceTask, workPerRow } from './ops.js';
 import { defaultThreadCount, threadSupport, usesWebWorkers } from './platform.js';
 import { type PoolStats, WorkerPool } from './pool.js';
@@ -39,14 +40,18 @@ export interface WorkersBackendOptions {
 
 const OPTION_KEYS = new Set(['threads', 'inlineThreshold']);
 
-/** A tensor on a SharedArrayBuffer, so every thread reads and writes it in place. */
+/**
+ * A tensor on a SharedArrayBuffer, so every thread reads and writes it in place. After
+ * `dispose` its buffer may back another tensor of the same backend (see `BufferRecycler`), so
+ * `data` must not be read once `disposed` is set; the kernels' accessors refuse with DISPOSED.
+ */
 export class WorkersTensor implements BackendTensor {
   readonly shape: readonly number[];
   readonly data: Float32Array;
   disposed = false;
-  constructor(shape: readonly number[]) {
+  constructor(shape: readonly number[], buffer: SharedArrayBuffer) {
     this.shape = shape;
-    this.data = new Float32Array(new SharedArrayBuffer(sizeOf(shape) * Float32Array.BYTES_PER_ELEMENT));
+    this.data = new Float32Array(buffer, 0, sizeOf(shape));
   }
 }
 
@@ -144,6 +149,12 @@ export interface WorkersStats extends PoolStats {
   readonly inlineOps: number;
   /** Ops this backend handed to the pool. */
   readonly dispatchedOps: number;
+  /** Bytes of shared memory in this backend's live tensors. */
+  readonly liveBytes: number;
+  /** Bytes of disposed tensors' buffers kept for reuse (at most the peak of `liveBytes`). */
+  readonly recycledBytes: number;
+  /** Bytes of new SharedArrayBuffers ever allocated: flat across repeated runs of one shape. */
+  readonly allocatedBytes: number;
 }
 
 /**
@@ -157,6 +168,7 @@ export class WorkersBackend implements Backend<WorkersTensor> {
   readonly inlineThreshold: number;
   readonly #pool: WorkerPool;
   readonly #live = new Set<WorkersTensor>();
+  readonly #buffers = new BufferRecycler();
   #destroyed: Promise<void> | null = null;
   #inlineOps = 0;
   #dispatchedOps = 0;
@@ -177,15 +189,20 @@ export class WorkersBackend implements Backend<WorkersTensor> {
     return new WorkersBackend(pool, inlineThreshold);
   }
 
-  #make(shape: readonly number[]): WorkersTensor {
+  /**
+   * A new tensor, on a recycled buffer when one of the size is free. `zero`: whether stale
+   * contents must be cleared (kernel outputs: a kernel may leave elements it does not own, as
+   * padding, untouched); an upload overwrites every element anyway.
+   */
+  #make(shape: readonly number[], zero = true): WorkersTensor {
     if (this.#destroyed) throw new QkvError('DISPOSED', 'workers backend: used after destroy()');
-    const t = new WorkersTensor(shape);
+    const t = new WorkersTensor(shape, this.#buffers.take(sizeOf(shape) * Float32Array.BYTES_PER_ELEMENT, zero));
     this.#live.add(t);
     return t;
   }
 
   upload(t: Tensor): WorkersTensor {
-    const out = this.#make([...t.shape]);
+    const out = this.#make([...t.shape], false);
     out.data.set(t.data);
     return out;
   }
@@ -197,7 +214,18 @@ export class WorkersBackend implements Backend<WorkersTensor> {
 
   dispose(t: WorkersTensor): void {
     t.disposed = true;
-    this.#live.delete(t);
+    // Only a tensor this instance still owns goes back, and only once (disposing twice must not
+    // hand one buffer to two later tensors).
+    if (this.#live.delete(t)) this.#buffers.give(t.data.buffer as SharedArrayBuffer);
+  }
+
+  /**
+   * Releases the output of a job that failed without recycling its buffer: a thread can still be
+   * inside one of the job's blocks, writing to it, after the run has rejected.
+   */
+  #discard(t: WorkersTensor): void {
+    t.disposed = true;
+    if (this.#live.delete(t)) this.#buffers.drop(t.data.buffer as SharedArrayBuffer);
   }
 
   liveTensors(): number {
@@ -205,7 +233,15 @@ export class WorkersBackend implements Backend<WorkersTensor> {
   }
 
   stats(): WorkersStats {
-    return { ...this.#pool.stats(), inlineOps: this.#inlineOps, dispatchedOps: this.#dispatchedOps };
+    const { live, free, allocated } = this.#buffers.bytes();
+    return {
+      ...this.#pool.stats(),
+      inlineOps: this.#inlineOps,
+      dispatchedOps: this.#dispatchedOps,
+      liveBytes: live,
+      recycledBytes: free,
+      allocatedBytes: allocated,
+    };
   }
 
   /**
@@ -240,7 +276,7 @@ export class WorkersBackend implements Backend<WorkersTensor> {
       () => out,
       (e: unknown) => {
         // The executor never saw this handle, so it cannot free it.
-        this.dispose(out);
+        this.#discard(out);
         throw e;
       },
     );
@@ -249,7 +285,7 @@ export class WorkersBackend implements Backend<WorkersTensor> {
   readonly kernels: Kernels<WorkersTensor> = {
     positionalEncoding: (attrs) => {
       // [Lq, dModel], once per graph: not worth a thread.
-      const out = this.#make([attrs.length, attrs.dModel]);
+      const out = this.#make([attrs.length, attrs.dModel], false);
       out.data.set(cpuKernels.positionalEncoding(attrs));
       return out;
     },
@@ -317,8 +353,8 @@ export class WorkersBackend implements Backend<WorkersTensor> {
   /** Releases this instance's share of the pool; the threads end with the pool's last user. */
   destroy(): Promise<void> {
     this.#destroyed ??= (async () => {
-      for (const t of this.#live) t.disposed = true;
-      this.#live.clear();
+      for (const t of this.#live) this.#discard(t);
+      this.#buffers.clear();
       await releasePool(this.#pool);
     })();
     return this.#destroyed;

@@ -7,6 +7,17 @@ export {
   WorkersTensor,
   workersBackend,
 } from './backend.js';
-export { BLOCKS_PER_THREAD, MIN_BLOCK_WORK, planBlocks, type SliceTask, workPerRow } from './ops.js';
+export {
+  BLOCKS_PER_THREAD,
+  blockRange,
+  FUSED_BLOCKS_PER_THREAD,
+  MIN_BLOCK_WORK,
+  MIN_FUSED_BLOCK_ROWS,
+  planBlocks,
+  planTask,
+  type SliceTask,
+  type TaskPlan,
+  workPerRow,
+} from './ops.js';
 export { liveThreads } from './platform.js';
 export { type PoolStats, SLICE_MS } from './pool.js';

@@ -172,9 +172,11 @@ export interface BlockPlan {
 
 /**
  * Blocks a worker claims one at a time (an `Atomics.add` on the job's counter, so claiming costs
- * nanoseconds, not a message). Small blocks balance uneven rows (causal rows see 1…Lk keys) and
- * let a second thread help even with one head and a short sequence; the floor on block work keeps
- * the per-block kernel call (a small scratch allocation) negligible.
+ * nanoseconds, not a message). Small blocks balance uneven rows and let a second thread help even
+ * on a short op; the floor on block work keeps the per-block kernel call negligible. This is the
+ * plan for the cheap, evenly-costed ops (elementwise, softmax, the unfused attention chain);
+ * `planTask` gives `linear` and `fusedAttention` their own, because their WebAssembly kernels pay
+ * a copy per call.
  */
 export const MIN_BLOCK_WORK = 2 ** 14;
 /** Blocks per thread when rows allow: enough that dynamic claiming evens out uneven rows. */
@@ -186,4 +188,61 @@ export function planBlocks(rows: number, rowWork: number, threads: number): Bloc
   const blocks = Math.min(rows, Math.max(threads, Math.min(byWork, threads * BLOCKS_PER_THREAD)));
   const blockRows = Math.ceil(rows / blocks);
   return { blockRows, blocks: Math.ceil(rows / blockRows) };
+}
+
+/**
+ * A job's split: rows form segments of `segmentRows` (one (batch, head) of the fused kernel;
+ * the whole row range otherwise), each cut into blocks of `blockRows`; no block crosses a
+ * segment. `blocks` counts them all; `blockRange` maps a claimed index to its rows.
+ */
+export interface TaskPlan extends BlockPlan {
+  readonly segmentRows: number;
+}
+
+/**
+ * Fused attention blocks per thread. Every `fusedAttentionFast` call copies and packs the K and V
+ * of each head it touches (~Lk·hd·2 floats), so blocks stay inside one head and are as large as
+ * balance allows: with d = 512, h = 8 on two threads that is one whole head per block, four per
+ * thread (causal heads all cost the same, so whole heads balance; a slower thread just takes
+ * fewer of them).
+ */
+export const FUSED_BLOCKS_PER_THREAD = 4;
+/**
+ * Fewest query rows in a fused block when the head is split: one kernel query chunk (Q_CHUNK in
+ * @qkv/backend-cpu's fast kernels, a multiple of its 64-row block), so that packing K/V costs a
+ * few percent of the block's Q·Kᵀ and P·V. Smaller only where it takes that for every thread to
+ * get a block (a single short head).
+ */
+export const MIN_FUSED_BLOCK_ROWS = 256;
+
+/** The split of a task for `threads` threads (see `TaskPlan`). */
+export function planTask(t: SliceTask, threads: number): TaskPlan {
+  const rows = rowsOfTask(t);
+  if (rows === 0) return { blockRows: 1, blocks: 0, segmentRows: 1 };
+  if (t.op === 'linear') {
+    // `linearFast` copies and packs all of W on every call (2·K·N floats, ~10% of a 256-row
+    // block's multiply at d = 512), so one block per thread: rows ÷ threads.
+    const blocks = Math.max(1, Math.min(rows, threads));
+    const blockRows = Math.ceil(rows / blocks);
+    return { blockRows, blocks: Math.ceil(rows / blockRows), segmentRows: rows };
+  }
+  if (t.op === 'fusedAttention') {
+    const Lq = t.attrs.queryLength;
+    const segments = rows / Lq;
+    const perSegment = Math.ceil((threads * FUSED_BLOCKS_PER_THREAD) / segments);
+    let blockRows = Math.min(Lq, Math.max(MIN_FUSED_BLOCK_ROWS, Math.ceil(Math.ceil(Lq / perSegment) / 64) * 64));
+    // Too few segments and rows to give every thread a block at that size: split finer.
+    if (segments * Math.ceil(Lq / blockRows) < threads) blockRows = Math.ceil(Lq / Math.ceil(threads / segments));
+    return { blockRows, blocks: segments * Math.ceil(Lq / blockRows), segmentRows: Lq };
+  }
+  return { ...planBlocks(rows, workPerRow(t), threads), segmentRows: rows };
+}
+
+/** Rows [from, to) of block `b` of a plan over `rows` rows. */
+export function blockRange(plan: TaskPlan, rows: number, b: number): [number, number] {
+  const perSegment = Math.ceil(plan.segmentRows / plan.blockRows);
+  const segment = Math.floor(b / perSegment);
+  const segmentEnd = Math.min(rows, (segment + 1) * plan.segmentRows);
+  const from = segment * plan.segmentRows + (b % perSegment) * plan.blockRows;
+  return [from, Math.min(segmentEnd, from + plan.blockRows)];
 }

@@ -1,5 +1,5 @@
 import { QkvError } from '@qkv/core';
-import { planBlocks, rowsOfTask, type SliceTask, workPerRow } from './ops.js';
+import { planTask, rowsOfTask, type SliceTask } from './ops.js';
 import { spawnThread, type Thread } from './platform.js';
 import { CONTROL_SLOTS, DONE_BLOCKS, type FromWorker, type Lease, NEXT_BLOCK } from './protocol.js';
 
@@ -18,6 +18,7 @@ interface Job {
   readonly task: SliceTask;
   readonly rows: number;
   readonly blockRows: number;
+  readonly segmentRows: number;
   readonly blocks: number;
   readonly ctrl: Int32Array;
   /** Leases handed out and not yet reported back. */
@@ -108,7 +109,9 @@ export class WorkerPool {
     }
     if (this.#broken) return Promise.reject(this.#broken);
     const rows = rowsOfTask(task);
-    const { blockRows, blocks } = planBlocks(rows, workPerRow(task), this.threads);
+    const { blockRows, blocks, segmentRows } = planTask(task, this.threads);
+    // An empty op (a zero-length axis) has nothing to hand out; no thread would ever finish it.
+    if (blocks === 0) return Promise.resolve();
     return new Promise<void>((resolve, reject) => {
       const ctrl = new Int32Array(new SharedArrayBuffer(CONTROL_SLOTS * Int32Array.BYTES_PER_ELEMENT));
       this.#jobs.push({
@@ -116,6 +119,7 @@ export class WorkerPool {
         task,
         rows,
         blockRows,
+        segmentRows,
         blocks,
         ctrl,
         leases: 0,
@@ -275,6 +279,7 @@ export class WorkerPool {
         ctrl: job.ctrl,
         rows: job.rows,
         blockRows: job.blockRows,
+        segmentRows: job.segmentRows,
         blocks: job.blocks,
         sliceMs: SLICE_MS,
         ...(this.#fault ? { fault: this.#fault } : {}),

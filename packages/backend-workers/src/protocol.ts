@@ -18,6 +18,8 @@ export interface Lease {
   readonly ctrl: Int32Array;
   readonly rows: number;
   readonly blockRows: number;
+  /** Rows per segment; blocks never cross one (`blockRange` in ops.ts). */
+  readonly segmentRows: number;
   readonly blocks: number;
   /** Stop claiming after this long, so that other runs get a turn (fairness). */
   readonly sliceMs: number;

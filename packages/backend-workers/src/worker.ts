@@ -3,7 +3,8 @@
  * leases: each lease names a job's shared tensors and its claim counter; the worker claims
  * blocks of rows until none are left or its time slice is over, then reports how many it did.
  */
-import { runSlice } from './ops.js';
+import { cpuKernels } from '@qkv/backend-cpu';
+import { blockRange, runSlice } from './ops.js';
 import { DONE_BLOCKS, type FromWorker, type Lease, NEXT_BLOCK } from './protocol.js';
 
 /** Fault injection: crash the way a broken kernel or a dying thread would. */
@@ -24,8 +25,8 @@ function work(lease: Lease): number {
     if (b >= lease.blocks) break;
     // After claiming, so the job cannot complete without this thread: the fault must surface.
     if (lease.fault) crash(lease.fault);
-    const from = b * lease.blockRows;
-    runSlice(lease.task, from, Math.min(lease.rows, from + lease.blockRows));
+    const [from, to] = blockRange(lease, lease.rows, b);
+    runSlice(lease.task, from, to);
     done++;
     if (performance.now() - start >= lease.sliceMs) break;
   }
@@ -65,4 +66,9 @@ const port = await connect();
 // Not caught on purpose: an exception is a worker failure; the pool rejects the run and
 // replaces this thread.
 port.listen((lease) => port.post({ type: 'done', job: lease.job, blocks: work(lease) }));
+// Compile the WebAssembly kernels before saying ready, not inside the first lease: that would
+// charge ~the compile time to one block of the first run and unbalance it. Versions of
+// @qkv/backend-cpu without them have no preload; a runtime without SIMD resolves with the reason
+// and the kernels fall back to the reference ones by themselves.
+await (cpuKernels as { preloadFastKernels?: () => Promise<string | null> }).preloadFastKernels?.();
 port.post({ type: 'ready' });
