@@ -26,7 +26,7 @@ export function fusedScoresSpec(attrs: FusedAttentionAttrs, tileRows: number, v:
     name: variantName('fusedAttention.scores', v),
     output: tileRows * attrs.keyLength,
     constants: { ...headConstants(attrs), rows },
-    source: `function fusedScores(q, k${maskArgs(v)}, negInf, qOff, win, factor, rowStart) {
+    source: `function fusedScores(q, k${maskArgs(v)}, negInf, qPos, win, factor, rowStart) {
   const t = this.thread.x;
   ${divmod('local', 'j', 't', 'Lk')}
   const row = rowStart + local;

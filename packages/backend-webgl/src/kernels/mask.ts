@@ -28,7 +28,7 @@ export function maskVariant(
 }
 
 /**
- * The runtime arguments after the masks, in order: negInf, qOff (queryOffset: query row 0's
+ * The runtime arguments after the masks, in order: negInf, qPos (queryOffset: query row 0's
  * position), win (window width, unused without one). Uniforms, so a session's steps at different
  * offsets share one compiled kernel.
  */
@@ -42,7 +42,7 @@ export function modifierArgs(attrs: { queryOffset?: number; window?: number }): 
  * (keyPaddingMask[b, j] nonzero), and keys outside the window. Shared by `mask` and the fused scores pass.
  */
 export function hiddenLines(v: MaskVariant): string {
-  const lines = ['let hidden = 0.0;', 'const p = qOff + i;'];
+  const lines = ['let hidden = 0.0;', 'const p = qPos + i;'];
   if (v.causal) lines.push('if (j > i + this.constants.Lk - this.constants.Lq) { hidden = 1.0; }');
   // Window w (core/graph.ts ScoreModifiers): keys p−w+1 … p when causal, |p − j| < w otherwise.
   if (v.window) {
@@ -84,7 +84,7 @@ export function maskSpec(attrs: MaskAttrs, v: MaskVariant): KernelSpec {
     name: variantName('mask', v),
     output: attrs.batch * attrs.numHeads * attrs.queryLength * attrs.keyLength,
     constants: headConstants(attrs),
-    source: `function mask(s${maskArgs(v)}, negInf, qOff, win) {
+    source: `function mask(s${maskArgs(v)}, negInf, qPos, win) {
   const t = this.thread.x;
   ${divmod('row', 'j', 't', 'Lk')}
   ${rowToBHI('row')}

@@ -246,6 +246,40 @@ describe('fused path', () => {
   });
 });
 
+describe('gpu.js fallbacks', () => {
+  it('where packed textures exceed MAX_TEXTURE_SIZE (more rows than the limit) the gpu.js kernels run, and agree', async () => {
+    // dModel 4: flat [32, 4] tensors are near-square (8×16 texels) but packed ones are 1×32, over
+    // a limit of 16: uploads, projections and fused attention all take their gpu.js paths.
+    const dModel = 4;
+    const w = (s: number) => ({ shape: [dModel, dModel], data: seq(dModel * dModel, s) });
+    const b = (s: number) => ({ shape: [dModel], data: seq(dModel, s) });
+    const config = { dModel, numHeads: 2, causal: true, positionalEncoding: 'alibi' as const, window: 5 };
+    const weights = {
+      wq: w(0.3),
+      bq: b(0.1),
+      wk: w(0.25),
+      bk: b(0.2),
+      wv: w(0.35),
+      bv: b(0.05),
+      wo: w(0.2),
+      bo: b(0.1),
+    };
+    const inputs = { query: { shape: [2, 16, dModel], data: seq(2 * 16 * dModel, 1) } };
+    const attn = await make(config, weights, { maxTextureSize: 16, fusedTileElements: 128 });
+    const cpu = await createAttention(config, weights, { backend: 'cpu', registry });
+    try {
+      const out = await attn.run(inputs);
+      expect(out.fused).toBe(true);
+      const ref = await cpu.run(inputs);
+      expect(maxAbsDiff(out.attention.data, ref.attention.data)).toBeLessThan(1e-5);
+      expect(maxAbsDiff(out.residual.data, ref.residual.data)).toBeLessThan(1e-5);
+    } finally {
+      await attn.dispose();
+      await cpu.dispose();
+    }
+  });
+});
+
 describe('KV-cache sessions', () => {
   it('keep the cache on the device and compile nothing after the first steps (Lk is a uniform)', async () => {
     const { config, weights } = smallCase();
