@@ -5,10 +5,13 @@ import { hiddenLines, type MaskVariant, maskArgs, modifiedScoreExpr, variantName
 import { headsIndexLines } from './weightedSum.js';
 
 /*
- * The fused path: heads [B, Lq, H·hd] from q, k, v and the masks without ever holding the
+ * The gpu.js fused path, the fallback of the packed one (packed.ts; the backend uses this only
+ * where a packed texture would exceed MAX_TEXTURE_SIZE, e.g. more rows than the limit, which the
+ * near-square flat layout still fits): heads [B, Lq, H·hd] from q, k, v and the masks without ever holding the
  * [B, H, Lq, Lk] score tensor. The B·H·Lq score rows are processed in tiles of `tileRows` rows,
  * so GPU memory for scores is O(tileRows · Lk) whatever the sequence length. Per tile:
- *   pass 1  fusedScores: S = scale · q·k (+ attnMask), −∞ where hidden   [tileRows, Lk]
+ *   pass 1  fusedScores: S = scale · q·k (− ALiBi) (+ attnMask), −∞ where hidden (causal,
+ *           padding, window)                                               [tileRows, Lk]
  *   pass 2  softmax.rowMax on S                                            [tileRows]
  *   pass 3  softmax.rowSum on S                                            [tileRows]
  *   pass 4  softmax.normalize on S → P                                     [tileRows, Lk]
@@ -16,7 +19,8 @@ import { headsIndexLines } from './weightedSum.js';
  *           output (the first tile writes 0 there)                        [B, Lq, H·hd]
  * Besides bounding memory it is two full passes shorter than the unfused chain (scale and mask
  * fold into pass 1). Every tile has the same tileRows (rows past the end are −∞ and ignored), so
- * each pass compiles once per shape.
+ * each pass compiles once per shape (Lk included: unlike the packed path, a session recompiles
+ * these per step). k and v may be KV caches [B, keyCapacity, KVH·hd].
  */
 
 /** Pass 1. q [B, Lq, H·hd], k [B, Lk, KVH·hd] (+ masks) → S [tileRows, Lk]; rows from `rowStart`. */
