@@ -292,8 +292,11 @@ describe('KV-cache sessions', () => {
       const token = (at: number) => ({ shape: [1, 1, D], data: seq(D, 1 + at / 10) });
       for (let at = 0; at < 3; at++) await session.step(token(at));
       const compiled = probe.device.kernelCount;
+      const textures = probe.liveTextures();
       for (let at = 3; at < 40; at++) await session.step(token(at));
       expect(probe.device.kernelCount).toBe(compiled);
+      // writeRows swaps the cache texture: the old one is freed every step.
+      expect(probe.liveTextures()).toBe(textures);
       await session.dispose();
     } finally {
       await attn.dispose();
