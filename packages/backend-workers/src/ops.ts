@@ -215,14 +215,25 @@ export const FUSED_BLOCKS_PER_THREAD = 4;
  */
 export const MIN_FUSED_BLOCK_ROWS = 256;
 
+/** Fewest rows in a `linear` block beyond the first one per thread (see `planTask`). */
+export const MIN_LINEAR_BLOCK_ROWS = 256;
+/** Most `linear` blocks per thread. */
+export const LINEAR_BLOCKS_PER_THREAD = 4;
+
 /** The split of a task for `threads` threads (see `TaskPlan`). */
 export function planTask(t: SliceTask, threads: number): TaskPlan {
   const rows = rowsOfTask(t);
   if (rows === 0) return { blockRows: 1, blocks: 0, segmentRows: 1 };
   if (t.op === 'linear') {
-    // `linearFast` copies and packs all of W on every call (2·K·N floats, ~10% of a 256-row
-    // block's multiply at d = 512), so one block per thread: rows ÷ threads.
-    const blocks = Math.max(1, Math.min(rows, threads));
+    // `linearFast` copies and packs all of W on every call (~0.3 ms at d = 512, 0.5 ms at 768,
+    // measured), so blocks are large: at least MIN_LINEAR_BLOCK_ROWS rows, where that pack is
+    // ~6% of the block's multiply. Up to LINEAR_BLOCKS_PER_THREAD per thread when rows allow,
+    // because on a shared machine a thread whose core is busy elsewhere must be able to take
+    // fewer blocks; exactly rows ÷ threads would make every op as slow as the slowest core.
+    const blocks = Math.max(
+      Math.min(rows, threads),
+      Math.min(threads * LINEAR_BLOCKS_PER_THREAD, Math.floor(rows / MIN_LINEAR_BLOCK_ROWS)),
+    );
     const blockRows = Math.ceil(rows / blocks);
     return { blockRows, blocks: Math.ceil(rows / blockRows), segmentRows: rows };
   }

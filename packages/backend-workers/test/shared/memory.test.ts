@@ -48,11 +48,13 @@ function ranges(plan: TaskPlan, rows: number): [number, number][] {
 }
 
 describe('work split for the WebAssembly kernels', () => {
-  it('gives linear one block per thread (each call packs all of W)', () => {
+  it('gives linear few large blocks (each call packs all of W)', () => {
     for (const [rows, threads, blocks] of [
       [512, 2, 2],
-      [16384, 2, 2],
+      [1024, 2, 4],
+      [16384, 2, 8],
       [1001, 3, 3],
+      [100, 2, 2],
       [1, 4, 1],
     ] as const) {
       const plan = planTask(linearTask(rows), threads);
