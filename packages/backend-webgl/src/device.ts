@@ -148,6 +148,8 @@ export class GlDevice {
   readonly #destroyContext: () => void;
   refs = 0;
   destroyed = false;
+  /** Replaced in the device map after its context was lost (or released): never handed out again. */
+  retired = false;
 
   private constructor(mode: WebGLMode, gpu: GPU, made: MadeContext, counts: GlCounts) {
     this.mode = mode;
@@ -258,6 +260,15 @@ export async function acquireDevice(mode: WebGLMode): Promise<GlDevice> {
   const d = await p;
   // Released to zero (and torn down) while we waited: open a fresh one.
   if (d.destroyed) return acquireDevice(mode);
+  if (d.gl.isContextLost()) {
+    // A lost context takes every texture and compiled program with it: new handles get a fresh
+    // context, while the handles still on the old one fail with CONTEXT_LOST and release it.
+    if (!d.retired) {
+      d.retired = true;
+      devices.delete(mode);
+    }
+    return acquireDevice(mode);
+  }
   d.refs++;
   return d;
 }
@@ -265,8 +276,10 @@ export async function acquireDevice(mode: WebGLMode): Promise<GlDevice> {
 export async function releaseDevice(d: GlDevice): Promise<void> {
   d.refs--;
   if (d.refs > 0) return;
-  // Forget it before the async teardown so a concurrent acquire opens a fresh context.
-  devices.delete(d.mode);
+  // Forget it before the async teardown so a concurrent acquire opens a fresh context (unless a
+  // lost context was already replaced by a newer one, which must stay).
+  if (!d.retired) devices.delete(d.mode);
+  d.retired = true;
   await d.destroy();
 }
 
