@@ -1,8 +1,8 @@
 // Measures the inline threshold: for each kernel, at growing sizes, the median time of one op
 // run on the calling thread vs. handed to a 2-thread pool, and the smallest work (≈ multiply-adds,
-// see workPerRow in src/ops.ts) from which the pool wins. INLINE_WORK_THRESHOLD in src/backend.ts
+// see dispatchWork in src/ops.ts) from which the pool wins. INLINE_WORK_THRESHOLD in src/backend.ts
 // is set from this output; the README keeps the table. Run: pnpm bench:threshold (after build).
-import { WorkersBackend, workPerRow } from '../dist/index.js';
+import { dispatchWork, WorkersBackend } from '../dist/index.js';
 
 const THREADS = 2;
 const inline = await WorkersBackend.create({ threads: THREADS, inlineThreshold: Number.POSITIVE_INFINITY });
@@ -69,8 +69,6 @@ const sizes = {
   softmax: [16, 64, 256, 1024, 4096, 16384],
   add: [4096, 16384, 65536, 262144, 1048576, 4194304],
 };
-const rowsOf = (task) =>
-  task.op === 'add' ? task.a.length : task.op === 'fusedAttention' ? task.attrs.queryLength : task.attrs.rows;
 
 console.log(`inline vs ${THREADS}-thread pool, median ms per op\n`);
 console.log(['op', 'size', 'work', 'inline ms', 'pool ms', 'pool/inline'].join('\t'));
@@ -80,7 +78,8 @@ for (const [name, make] of Object.entries(cases)) {
   for (const L of sizes[name]) {
     const [runInline, task] = make(inline, L);
     const [runPooled] = make(pooled, L);
-    const work = rowsOf(task) * workPerRow(task);
+    // In the units INLINE_WORK_THRESHOLD is compared with (fast-kernel multiply-adds / FAST_WORK_DIVISOR).
+    const work = dispatchWork(task);
     const reps = work < 2 ** 16 ? 201 : work < 2 ** 20 ? 41 : 9;
     const ti = await median(async () => inline.dispose(await runInline()), reps);
     const tp = await median(async () => pooled.dispose(await runPooled()), reps);

@@ -15,7 +15,7 @@ import {
   type Tensor,
 } from '@qkv/core';
 import { BufferRecycler } from './buffers.js';
-import { rowsOfTask, runSlice, type SliceTask, workPerRow } from './ops.js';
+import { dispatchWork, rowsOfTask, runSlice, type SliceTask } from './ops.js';
 import { defaultThreadCount, threadSupport, usesWebWorkers } from './platform.js';
 import { type PoolStats, WorkerPool } from './pool.js';
 
@@ -185,6 +185,9 @@ export class WorkersBackend implements Backend<WorkersTensor> {
     const problem = sharedMemoryProblem() ?? (await threadSupport());
     // Never fall back to copying tensors into messages: that would be a different, slower backend.
     if (problem) throw new QkvError('CAPABILITY', `workers backend: ${problem}`);
+    // Compiled asynchronously here because ops under the threshold run these kernels on this
+    // thread, and browsers refuse a synchronous compile of that size on the main thread.
+    await (cpuKernels as { preloadFastKernels?: () => Promise<string | null> }).preloadFastKernels?.();
     const pool = await acquirePool(threads ?? (await defaultThreadCount()));
     return new WorkersBackend(pool, inlineThreshold);
   }
@@ -266,7 +269,7 @@ export class WorkersBackend implements Backend<WorkersTensor> {
       throw e;
     }
     const rows = rowsOfTask(task);
-    if (rows * workPerRow(task) < this.inlineThreshold) {
+    if (dispatchWork(task) < this.inlineThreshold) {
       this.#inlineOps++;
       runSlice(task, 0, rows);
       return out;

@@ -10,6 +10,8 @@ export {
 export {
   BLOCKS_PER_THREAD,
   blockRange,
+  dispatchWork,
+  FAST_WORK_DIVISOR,
   FUSED_BLOCKS_PER_THREAD,
   LINEAR_BLOCKS_PER_THREAD,
   MIN_BLOCK_WORK,

@@ -76,6 +76,8 @@ export type SliceTask =
 const k = cpuKernels as typeof cpuKernels & {
   linearFast?: typeof cpuKernels.linear;
   fusedAttentionFast?: typeof cpuKernels.fusedAttention;
+  fastKernelsAvailable?: () => boolean;
+  fusedAttentionIsFast?: (attrs: FusedAttentionAttrs) => boolean;
 };
 const linear = k.linearFast ?? k.linear;
 const fusedAttention = k.fusedAttentionFast ?? k.fusedAttention;
@@ -162,6 +164,28 @@ export function workPerRow(t: SliceTask): number {
       // A cos and a sin per channel pair, then 4 multiply-adds per pair and head.
       return t.attrs.headDim * (4 + 2 * t.attrs.heads);
   }
+}
+
+/**
+ * How many multiply-adds of the WebAssembly kernels make one work unit when an op is compared
+ * with the inline threshold. The threshold is measured on the reference kernels (softmax, add:
+ * the pool wins from ~2^18 units); the SIMD `linear` and `fusedAttention` do the same units
+ * 10–40× faster, so the pool only wins from ~2^21 (fused, hd 16) to ~2^24 (linear 64 × 64)
+ * multiply-adds (`pnpm bench:threshold`, README). 16 puts them at 2^22: one knob for both kinds.
+ */
+export const FAST_WORK_DIVISOR = 16;
+
+/**
+ * Work of a whole task as the inline threshold sees it: `rows · workPerRow`, divided by
+ * FAST_WORK_DIVISOR where the WebAssembly kernels will run it. Call `preloadFastKernels()` first
+ * in browsers: the availability check would otherwise compile synchronously on the main thread.
+ */
+export function dispatchWork(t: SliceTask): number {
+  const work = rowsOfTask(t) * workPerRow(t);
+  const fast =
+    (t.op === 'linear' && k.linearFast !== undefined) ||
+    (t.op === 'fusedAttention' && k.fusedAttentionFast !== undefined && k.fusedAttentionIsFast?.(t.attrs) === true);
+  return fast && k.fastKernelsAvailable?.() === true ? work / FAST_WORK_DIVISOR : work;
 }
 
 export interface BlockPlan {
