@@ -1,4 +1,5 @@
 import { cpuBackend } from '@qkv/backend-cpu';
+import { rng } from '@qkv/conformance';
 import {
   type AttentionConfig,
   type AttentionInputs,
@@ -9,16 +10,10 @@ import {
 } from '@qkv/core';
 import { type WorkersBackend, workersBackend } from '../../dist/index.js';
 
-/** Deterministic uniform(−0.5, 0.5) values (mulberry32). */
+/** Deterministic uniform(−0.5, 0.5) values: the conformance suite's seeded generator, centred. */
 export function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296 - 0.5;
-  };
+  const next = rng(seed);
+  return () => next() - 0.5;
 }
 
 export function randomTensor(shape: number[], next: () => number): Tensor {
