@@ -1,3 +1,4 @@
+import { chromiumLaunchOptions } from '@qkv/chromium';
 import { playwright } from '@vitest/browser-playwright';
 import { defineConfig } from 'vitest/config';
 
@@ -35,21 +36,7 @@ export default defineConfig({
             headless: true,
             screenshotFailures: false,
             provider: playwright({
-              launchOptions: {
-                // Debian's Chromium; playwright-core never downloads a browser.
-                executablePath: process.env.QKV_CHROMIUM ?? '/usr/bin/chromium',
-                args: [
-                  '--headless',
-                  '--no-sandbox',
-                  '--disable-background-networking',
-                  '--disable-component-update',
-                  '--disable-sync',
-                  '--no-first-run',
-                  '--disable-quic',
-                  // WebGL on SwiftShader (software) where there is no GPU, as on CI.
-                  '--enable-unsafe-swiftshader',
-                ],
-              },
+              launchOptions: chromiumLaunchOptions(),
             }),
             instances: [{ browser: 'chromium' }],
           },

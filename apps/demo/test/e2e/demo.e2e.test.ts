@@ -3,6 +3,7 @@ import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { chromiumLaunchOptions, chromiumPath } from '@qkv/chromium';
 import { type BrowserContext, chromium, type Page } from 'playwright-core';
 import { build } from 'vite';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -18,7 +19,6 @@ import { type StaticServer, serveStatic } from './server';
 const here = dirname(fileURLToPath(import.meta.url));
 const appRoot = resolve(here, '../..');
 const shots = join(appRoot, 'test-results');
-const chromiumPath = process.env.QKV_CHROMIUM ?? '/usr/bin/chromium';
 // A missing browser is a missing capability of the machine, and the skip says so; in CI (where
 // scripts/setup.sh installs Debian's chromium) nothing is skipped: a missing browser fails.
 const missingChromium = existsSync(chromiumPath) || process.env.CI ? null : `no Chromium at ${chromiumPath}`;
@@ -67,18 +67,8 @@ describe.skipIf(missingChromium !== null)(suiteName, () => {
     server = await serveStatic(outDir);
     profile = await mkdtemp(join(tmpdir(), 'qkv-demo-chromium-'));
     context = await chromium.launchPersistentContext(profile, {
-      executablePath: chromiumPath,
+      ...chromiumLaunchOptions(),
       headless: true,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-        '--no-first-run',
-        '--disable-quic',
-        '--enable-unsafe-swiftshader',
-      ],
       viewport: { width: 1280, height: 900 },
     });
     page = context.pages()[0] ?? (await context.newPage());
