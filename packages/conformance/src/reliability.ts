@@ -6,14 +6,14 @@ import {
   type BackendCreateOptions,
   type BackendFactory,
   BackendRegistry,
+  createAttention,
   QkvError,
   type Tensor,
-  createAttention,
 } from '@qkv/core';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { type Tolerance, compareArrays } from './compare.js';
-import { rng, randomTensor, randomWeights } from './random.js';
+import { compareArrays, type Tolerance } from './compare.js';
+import { randomCase, randomTensor, randomWeights, rng } from './random.js';
 import { referenceAttention } from './reference.js';
 
 export interface ReliabilityOptions {
@@ -37,7 +37,9 @@ function env(name: string): string | undefined {
 }
 
 const rssMiB = (): number | null =>
-  typeof process !== 'undefined' && typeof process.memoryUsage === 'function' ? process.memoryUsage().rss / 2 ** 20 : null;
+  typeof process !== 'undefined' && typeof process.memoryUsage === 'function'
+    ? process.memoryUsage().rss / 2 ** 20
+    : null;
 
 async function rejection(p: Promise<unknown>): Promise<QkvError> {
   try {
@@ -73,22 +75,97 @@ export function describeReliability(factory: BackendFactory, options: Reliabilit
         const live = attn.stats().liveTensors;
         const q = randomTensor([2, 5, 16], rng(2));
         const cases: [string, Promise<unknown>, string, RegExp][] = [
-          ['wrong width', attn.run({ query: randomTensor([2, 5, 12], rng(3)) }), 'INVALID_SHAPE', /^query: expected last dimension dModel = 16, got \[2, 5, 12\]/],
-          ['wrong rank', attn.run({ query: randomTensor([16], rng(3)) }), 'INVALID_SHAPE', /^query: expected \[B, Lq, 16\]/],
-          ['length mismatch', attn.run({ query: { shape: [1, 2, 16], data: new Float32Array(31) } }), 'INVALID_DATA', /^query.data: shape \[1, 2, 16\] needs 32 values, got 31/],
-          ['int data', attn.run({ query: { shape: [1, 1, 16], data: new Int16Array(16) as unknown as Float32Array } }), 'INVALID_DATA', /^query.data: expected Float32Array, Float64Array or number\[\], got Int16Array\(16\)/],
-          ['padding shape', attn.run({ query: q, keyPaddingMask: randomTensor([2, 4], rng(4)) }), 'INVALID_SHAPE', /^keyPaddingMask: expected \[2, 5\]/],
-          ['attnMask shape', attn.run({ query: q, attnMask: randomTensor([5, 6], rng(4)) }), 'INVALID_SHAPE', /^attnMask: expected \[5, 5\]/],
+          [
+            'wrong width',
+            attn.run({ query: randomTensor([2, 5, 12], rng(3)) }),
+            'INVALID_SHAPE',
+            /^query: expected last dimension dModel = 16, got \[2, 5, 12\]/,
+          ],
+          [
+            'wrong rank',
+            attn.run({ query: randomTensor([16], rng(3)) }),
+            'INVALID_SHAPE',
+            /^query: expected \[B, Lq, 16\]/,
+          ],
+          [
+            'length mismatch',
+            attn.run({ query: { shape: [1, 2, 16], data: new Float32Array(31) } }),
+            'INVALID_DATA',
+            /^query.data: shape \[1, 2, 16\] needs 32 values, got 31/,
+          ],
+          [
+            'int data',
+            attn.run({ query: { shape: [1, 1, 16], data: new Int16Array(16) as unknown as Float32Array } }),
+            'INVALID_DATA',
+            /^query.data: expected Float32Array, Float64Array or number\[\], got Int16Array\(16\)/,
+          ],
+          [
+            'padding shape',
+            attn.run({ query: q, keyPaddingMask: randomTensor([2, 4], rng(4)) }),
+            'INVALID_SHAPE',
+            /^keyPaddingMask: expected \[2, 5\]/,
+          ],
+          [
+            'attnMask shape',
+            attn.run({ query: q, attnMask: randomTensor([5, 6], rng(4)) }),
+            'INVALID_SHAPE',
+            /^attnMask: expected \[5, 5\]/,
+          ],
           ['key without value', attn.run({ query: q, key: q }), 'INVALID_DATA', /^value: missing/],
-          ['unknown input', attn.run({ query: q, mask: q } as unknown as AttentionInputs), 'UNKNOWN_OPTION', /^inputs: unknown option "mask"/],
-          ['unknown option', attn.run({ query: q }, { weights: true } as never), 'UNKNOWN_OPTION', /^run options: unknown option "weights"/],
-          ['bad capture', attn.run({ query: q }, { capture: ['logits'] as never }), 'INVALID_CAPTURE', /unknown step "logits"/],
-          ['heads not dividing', make({ dModel: 10, numHeads: 4 }, weights), 'INVALID_CONFIG', /^config.numHeads: must divide dModel \(10\)/],
-          ['kv heads', make({ dModel: 16, numHeads: 4, numKVHeads: 3 }, weights), 'INVALID_CONFIG', /^config.numKVHeads: numHeads \(4\) must be a multiple of numKVHeads, got 3/],
-          ['non-integer', make({ dModel: 16.5, numHeads: 4 }, weights), 'INVALID_CONFIG', /^config.dModel: expected a positive integer, got 16.5/],
-          ['zero', make({ dModel: 16, numHeads: 0 }, weights), 'INVALID_CONFIG', /^config.numHeads: expected a positive integer, got 0/],
-          ['weight shape', make({ dModel: 16, numHeads: 4 }, weights), 'INVALID_SHAPE', /^wk: expected \[16, 16\] \(dModel × numKVHeads·headDim\), got \[16, 8\]/],
-          ['unknown config', make({ ...base, heads: 2 } as AttentionConfig, weights), 'UNKNOWN_OPTION', /^config: unknown option "heads"/],
+          [
+            'unknown input',
+            attn.run({ query: q, mask: q } as unknown as AttentionInputs),
+            'UNKNOWN_OPTION',
+            /^inputs: unknown option "mask"/,
+          ],
+          [
+            'unknown option',
+            attn.run({ query: q }, { weights: true } as never),
+            'UNKNOWN_OPTION',
+            /^run options: unknown option "weights"/,
+          ],
+          [
+            'bad capture',
+            attn.run({ query: q }, { capture: ['logits'] as never }),
+            'INVALID_CAPTURE',
+            /unknown step "logits"/,
+          ],
+          [
+            'heads not dividing',
+            make({ dModel: 10, numHeads: 4 }, weights),
+            'INVALID_CONFIG',
+            /^config.numHeads: must divide dModel \(10\)/,
+          ],
+          [
+            'kv heads',
+            make({ dModel: 16, numHeads: 4, numKVHeads: 3 }, weights),
+            'INVALID_CONFIG',
+            /^config.numKVHeads: numHeads \(4\) must be a multiple of numKVHeads, got 3/,
+          ],
+          [
+            'non-integer',
+            make({ dModel: 16.5, numHeads: 4 }, weights),
+            'INVALID_CONFIG',
+            /^config.dModel: expected a positive integer, got 16.5/,
+          ],
+          [
+            'zero',
+            make({ dModel: 16, numHeads: 0 }, weights),
+            'INVALID_CONFIG',
+            /^config.numHeads: expected a positive integer, got 0/,
+          ],
+          [
+            'weight shape',
+            make({ dModel: 16, numHeads: 4 }, weights),
+            'INVALID_SHAPE',
+            /^wk: expected \[16, 16\] \(dModel × numKVHeads·headDim\), got \[16, 8\]/,
+          ],
+          [
+            'unknown config',
+            make({ ...base, heads: 2 } as AttentionConfig, weights),
+            'UNKNOWN_OPTION',
+            /^config: unknown option "heads"/,
+          ],
         ];
         for (const [what, p, code, message] of cases) {
           const e = await rejection(p);
@@ -101,7 +178,9 @@ export function describeReliability(factory: BackendFactory, options: Reliabilit
       }
     });
 
-    it('NaN and ±Infinity in inputs or weights are refused, naming the index; −Infinity in attnMask masks', { timeout }, async () => {
+    it('NaN and ±Infinity in inputs or weights are refused, naming the index; −Infinity in attnMask masks', {
+      timeout,
+    }, async () => {
       const attn = await make({ ...base, causal: false }, weights);
       try {
         const live = attn.stats().liveTensors;
@@ -111,12 +190,36 @@ export function describeReliability(factory: BackendFactory, options: Reliabilit
           return t;
         };
         const cases: [string, Promise<unknown>, RegExp][] = [
-          ['NaN query', attn.run({ query: bad(Number.NaN, 35) }), /^query\.data\[35\]: expected a finite number, got NaN/],
-          ['+∞ query', attn.run({ query: bad(Number.POSITIVE_INFINITY, 5) }), /^query\.data\[5\]: expected a finite number, got Infinity/],
-          ['−∞ query', attn.run({ query: bad(Number.NEGATIVE_INFINITY, 0) }), /^query\.data\[0\]: expected a finite number, got -Infinity/],
-          ['NaN attnMask', attn.run({ query: bad(0, 0), attnMask: { shape: [4, 4], data: new Float32Array(16).fill(Number.NaN) } }), /^attnMask\.data\[0\]: expected a finite number, got NaN;.*−Infinity is allowed here/],
-          ['NaN padding', attn.run({ query: bad(0, 0), keyPaddingMask: { shape: [1, 4], data: [0, Number.NaN, 0, 0] } }), /^keyPaddingMask\.data\[1\]: expected a finite number/],
-          ['NaN weight', make(base, { ...weights, wq: { shape: [16, 16], data: new Float32Array(256).fill(Number.NaN) } }), /^wq\.data\[0\]: expected a finite number, got NaN/],
+          [
+            'NaN query',
+            attn.run({ query: bad(Number.NaN, 35) }),
+            /^query\.data\[35\]: expected a finite number, got NaN/,
+          ],
+          [
+            '+∞ query',
+            attn.run({ query: bad(Number.POSITIVE_INFINITY, 5) }),
+            /^query\.data\[5\]: expected a finite number, got Infinity/,
+          ],
+          [
+            '−∞ query',
+            attn.run({ query: bad(Number.NEGATIVE_INFINITY, 0) }),
+            /^query\.data\[0\]: expected a finite number, got -Infinity/,
+          ],
+          [
+            'NaN attnMask',
+            attn.run({ query: bad(0, 0), attnMask: { shape: [4, 4], data: new Float32Array(16).fill(Number.NaN) } }),
+            /^attnMask\.data\[0\]: expected a finite number, got NaN;.*−Infinity is allowed here/,
+          ],
+          [
+            'NaN padding',
+            attn.run({ query: bad(0, 0), keyPaddingMask: { shape: [1, 4], data: [0, Number.NaN, 0, 0] } }),
+            /^keyPaddingMask\.data\[1\]: expected a finite number/,
+          ],
+          [
+            'NaN weight',
+            make(base, { ...weights, wq: { shape: [16, 16], data: new Float32Array(256).fill(Number.NaN) } }),
+            /^wq\.data\[0\]: expected a finite number, got NaN/,
+          ],
         ];
         for (const [what, p, message] of cases) {
           const e = await rejection(p);
@@ -127,9 +230,13 @@ export function describeReliability(factory: BackendFactory, options: Reliabilit
         // A row hidden entirely by −Infinity in attnMask: zero weights, output = bo.
         const am = randomTensor([4, 4], rng(7));
         am.data.fill(Number.NEGATIVE_INFINITY, 4, 8);
-        const masked = await attn.run({ query: randomTensor([1, 4, 16], rng(8)), attnMask: am }, { returnWeights: true });
+        const masked = await attn.run(
+          { query: randomTensor([1, 4, 16], rng(8)), attnMask: am },
+          { returnWeights: true },
+        );
         const w = masked.weights as Tensor;
-        for (let h = 0; h < 4; h++) expect([...w.data.subarray((h * 4 + 1) * 4, (h * 4 + 2) * 4)]).toEqual([0, 0, 0, 0]);
+        for (let h = 0; h < 4; h++)
+          expect([...w.data.subarray((h * 4 + 1) * 4, (h * 4 + 2) * 4)]).toEqual([0, 0, 0, 0]);
         const bo = (weights.bo as Tensor).data;
         masked.attention.data.subarray(16, 32).forEach((v, i) => expect(v).toBeCloseTo(bo[i] as number, 5));
       } finally {
@@ -137,11 +244,15 @@ export function describeReliability(factory: BackendFactory, options: Reliabilit
       }
     });
 
-    it(`${options.concurrency ?? 100} concurrent runs on one handle, mixed shapes, all correct`, { timeout }, async () => {
+    it(`${options.concurrency ?? 100} concurrent runs on one handle, mixed shapes, all correct`, {
+      timeout,
+    }, async () => {
       const attn = await make(base, weights);
       try {
         const n = options.concurrency ?? 100;
-        const inputs = Array.from({ length: n }, (_, i) => ({ query: randomTensor([1 + (i % 3), 1 + (i % 9), 16], rng(100 + i)) }));
+        const inputs = Array.from({ length: n }, (_, i) => ({
+          query: randomTensor([1 + (i % 3), 1 + (i % 9), 16], rng(100 + i)),
+        }));
         const outs = await Promise.all(inputs.map((x, i) => attn.run(x, { returnWeights: i % 2 === 0 })));
         outs.forEach((o, i) => {
           const ref = referenceAttention(base, weights, inputs[i] as AttentionInputs);
@@ -154,7 +265,9 @@ export function describeReliability(factory: BackendFactory, options: Reliabilit
       }
     });
 
-    it('dispose() while runs are in flight rejects them with DISPOSED, never hangs; the next handle works', { timeout }, async () => {
+    it('dispose() while runs are in flight rejects them with DISPOSED, never hangs; the next handle works', {
+      timeout,
+    }, async () => {
       const attn = await make(base, weights);
       const runs = Array.from({ length: 8 }, (_, i) => attn.run({ query: randomTensor([2, 32, 16], rng(200 + i)) }));
       await attn.dispose();
@@ -183,7 +296,10 @@ export function describeReliability(factory: BackendFactory, options: Reliabilit
           [3, 12],
         ] as const;
         const query = shapes.map(([b, l]) => randomTensor([b, l, 16], random));
-        const pad = shapes.map(([b, l]) => ({ shape: [b, l], data: Float32Array.from({ length: b * l }, (_, i) => (i % 5 === 4 ? 1 : 0)) }));
+        const pad = shapes.map(([b, l]) => ({
+          shape: [b, l],
+          data: Float32Array.from({ length: b * l }, (_, i) => (i % 5 === 4 ? 1 : 0)),
+        }));
         const once = (i: number) =>
           attn.run(
             { query: query[i % 4] as Tensor, ...(i % 3 === 0 ? { keyPaddingMask: pad[i % 4] as Tensor } : {}) },
@@ -200,7 +316,10 @@ export function describeReliability(factory: BackendFactory, options: Reliabilit
         expect(liveAfter, 'live backend tensors').toBe(liveBefore);
         if (resBefore !== undefined) expect(options.resources?.(), 'backend resources').toBe(resBefore);
         if (rssBefore !== null && rssAfter !== null) {
-          expect(rssAfter - rssBefore, `RSS grew from ${rssBefore.toFixed(0)} to ${rssAfter.toFixed(0)} MiB`).toBeLessThan(options.rssBoundMiB ?? 64);
+          expect(
+            rssAfter - rssBefore,
+            `RSS grew from ${rssBefore.toFixed(0)} to ${rssAfter.toFixed(0)} MiB`,
+          ).toBeLessThan(options.rssBoundMiB ?? 64);
         }
       } finally {
         await attn.dispose();
@@ -211,7 +330,9 @@ export function describeReliability(factory: BackendFactory, options: Reliabilit
       const seed = Number(env('QKV_FUZZ_SEED') ?? options.seed ?? 7_777);
       const numRuns = Number(env('QKV_FUZZ_RUNS') ?? options.fuzzRuns ?? 60);
       const path = env('QKV_FUZZ_PATH');
-      it(`differential fuzz vs the float64 reference: ${numRuns} cases, seed ${seed}`, { timeout: timeout * 3 }, async () => {
+      it(`differential fuzz vs the float64 reference: ${numRuns} cases, seed ${seed}`, {
+        timeout: timeout * 3,
+      }, async () => {
         const arb = fc.record({
           numKVHeads: fc.integer({ min: 1, max: 3 }),
           group: fc.integer({ min: 1, max: 3 }),
@@ -234,44 +355,10 @@ export function describeReliability(factory: BackendFactory, options: Reliabilit
         const details: string[] = [];
         await fc.assert(
           fc.asyncProperty(arb, async (p) => {
-            const random = rng(p.dataSeed);
-            const numHeads = p.numKVHeads * p.group;
-            const Lk = p.cross ? p.keyLength : p.queryLength;
-            const unbatched = p.unbatched && p.batch === 1;
             // Inputs up to 1e4: the scale shrinks by magnitude² so scores stay O(1) and the test
             // checks large inputs/outputs, not the ill-conditioning of a one-hot softmax.
+            const { config, weights: w, inputs } = randomCase({ ...p, normaliseScale: true, infinityShare: 0.3 });
             const m = p.magnitude;
-            const scale = (p.scale ?? 1 / Math.sqrt(p.headDim)) / (m * m);
-            const config: AttentionConfig = {
-              dModel: p.dModel,
-              numHeads,
-              numKVHeads: p.numKVHeads,
-              headDim: p.headDim,
-              causal: p.causal,
-              bias: p.bias,
-              scale,
-              positionalEncoding: p.positional && !p.cross ? 'sinusoidal' : 'none',
-            };
-            const w = randomWeights(config, random);
-            const lead = unbatched ? [] : [p.batch];
-            const inputs: AttentionInputs = { query: randomTensor([...lead, p.queryLength, p.dModel], random, m) };
-            if (p.cross) {
-              inputs.key = randomTensor([...lead, Lk, p.dModel], random, m);
-              inputs.value = randomTensor([...lead, Lk, p.dModel], random, m);
-            }
-            if (p.padding !== 'none') {
-              const padData = Float32Array.from({ length: p.batch * Lk }, (_, i) =>
-                p.padding === 'allPaddingRow' && i < Lk ? 1 : random() < 0.3 ? 1 : 0,
-              );
-              inputs.keyPaddingMask = { shape: [...lead, Lk], data: padData };
-            }
-            if (p.attnMask !== 'none') {
-              const am = randomTensor([p.queryLength, Lk], random, 2);
-              if (p.attnMask === 'withInfinity') {
-                for (let i = 0; i < am.data.length; i++) if (random() < 0.3) am.data[i] = Number.NEGATIVE_INFINITY;
-              }
-              inputs.attnMask = am;
-            }
             const tol: Tolerance = { atol: 1e-4 * m, rtol: 2e-3 };
             const attn = await make(config, w);
             try {

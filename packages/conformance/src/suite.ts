@@ -7,6 +7,7 @@ import {
   type BackendFactory,
   BackendRegistry,
   createAttention,
+  STEP_NAMES,
   type StepName,
   type Tensor,
 } from '@qkv/core';
@@ -15,7 +16,7 @@ import { describe, expect, it } from 'vitest';
 import { compareArrays, DEFAULT_TOLERANCE, type Tolerance } from './compare.js';
 import { describeFeatureConformance } from './features.js';
 import { GOLDEN_CASES, type GoldenCaseName, goldenToApi, loadGoldenCase } from './golden.js';
-import { randomTensor, randomWeights, rng } from './random.js';
+import { randomCase } from './random.js';
 import { type RefTensor, referenceAttention } from './reference.js';
 
 export interface ConformanceOptions {
@@ -49,19 +50,8 @@ function assertClose(
   if (!c.ok) expect.fail(c.message);
 }
 
-const CAPTURE_ALL: StepName[] = [
-  'x',
-  'q',
-  'k',
-  'v',
-  'scores',
-  'scaled',
-  'masked',
-  'weights',
-  'heads',
-  'attention',
-  'residual',
-];
+// Every computed step (input and positional encoding are fed or constant).
+const CAPTURE_ALL: StepName[] = STEP_NAMES.filter((n) => n !== 'input' && n !== 'positionalEncoding');
 
 /** f64 helpers that recompute one step from the backend's own captured inputs. */
 function definitions(
@@ -269,7 +259,7 @@ export function describeConformance(factory: BackendFactory, options: Conformanc
           cross: fc.boolean(),
           causal: fc.boolean(),
           bias: fc.boolean(),
-          padding: fc.constantFrom('none', 'random', 'allPadded'),
+          padding: fc.constantFrom('none', 'random', 'allPaddingRow'),
           attnMask: fc.constantFrom('none', 'additive', 'withInfinity'),
           scale: fc.option(fc.double({ min: 0.05, max: 2, noNaN: true }), { nil: null }),
           magnitude: fc.constantFrom(1, 10),
@@ -277,38 +267,7 @@ export function describeConformance(factory: BackendFactory, options: Conformanc
         });
         await fc.assert(
           fc.asyncProperty(arb, async (p) => {
-            const random = rng(p.dataSeed);
-            const numHeads = p.numKVHeads * p.group;
-            const Lk = p.cross ? p.keyLength : p.queryLength;
-            const config: AttentionConfig = {
-              dModel: p.dModel,
-              numHeads,
-              numKVHeads: p.numKVHeads,
-              headDim: p.headDim,
-              causal: p.causal,
-              bias: p.bias,
-              scale: p.scale,
-            };
-            const weights = randomWeights(config, random);
-            const inputs: AttentionInputs = {
-              query: randomTensor([p.batch, p.queryLength, p.dModel], random, p.magnitude),
-            };
-            if (p.cross) {
-              inputs.key = randomTensor([p.batch, Lk, p.dModel], random, p.magnitude);
-              inputs.value = randomTensor([p.batch, Lk, p.dModel], random, p.magnitude);
-            }
-            if (p.padding !== 'none') {
-              const pad = new Float32Array(p.batch * Lk);
-              for (let i = 0; i < pad.length; i++)
-                pad[i] = p.padding === 'allPadded' && i < Lk ? 1 : random() < 0.3 ? 1 : 0;
-              inputs.keyPaddingMask = { shape: [p.batch, Lk], data: pad };
-            }
-            if (p.attnMask !== 'none') {
-              const am = randomTensor([p.queryLength, Lk], random, 2);
-              if (p.attnMask === 'withInfinity')
-                for (let i = 0; i < am.data.length; i++) if (random() < 0.25) am.data[i] = Number.NEGATIVE_INFINITY;
-              inputs.attnMask = am;
-            }
+            const { config, weights, inputs } = randomCase(p);
             const tol: Tolerance = { atol: 1e-4 * p.magnitude * p.magnitude, rtol: 1e-3 };
             const attn = await make(config, weights);
             try {
