@@ -188,6 +188,17 @@ async function recompute(): Promise<void> {
 // ---------------------------------------------------------------------------------------------
 // Rendering.
 
+/** A results table (compare-all, long sequences): caption, one header row, body rows. */
+function resultsTable(id: string, caption: string, headers: string[], rows: HTMLElement[]): HTMLElement {
+  return h(
+    'table',
+    { class: 'results', id },
+    h('caption', {}, caption),
+    h('thead', {}, h('tr', {}, ...headers.map((x) => h('th', {}, x)))),
+    h('tbody', {}, rows),
+  );
+}
+
 const MAX_WIDTH = () => Math.min(1100, document.documentElement.clientWidth - 64);
 
 function captured(name: StepName): Tensor {
@@ -658,28 +669,11 @@ async function compareAll(): Promise<void> {
   }
   fill(
     table,
-    h(
-      'table',
-      { class: 'results', id: 'compare-results' },
-      h(
-        'caption',
-        {},
-        `${tokens.length} tokens, dModel ${settings.dModel}, ${settings.numHeads} heads, every step captured; steady = median of 5 runs`,
-      ),
-      h(
-        'thead',
-        {},
-        h(
-          'tr',
-          {},
-          h('th', {}, 'backend'),
-          h('th', {}, 'first run'),
-          h('th', {}, 'steady'),
-          h('th', {}, 'createAttention'),
-          h('th', {}, 'max |Δ| vs cpu'),
-        ),
-      ),
-      h('tbody', {}, rows),
+    resultsTable(
+      'compare-results',
+      `${tokens.length} tokens, dModel ${settings.dModel}, ${settings.numHeads} heads, every step captured; steady = median of 5 runs`,
+      ['backend', 'first run', 'steady', 'createAttention', 'max |Δ| vs cpu'],
+      rows,
     ),
   );
   button.disabled = false;
@@ -746,30 +740,11 @@ async function runLong(): Promise<void> {
       );
       fill(
         byId('long-table'),
-        h(
-          'table',
-          { class: 'results', id: 'long-results' },
-          h(
-            'caption',
-            {},
-            `${length} generated tokens, dModel ${settings.dModel}, ${settings.numHeads} heads, causal ${settings.causal ? 'on' : 'off'}; steady = median of ${steadyRuns} runs`,
-          ),
-          h(
-            'thead',
-            {},
-            h(
-              'tr',
-              {},
-              h('th', {}, 'backend'),
-              h('th', {}, 'tokens'),
-              h('th', {}, 'first run'),
-              h('th', {}, 'steady'),
-              h('th', {}, 'tokens / s'),
-              h('th', {}, 'path'),
-              h('th', {}, "max |Δ| vs cpu (E')"),
-            ),
-          ),
-          h('tbody', {}, rows),
+        resultsTable(
+          'long-results',
+          `${length} generated tokens, dModel ${settings.dModel}, ${settings.numHeads} heads, causal ${settings.causal ? 'on' : 'off'}; steady = median of ${steadyRuns} runs`,
+          ['backend', 'tokens', 'first run', 'steady', 'tokens / s', 'path', "max |Δ| vs cpu (E')"],
+          rows,
         ),
       );
       await yieldToBrowser();
