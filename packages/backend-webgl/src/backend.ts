@@ -11,6 +11,7 @@ import {
   type FusedAttentionAttrs,
   type FusedKernels,
   formatShape,
+  type GraphDims,
   type Kernels,
   type LinearAttrs,
   QkvError,
@@ -222,18 +223,7 @@ export class WebGLBackend implements Backend<WebGLTensor> {
     }
   }
 
-  checkLimits(
-    dims: {
-      batch: number;
-      queryLength: number;
-      keyLength: number;
-      dModel: number;
-      numHeads: number;
-      headDim: number;
-      numKVHeads: number;
-    },
-    fused: boolean,
-  ): void {
+  checkLimits(dims: GraphDims, fused: boolean): void {
     const { batch: B, queryLength: Lq, keyLength: Lk, dModel, numHeads: H, headDim: hd, numKVHeads: KVH } = dims;
     const tensors: [string, number[]][] = [
       ['input, x, attention, residual [B, Lq, dModel]', [B, Lq, dModel]],

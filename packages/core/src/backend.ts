@@ -1,6 +1,7 @@
 import type { ResolvedConfig } from './config.js';
 import type {
   FusedAttentionAttrs,
+  GraphDims,
   LinearAttrs,
   MaskAttrs,
   PositionalEncodingAttrs,
@@ -96,18 +97,7 @@ export interface Backend<T extends BackendTensor = BackendTensor> {
    * Throws a `QkvError('LIMIT_EXCEEDED' | 'CAPABILITY')` before any work when a graph with these
    * dims cannot run here (texture limits, memory). Optional.
    */
-  checkLimits?(
-    dims: {
-      batch: number;
-      queryLength: number;
-      keyLength: number;
-      dModel: number;
-      numHeads: number;
-      headDim: number;
-      numKVHeads: number;
-    },
-    fused: boolean,
-  ): void;
+  checkLimits?(dims: GraphDims, fused: boolean): void;
   /** Live handle count, for leak tests. */
   liveTensors?(): number;
   /** Frees everything the backend holds (threads, contexts). Idempotent. */

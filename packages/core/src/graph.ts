@@ -169,8 +169,11 @@ export interface GraphNode {
   readonly doc: string;
 }
 
+/** A graph's dimensions: the attention dims plus the residual width. */
+export type GraphDims = AttentionDims & { readonly dModel: number };
+
 export interface AttentionGraph {
-  readonly dims: AttentionDims & { readonly dModel: number };
+  readonly dims: GraphDims;
   readonly selfAttention: boolean;
   readonly nodes: readonly GraphNode[];
 }

@@ -161,7 +161,10 @@ export function toTensor(name: string, value: unknown, options: ToTensorOptions 
     throw new QkvError('INVALID_DATA', `${name}.data: expected ${accepted}, got ${describeValue(data)}`);
   }
   if (out.length !== n) {
-    throw new QkvError('INVALID_DATA', `${name}.data: shape ${formatShape(shape)} needs ${n} values, got ${out.length}`);
+    throw new QkvError(
+      'INVALID_DATA',
+      `${name}.data: shape ${formatShape(shape)} needs ${n} values, got ${out.length}`,
+    );
   }
   if (options.finite) assertFinite(name, out, options.finite === 'allowNegativeInfinity');
   return { shape: [...shape], data: out };
