@@ -81,7 +81,11 @@ describe('process lifetime', () => {
 });
 
 describe('faults (Node only: browsers report no worker exit)', () => {
-  it('rejects the run whose worker exits with WORKER_FAILED, replaces it, and recovers', async () => {
+  // retry: under CI load the injected fault can miss every block of a run (the other thread
+  // claims them first and the re-armed fault outlives the run), which proves nothing either way;
+  // a real failure to reject or to recover fails all three attempts. Known race, to be made
+  // deterministic (fault on a claimed block only).
+  it('rejects the run whose worker exits with WORKER_FAILED, replaces it, and recovers', { retry: 2 }, async () => {
     const { registry, created } = capturingRegistry();
     const config = { dModel: 16, numHeads: 2 };
     const weights = weightsFor(config, 41);
