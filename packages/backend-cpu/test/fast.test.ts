@@ -203,3 +203,78 @@ describe('fusedAttentionFast', () => {
     expectClose(out.subarray((L - 1) * hd), ref.subarray((L - 1) * hd));
   });
 });
+
+describe('pack scopes (packed W / K·V reused across the row blocks of one op)', () => {
+  it('linear: blocks inside one scope reuse the packed W and equal the reference; a new scope repacks changed weights', () => {
+    const r = rng(77);
+    const attrs = { rows: 300, inFeatures: 40, outFeatures: 24 };
+    const x = rand(300 * 40, r);
+    const w = rand(40 * 24, r);
+    const bias = rand(24, r);
+    const ref = new Float32Array(300 * 24);
+    k.linear(x, w, bias, ref, attrs);
+    const out = new Float32Array(300 * 24);
+    k.beginPackScope();
+    for (let from = 0; from < 300; from += 64) k.linearFast(x, w, bias, out, attrs, from, Math.min(300, from + 64));
+    k.endPackScope();
+    expectClose(out, ref);
+    // Same arrays, new contents, new scope: a stale pack would give the old product.
+    w.set(rand(40 * 24, r));
+    bias.set(rand(24, r));
+    k.linear(x, w, bias, ref, attrs);
+    k.beginPackScope();
+    k.linearFast(x, w, bias, out, attrs, 0, 150);
+    k.linearFast(x, w, bias, out, attrs, 150, 300);
+    k.endPackScope();
+    expectClose(out, ref);
+    // Outside any scope nothing is reused either.
+    w.set(rand(40 * 24, r));
+    k.linear(x, w, bias, ref, attrs);
+    k.linearFast(x, w, bias, out, attrs);
+    expectClose(out, ref);
+  });
+
+  it('fusedAttention: blocks of a head inside one scope reuse its K/V, interleaved with linear calls, and equal the reference', () => {
+    const r = rng(78);
+    const attrs = {
+      batch: 2,
+      numHeads: 4,
+      numKVHeads: 2,
+      queryLength: 150,
+      keyLength: 150,
+      headDim: 16,
+      scale: 0.25,
+      causal: true,
+    };
+    const n = 2 * 150 * 4 * 16;
+    const nkv = 2 * 150 * 2 * 16;
+    const q = rand(n, r);
+    const kk = rand(nkv, r);
+    const v = rand(nkv, r);
+    const pad = Float32Array.from({ length: 2 * 150 }, (_, i) => (i % 7 === 3 ? 1 : 0));
+    const ref = new Float32Array(n);
+    k.fusedAttention(q, kk, v, pad, null, ref, attrs);
+    const out = new Float32Array(n);
+    const rows = 2 * 4 * 150;
+    const x = rand(8 * 16, r);
+    const w = rand(16 * 16, r);
+    const lin = new Float32Array(8 * 16);
+    k.beginPackScope();
+    for (let from = 0; from < rows; from += 64) {
+      k.fusedAttentionFast(q, kk, v, pad, null, out, attrs, from, Math.min(rows, from + 64));
+      // A linear call in between overwrites the module's memory: the next block must repack.
+      if (from % 192 === 0) k.linearFast(x, w, null, lin, { rows: 8, inFeatures: 16, outFeatures: 16 });
+    }
+    k.endPackScope();
+    expectClose(out, ref);
+    // New K/V contents in the same arrays, new scope: no stale K/V.
+    kk.set(rand(nkv, r));
+    v.set(rand(nkv, r));
+    k.fusedAttention(q, kk, v, pad, null, ref, attrs);
+    k.beginPackScope();
+    for (let from = 0; from < rows; from += 100)
+      k.fusedAttentionFast(q, kk, v, pad, null, out, attrs, from, Math.min(rows, from + 100));
+    k.endPackScope();
+    expectClose(out, ref);
+  });
+});

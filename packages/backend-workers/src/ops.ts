@@ -224,36 +224,35 @@ export interface TaskPlan extends BlockPlan {
 }
 
 /**
- * Fused attention blocks per thread. Every `fusedAttentionFast` call copies and packs the K and V
- * of each head it touches (~Lk·hd·2 floats), so blocks stay inside one head and are as large as
- * balance allows: with d = 512, h = 8 on two threads that is one whole head per block, four per
- * thread (causal heads all cost the same, so whole heads balance; a slower thread just takes
- * fewer of them).
+ * Fused attention blocks per thread. A thread packs a head's K and V (~Lk·hd·2 floats) once per
+ * lease and reuses them for every block of that head it claims in that lease (`beginPackScope`
+ * in the worker), so splitting a head costs little: several blocks per thread let dynamic
+ * claiming absorb a thread that starts late or shares its core with other load.
  */
-export const FUSED_BLOCKS_PER_THREAD = 4;
+export const FUSED_BLOCKS_PER_THREAD = 8;
 /**
- * Fewest query rows in a fused block when the head is split: one kernel query chunk (Q_CHUNK in
- * @qkv/backend-cpu's fast kernels, a multiple of its 64-row block), so that packing K/V costs a
- * few percent of the block's Q·Kᵀ and P·V. Smaller only where it takes that for every thread to
- * get a block (a single short head).
+ * Fewest query rows in a fused block when the head is split: two of the kernel's 64-row query
+ * blocks, so that the per-call setup (key bias, Q scaling, pack checks) stays a few percent of the
+ * block's Q·Kᵀ and P·V. Smaller only where it takes that for every thread to get a block (a
+ * single short head).
  */
-export const MIN_FUSED_BLOCK_ROWS = 256;
+export const MIN_FUSED_BLOCK_ROWS = 128;
 
 /** Fewest rows in a `linear` block beyond the first one per thread (see `planTask`). */
-export const MIN_LINEAR_BLOCK_ROWS = 256;
+export const MIN_LINEAR_BLOCK_ROWS = 64;
 /** Most `linear` blocks per thread. */
-export const LINEAR_BLOCKS_PER_THREAD = 4;
+export const LINEAR_BLOCKS_PER_THREAD = 8;
 
 /** The split of a task for `threads` threads (see `TaskPlan`). */
 export function planTask(t: SliceTask, threads: number): TaskPlan {
   const rows = rowsOfTask(t);
   if (rows === 0) return { blockRows: 1, blocks: 0, segmentRows: 1 };
   if (t.op === 'linear') {
-    // `linearFast` copies and packs all of W on every call (~0.3 ms at d = 512, 0.5 ms at 768,
-    // measured), so blocks are large: at least MIN_LINEAR_BLOCK_ROWS rows, where that pack is
-    // ~6% of the block's multiply. Up to LINEAR_BLOCKS_PER_THREAD per thread when rows allow,
-    // because on a shared machine a thread whose core is busy elsewhere must be able to take
-    // fewer blocks; exactly rows ÷ threads would make every op as slow as the slowest core.
+    // `linearFast` packs all of W once per lease (~0.3 ms at d = 512, 0.5 ms at 768, measured),
+    // not per block, so blocks can be small (MIN_LINEAR_BLOCK_ROWS, the gemm's row block). Up to
+    // LINEAR_BLOCKS_PER_THREAD per thread when rows allow, because on a shared machine a thread
+    // whose core is busy elsewhere, or that wakes late, must be able to take fewer blocks;
+    // exactly rows ÷ threads would make every op as slow as the slowest core.
     const blocks = Math.max(
       Math.min(rows, threads),
       Math.min(threads * LINEAR_BLOCKS_PER_THREAD, Math.floor(rows / MIN_LINEAR_BLOCK_ROWS)),

@@ -4,9 +4,10 @@ import { spawnThread, type Thread } from './platform.js';
 import { CONTROL_SLOTS, DONE_BLOCKS, type FromWorker, type Lease, NEXT_BLOCK } from './protocol.js';
 
 /**
- * How long a worker keeps claiming blocks of one job before it returns to the scheduler. A lease
- * round trip costs ~0.05 ms, so 4 ms slices lose about 1%, and a small run queued behind a large
- * one waits at most one slice per thread for its first turn.
+ * How long a worker keeps claiming blocks of one job before it returns to the scheduler when
+ * other jobs wait (a lone job keeps its threads to the end: no round trips). A lease round trip
+ * costs ~0.05 ms on a quiet machine, so 4 ms slices lose about 1%, and a small run queued behind
+ * a large one waits at most one slice per thread for its first turn.
  */
 export const SLICE_MS = 4;
 
@@ -66,6 +67,8 @@ export class WorkerPool {
   #broken: QkvError | null = null;
   #terminated = false;
   #fault: Lease['fault'] | null = null;
+  /** [jobs queued], shared with the workers (Lease.queue). */
+  readonly #queue = new Int32Array(new SharedArrayBuffer(Int32Array.BYTES_PER_ELEMENT));
   #stats = { leases: 0, jobs: 0, replaced: 0 };
   /** Slots that have said 'ready' at least once; the pool is up when all have. */
   readonly #everReady = new Set<number>();
@@ -127,6 +130,7 @@ export class WorkerPool {
         resolve,
         reject,
       });
+      Atomics.store(this.#queue, 0, this.#jobs.length);
       this.#pump();
     });
   }
@@ -258,6 +262,7 @@ export class WorkerPool {
     const i = this.#jobs.indexOf(job);
     if (i < 0) return;
     this.#jobs.splice(i, 1);
+    Atomics.store(this.#queue, 0, this.#jobs.length);
     if (this.#rr > i) this.#rr--;
   }
 
@@ -282,6 +287,7 @@ export class WorkerPool {
         segmentRows: job.segmentRows,
         blocks: job.blocks,
         sliceMs: SLICE_MS,
+        queue: this.#queue,
         ...(this.#fault ? { fault: this.#fault } : {}),
       };
       slot.fault = this.#fault;

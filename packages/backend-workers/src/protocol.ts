@@ -21,8 +21,14 @@ export interface Lease {
   /** Rows per segment; blocks never cross one (`blockRange` in ops.ts). */
   readonly segmentRows: number;
   readonly blocks: number;
-  /** Stop claiming after this long, so that other runs get a turn (fairness). */
+  /** Stop claiming after this long if other jobs wait, so that they get a turn (fairness). */
   readonly sliceMs: number;
+  /**
+   * [jobs in the pool's queue], on a SharedArrayBuffer the pool keeps current: a lease whose
+   * slice is over only ends early when another job waits (> 1), so a lone run pays no lease
+   * round trips through the main thread.
+   */
+  readonly queue: Int32Array;
   /** Fault injection for the pool's recovery tests: crash instead of working. */
   readonly fault?: 'throw' | 'exit';
 }

@@ -17,8 +17,26 @@ function crash(kind: 'throw' | 'exit'): never {
   throw new Error('injected fault: this worker throws (test)');
 }
 
+/** Versions of @qkv/backend-cpu without reuse scopes simply pack per block. */
+const kernels = cpuKernels as {
+  beginPackScope?: () => void;
+  endPackScope?: () => void;
+  preloadFastKernels?: () => Promise<string | null>;
+};
+
 function work(lease: Lease): number {
   const start = performance.now();
+  // All blocks of one lease are one op over the same immutable inputs: W (linear) or a head's K/V
+  // (fusedAttention) is packed once per lease, not once per block, so blocks can stay small.
+  kernels.beginPackScope?.();
+  try {
+    return claim(lease, start);
+  } finally {
+    kernels.endPackScope?.();
+  }
+}
+
+function claim(lease: Lease, start: number): number {
   let done = 0;
   for (;;) {
     const b = Atomics.add(lease.ctrl, NEXT_BLOCK, 1);
@@ -28,7 +46,7 @@ function work(lease: Lease): number {
     const [from, to] = blockRange(lease, lease.rows, b);
     runSlice(lease.task, from, to);
     done++;
-    if (performance.now() - start >= lease.sliceMs) break;
+    if (performance.now() - start >= lease.sliceMs && Atomics.load(lease.queue, 0) > 1) break;
   }
   // The atomic add publishes this thread's writes to `out` before the main thread reads DONE.
   if (done > 0) Atomics.add(lease.ctrl, DONE_BLOCKS, done);
@@ -70,5 +88,5 @@ port.listen((lease) => port.post({ type: 'done', job: lease.job, blocks: work(le
 // charge ~the compile time to one block of the first run and unbalance it. Versions of
 // @qkv/backend-cpu without them have no preload; a runtime without SIMD resolves with the reason
 // and the kernels fall back to the reference ones by themselves.
-await (cpuKernels as { preloadFastKernels?: () => Promise<string | null> }).preloadFastKernels?.();
+await kernels.preloadFastKernels?.();
 port.post({ type: 'ready' });

@@ -1,4 +1,6 @@
 export {
+  beginPackScope,
+  endPackScope,
   fastKernelMemoryBytes,
   fastKernelsAvailable,
   fusedAttention,

@@ -120,6 +120,43 @@ export function fastKernelMemoryBytes(): number {
   return state !== undefined && 'exports' in state ? state.exports.memory.buffer.byteLength : 0;
 }
 
+/**
+ * Reuse of packed operands between calls on this thread. Packing W (linear) or one head's K/V
+ * (fusedAttention) into the module's memory is O(n²) and is the same for every row block of one
+ * op, so a caller that runs many blocks of one op (the workers backend, one lease) opens a scope;
+ * inside it, a call whose operands are the very arrays of the previous call skips the copy and
+ * the pack. Outside a scope (the cpu backend: one call per op) nothing is reused, so an array
+ * whose contents changed between two ops can never be served stale. The caller promises that the
+ * operands' contents do not change within its scope (a job's inputs are immutable while it runs).
+ */
+let scope = 0;
+let scopes = 0;
+/** What the module's memory holds from the previous call, for reuse inside the same scope. */
+let packed:
+  | { kind: 'linear'; scope: number; w: Float32Array; bias: Float32Array | null; K: number; N: number }
+  | {
+      kind: 'attention';
+      scope: number;
+      k: Float32Array;
+      v: Float32Array;
+      mask: Float32Array | null;
+      shape: string;
+      kv: number;
+      bias: number;
+      vNonFinite: number;
+    }
+  | null = null;
+
+/** Opens a reuse scope (see `packed`); calls up to `endPackScope()` may reuse packed operands. */
+export function beginPackScope(): void {
+  scope = ++scopes;
+}
+
+/** Closes the scope: later calls pack their operands afresh. */
+export function endPackScope(): void {
+  scope = 0;
+}
+
 const up8 = (n: number) => (n + 7) & ~7;
 const up4 = (n: number) => (n + 3) & ~3;
 
@@ -197,11 +234,23 @@ export function linear(
     ptr: [wRaw, wPacked, biasP, a, c],
   } = layout(m, [K * N, K * Np, Np, chunk * K, chunk * Np]);
   const at = (p: number) => p >>> 2;
-  f32.set(w.subarray(0, K * N), at(wRaw as number));
-  m.packPanels(wRaw as number, K, N, N, wPacked as number);
-  if (bias) {
-    f32.fill(0, at(biasP as number), at(biasP as number) + Np);
-    f32.set(bias.subarray(0, N), at(biasP as number));
+  const reuse =
+    scope !== 0 &&
+    packed?.kind === 'linear' &&
+    packed.scope === scope &&
+    packed.w === w &&
+    packed.bias === bias &&
+    packed.K === K &&
+    packed.N === N;
+  if (!reuse) {
+    packed = null; // overwritten below; a throw halfway must not leave a stale claim
+    f32.set(w.subarray(0, K * N), at(wRaw as number));
+    m.packPanels(wRaw as number, K, N, N, wPacked as number);
+    if (bias) {
+      f32.fill(0, at(biasP as number), at(biasP as number) + Np);
+      f32.set(bias.subarray(0, N), at(biasP as number));
+    }
+    packed = { kind: 'linear', scope, w, bias, K, N };
   }
   for (let r0 = from; r0 < to; r0 += chunk) {
     const n = Math.min(chunk, to - r0);
@@ -268,6 +317,22 @@ export function fusedAttention(
   let loadedKV = -1; // b · KVH + kvh of the head whose K/V are packed
   let loadedBias = -1; // b of the key bias row
   let vNonFinite = 0;
+  // Same K/V arrays, same layout, same scope: what the previous call packed is still there.
+  const shape = `${Lk},${hd},${capacity},${KVH}`;
+  if (
+    scope !== 0 &&
+    packed?.kind === 'attention' &&
+    packed.scope === scope &&
+    packed.k === k &&
+    packed.v === v &&
+    packed.mask === keyPaddingMask &&
+    packed.shape === shape
+  ) {
+    loadedKV = packed.kv;
+    loadedBias = packed.bias;
+    vNonFinite = packed.vNonFinite;
+  }
+  packed = null; // rewritten below once this call's packing is done
 
   for (let row = from; row < to; ) {
     const i0 = row % Lq;
@@ -350,4 +415,5 @@ export function fusedAttention(
     }
     row = segEnd;
   }
+  packed = { kind: 'attention', scope, k, v, mask: keyPaddingMask, shape, kv: loadedKV, bias: loadedBias, vNonFinite };
 }

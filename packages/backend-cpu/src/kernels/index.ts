@@ -9,6 +9,8 @@
  * implement, so a caller can use them unconditionally.
  */
 export {
+  beginPackScope,
+  endPackScope,
   fastKernelsAvailable,
   fusedAttention as fusedAttentionFast,
   fusedAttentionIsFast,

@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import {
   blockRange,
   MIN_FUSED_BLOCK_ROWS,
+  MIN_LINEAR_BLOCK_ROWS,
   planTask,
   type SliceTask,
   type TaskPlan,
@@ -48,18 +49,20 @@ function ranges(plan: TaskPlan, rows: number): [number, number][] {
 }
 
 describe('work split for the WebAssembly kernels', () => {
-  it('gives linear few large blocks (each call packs all of W)', () => {
+  it('gives linear blocks of at least MIN_LINEAR_BLOCK_ROWS rows, several per thread (W is packed once per lease)', () => {
     for (const [rows, threads, blocks] of [
-      [512, 2, 2],
-      [1024, 2, 4],
-      [16384, 2, 8],
-      [1001, 3, 3],
+      [512, 2, 8],
+      [1024, 2, 16],
+      [16384, 2, 16],
+      [1001, 3, 15],
       [100, 2, 2],
       [1, 4, 1],
     ] as const) {
       const plan = planTask(linearTask(rows), threads);
       expect(plan.blocks).toBe(blocks);
-      ranges(plan, rows);
+      const blocksOf = ranges(plan, rows);
+      if (blocks > threads)
+        for (const [from, to] of blocksOf.slice(0, -1)) expect(to - from).toBeGreaterThanOrEqual(MIN_LINEAR_BLOCK_ROWS);
     }
   });
 
@@ -87,8 +90,8 @@ describe('work split for the WebAssembly kernels', () => {
       // Every thread gets work whenever there are enough rows.
       expect(blocks.length).toBeGreaterThanOrEqual(Math.min(threads, rows));
     }
-    // d = 512, h = 8 on two threads: whole heads, four per thread.
-    expect(planTask(fusedTask(1, 8, 512), 2)).toEqual({ blockRows: 512, blocks: 8, segmentRows: 512 });
+    // d = 512, h = 8 on two threads: half heads, eight per thread.
+    expect(planTask(fusedTask(1, 8, 512), 2)).toEqual({ blockRows: 256, blocks: 16, segmentRows: 512 });
   });
 });
 
