@@ -250,14 +250,19 @@ export function attention(
     const qBlk = q + ((<usize>qb * hdp) << 2);
     for (let kb = 0; kb < lastEnd; kb += BK) {
       const cols = min(BK, Lkp - kb);
+      const diagonal = causal && kb + cols > firstEnd;
+      // On a block the diagonal crosses, a row quad sees keys < quadEnd(r) only (its last row's
+      // causal end, relative to kb): panels past it are skipped in pass 1 (pass 2 cuts those
+      // columns to −∞ whatever S holds there) and keys past it in pass 4 (their p is 0). That
+      // halves the diagonal blocks' work, ~6% of a causal run at L = 1024.
       // Pass 1: raw scores (already scaled, through Q).
       for (let p = 0; p < cols >> 3; p++) {
         const panel = kp + ((<usize>((kb >> 3) + p) * hdp) << 5);
         for (let r = 0; r < rows; r += 4) {
+          if (diagonal && (p << 3) >= iStart + qb + r + 3 + causalOffset + 1 - kb) continue;
           micro4x8(qBlk + ((<usize>r * hdp) << 2), hdp, panel, hdp, s + ((<usize>(r * BK + (p << 3))) << 2), BK, false);
         }
       }
-      const diagonal = causal && kb + cols > firstEnd;
       // Whether any key of this block is hidden (padding, or past Lk): only then is keyBias read.
       let hiddenV = v128.splat<i32>(0);
       for (let j = 0; j < cols; j += 4) hiddenV = v128.or(hiddenV, f32x4.eq(v128.load(keyBias + ((<usize>(kb + j)) << 2)), negInf));
@@ -360,7 +365,8 @@ export function attention(
       for (let p = 0; p < hPanels; p++) {
         const panel = vp + ((<usize>(p * Lkp + kb)) << 5);
         for (let r = 0; r < rows; r += 4) {
-          micro4x8(s + ((<usize>r * BK) << 2), BK, panel, cols, o + ((<usize>((qb + r) * hdp + (p << 3))) << 2), hdp, true);
+          const keys = diagonal ? min(cols, max(0, iStart + qb + r + 3 + causalOffset + 1 - kb)) : cols;
+          micro4x8(s + ((<usize>r * BK) << 2), BK, panel, keys, o + ((<usize>((qb + r) * hdp + (p << 3))) << 2), hdp, true);
         }
       }
     }
