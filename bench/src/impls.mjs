@@ -1,5 +1,6 @@
 // Every implementation the bench times, behind one interface:
-//   create(problem) → { run(): Promise<Float32Array> /* ΔE [L, dModel] */, dispose() }
+//   create(problem) → { next(), run(): Promise<Float32Array> /* ΔE [L, dModel] */, dispose() }
+// next() swaps in a fresh copy of the input (same values) before each timed run.
 // `problem` is { L, dModel, H, causal, x [L·dModel], weights {wq,bq,wk,bk,wv,bv,wo,bo} }, the same
 // seeded inputs for everyone. All compute ΔE = softmax(mask(Q·Kᵀ/√hd))·V·Wo + bo with
 // Q = X·Wq + bq etc. (row-vector weights), batch 1.
@@ -23,8 +24,11 @@ function qkv(backend, backendOptions) {
       backend,
       backendOptions,
     });
-    const query = { shape: [1, p.L, p.dModel], data: p.x };
+    let query = { shape: [1, p.L, p.dModel], data: p.x };
     return {
+      next: () => {
+        query = { shape: [1, p.L, p.dModel], data: p.x.slice() };
+      },
       run: async () => (await attn.run({ query })).attention.data,
       dispose: () => attn.dispose(),
     };
@@ -41,7 +45,7 @@ function tfjs(backendName) {
     const { L, dModel: D, H } = p;
     const hd = D / H;
     const w = Object.fromEntries(Object.entries(p.weights).map(([n, a]) => [n, tf.tensor(a, p.shapes[n])]));
-    const x = tf.tensor(p.x, [L, D]);
+    let x = tf.tensor(p.x, [L, D]);
     // Causal as an additive [L, L] mask (0 / −∞), the usual way to write it with standard ops.
     const mask = p.causal
       ? tf.tensor(
@@ -51,6 +55,10 @@ function tfjs(backendName) {
       : null;
     const heads = (t) => tf.transpose(tf.reshape(t, [L, H, hd]), [1, 0, 2]); // [H, L, hd]
     return {
+      next: () => {
+        x.dispose();
+        x = tf.tensor(p.x.slice(), [L, D]);
+      },
       run: async () => {
         const out = tf.tidy(() => {
           const q = heads(tf.add(tf.matMul(x, w.wq), w.bq));
@@ -152,8 +160,11 @@ function onnx(graph) {
       graphOptimizationLevel: 'all',
       executionMode: 'sequential',
     });
-    const X = new ort.Tensor('float32', p.x, [1, L, D]);
+    let X = new ort.Tensor('float32', p.x, [1, L, D]);
     return {
+      next: () => {
+        X = new ort.Tensor('float32', p.x.slice(), [1, L, D]);
+      },
       run: async () => (await session.run({ X })).Y.data,
       dispose: () => session.release(),
     };
