@@ -253,8 +253,10 @@ export class WorkersBackend implements Backend<WorkersTensor> {
   }
 
   /**
-   * Testing aid for fault recovery: the next lease the shared pool hands out makes its thread
-   * throw an uncaught error ('throw') or exit ('exit', Node only: browsers report no exit).
+   * Testing aid for fault recovery (`WorkerPool.injectFault`): the next op the shared pool runs
+   * on its threads (from any handle on that pool) fails: the thread that claims its first block
+   * throws an uncaught error ('throw') or exits ('exit', Node only: browsers report no exit), so
+   * that op, and the run it belongs to, rejects with WORKER_FAILED; the pool replaces the thread.
    */
   injectWorkerFault(kind: 'throw' | 'exit'): void {
     this.#pool.injectFault(kind);

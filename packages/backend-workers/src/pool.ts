@@ -22,6 +22,11 @@ interface Job {
   readonly segmentRows: number;
   readonly blocks: number;
   readonly ctrl: Int32Array;
+  /**
+   * Testing aid (`WorkerPool.injectFault`): set on the one job that was armed, and then on every
+   * lease of it; the thread that claims its block 0 crashes. Null on every other job.
+   */
+  readonly fault: Lease['fault'] | null;
   /** Leases handed out and not yet reported back. */
   leases: number;
   settled: boolean;
@@ -36,12 +41,15 @@ interface Slot {
   thread: Thread | null;
   state: 'starting' | 'idle' | 'busy' | 'dead';
   lease: Job | null;
-  /** The fault injected into the current lease, if any. */
-  fault: Lease['fault'] | null;
 }
 
 export interface PoolStats {
   readonly threads: number;
+  /**
+   * Threads up and waiting for a lease right now: the ones the next `run()` hands a lease to at
+   * once (introspection, e.g. for a test that needs every thread free before it submits).
+   */
+  readonly idleThreads: number;
   /** Leases handed to threads since the pool started. */
   readonly leases: number;
   /** Jobs completed through the threads. */
@@ -66,6 +74,7 @@ export class WorkerPool {
   #startupFailures = 0;
   #broken: QkvError | null = null;
   #terminated = false;
+  /** Armed by `injectFault`, taken by the next job `run()` creates. */
   #fault: Lease['fault'] | null = null;
   /** [jobs queued], shared with the workers (Lease.queue). */
   readonly #queue = new Int32Array(new SharedArrayBuffer(Int32Array.BYTES_PER_ELEMENT));
@@ -85,7 +94,7 @@ export class WorkerPool {
     // Observed through ready(); keep an unawaited failure from counting as unhandled.
     this.#started.catch(() => {});
     for (let i = 0; i < threads; i++) {
-      const slot: Slot = { index: i, generation: 0, thread: null, state: 'dead', lease: null, fault: null };
+      const slot: Slot = { index: i, generation: 0, thread: null, state: 'dead', lease: null };
       this.#slots.push(slot);
       this.#spawn(slot);
     }
@@ -97,10 +106,23 @@ export class WorkerPool {
   }
 
   stats(): PoolStats {
-    return { threads: this.threads, ...this.#stats };
+    let idleThreads = 0;
+    // Exactly the threads `#pump` would hand a lease to.
+    for (const s of this.#slots) if (s.state === 'idle' && s.thread) idleThreads++;
+    return { threads: this.threads, idleThreads, ...this.#stats };
   }
 
-  /** Testing aid: the next lease makes its thread throw ('throw') or exit ('exit'). */
+  /**
+   * Testing aid for fault recovery. Arms a fault for the next job, i.e. the next `run()` call
+   * that reaches the threads (one with at least one block: an empty op resolves without them and
+   * leaves the fault armed). Runs submitted before stay unaffected, and arming again before that
+   * `run()` only changes the kind. That job carries the fault on every lease of it, and exactly
+   * one thread crashes: the one that claims the job's block 0 (the first claim of any job), right
+   * after claiming it and before computing it, by throwing an uncaught error ('throw') or exiting
+   * ('exit'; Node only, browsers report no exit). Since no job completes without its block 0
+   * being claimed and done, the armed run always rejects with WORKER_FAILED, whatever the
+   * scheduling; the pool replaces that one thread, and no other run sees the fault.
+   */
   injectFault(kind: 'throw' | 'exit'): void {
     this.#fault = kind;
   }
@@ -115,6 +137,8 @@ export class WorkerPool {
     const { blockRows, blocks, segmentRows } = planTask(task, this.threads);
     // An empty op (a zero-length axis) has nothing to hand out; no thread would ever finish it.
     if (blocks === 0) return Promise.resolve();
+    const fault = this.#fault;
+    this.#fault = null;
     return new Promise<void>((resolve, reject) => {
       const ctrl = new Int32Array(new SharedArrayBuffer(CONTROL_SLOTS * Int32Array.BYTES_PER_ELEMENT));
       this.#jobs.push({
@@ -125,6 +149,7 @@ export class WorkerPool {
         segmentRows,
         blocks,
         ctrl,
+        fault,
         leases: 0,
         settled: false,
         resolve,
@@ -199,9 +224,6 @@ export class WorkerPool {
     slot.lease = null;
     slot.state = 'idle';
     slot.thread?.unref();
-    // An armed fault whose lease found no block to claim stays armed for the next lease.
-    if (slot.fault && m.blocks === 0) this.#fault ??= slot.fault;
-    slot.fault = null;
     if (job && job.id === m.job) {
       job.leases--;
       this.#settleIfDone(job);
@@ -220,7 +242,6 @@ export class WorkerPool {
     const old = slot.thread;
     slot.state = 'dead';
     slot.lease = null;
-    slot.fault = null;
     if (old) void old.terminate();
     this.#stats.replaced++;
     if (job) this.#fail(job, err);
@@ -266,17 +287,30 @@ export class WorkerPool {
     if (this.#rr > i) this.#rr--;
   }
 
-  /** Hands every idle thread a lease, visiting jobs round-robin. */
+  /**
+   * Hands every idle thread a lease, visiting jobs round-robin. Every lease of one pump is decided
+   * before any is posted: a thread that got its lease could otherwise claim blocks while the loop
+   * still counts unclaimed ones for the next idle thread, so how a new job spreads over idle
+   * threads would depend on how fast the first one woke up. Decided first, a lone new job with at
+   * least as many blocks as there are idle threads reaches every one of them (dynamic claiming
+   * then decides who computes which block).
+   */
   #pump(): void {
     if (this.#terminated) return;
+    let leased: Slot[] | null = null;
     for (const slot of this.#slots) {
       if (slot.state !== 'idle' || !slot.thread) continue;
       const job = this.#pick();
-      if (!job) return;
+      if (!job) break;
       job.leases++;
       this.#stats.leases++;
       slot.state = 'busy';
       slot.lease = job;
+      (leased ??= []).push(slot);
+    }
+    if (!leased) return;
+    for (const slot of leased) {
+      const job = slot.lease as Job;
       const lease: Lease = {
         type: 'lease',
         job: job.id,
@@ -288,12 +322,11 @@ export class WorkerPool {
         blocks: job.blocks,
         sliceMs: SLICE_MS,
         queue: this.#queue,
-        ...(this.#fault ? { fault: this.#fault } : {}),
+        ...(job.fault ? { fault: job.fault } : {}),
       };
-      slot.fault = this.#fault;
-      this.#fault = null;
-      slot.thread.ref();
-      slot.thread.post(lease);
+      const thread = slot.thread as Thread;
+      thread.ref();
+      thread.post(lease);
     }
   }
 

@@ -29,7 +29,11 @@ export interface Lease {
    * round trips through the main thread.
    */
   readonly queue: Int32Array;
-  /** Fault injection for the pool's recovery tests: crash instead of working. */
+  /**
+   * Fault injection for the pool's recovery tests (`WorkerPool.injectFault`): set on every lease
+   * of the one job that was armed; the thread that claims that job's block 0 crashes right after
+   * the claim instead of computing it. Absent on every other lease.
+   */
   readonly fault?: 'throw' | 'exit';
 }
 

@@ -41,8 +41,10 @@ function claim(lease: Lease, start: number): number {
   for (;;) {
     const b = Atomics.add(lease.ctrl, NEXT_BLOCK, 1);
     if (b >= lease.blocks) break;
-    // After claiming, so the job cannot complete without this thread: the fault must surface.
-    if (lease.fault) crash(lease.fault);
+    // Fault injection (WorkerPool.injectFault): every lease of the armed job carries the fault;
+    // the thread that claims block 0, which every job has and claims exactly once, crashes, after
+    // claiming and before computing it, so the job can never complete and its run must reject.
+    if (lease.fault && b === 0) crash(lease.fault);
     const [from, to] = blockRange(lease, lease.rows, b);
     runSlice(lease.task, from, to);
     done++;

@@ -81,11 +81,10 @@ describe('process lifetime', () => {
 });
 
 describe('faults (Node only: browsers report no worker exit)', () => {
-  // retry: under CI load the injected fault can miss every block of a run (the other thread
-  // claims them first and the re-armed fault outlives the run), which proves nothing either way;
-  // a real failure to reject or to recover fails all three attempts. Known race, to be made
-  // deterministic (fault on a claimed block only).
-  it('rejects the run whose worker exits with WORKER_FAILED, replaces it, and recovers', { retry: 2 }, async () => {
+  // Deterministic: the fault belongs to the first op the armed run submits, and whichever thread
+  // claims that op's first block exits (WorkerPool.injectFault), so this run, never a later one,
+  // rejects.
+  it('rejects the run whose worker exits with WORKER_FAILED, replaces it, and recovers', async () => {
     const { registry, created } = capturingRegistry();
     const config = { dModel: 16, numHeads: 2 };
     const weights = weightsFor(config, 41);
@@ -98,6 +97,7 @@ describe('faults (Node only: browsers report no worker exit)', () => {
     try {
       const b = created[0] as WorkersBackend;
       const inputs = inputsFor(1, 7, 16, 42);
+      const replacedBefore = b.stats().replaced;
       b.injectWorkerFault('exit');
       const err = await attn.run(inputs).then(
         () => null,
@@ -106,8 +106,10 @@ describe('faults (Node only: browsers report no worker exit)', () => {
       expect(isQkvError(err, 'WORKER_FAILED'), String(err)).toBe(true);
       expect((err as Error).message).toMatch(/worker thread #\d+ exited with code 70/);
       expect(liveThreads()).toBe(2);
+      expect(b.stats().replaced).toBe(replacedBefore + 1);
       const [got, want] = await Promise.all([attn.run(inputs), cpu.run(inputs)]);
       expectSameData('residual after recovery', got.residual, want.residual);
+      expect(b.stats().replaced).toBe(replacedBefore + 1);
     } finally {
       await attn.dispose();
       await cpu.dispose();

@@ -10,7 +10,7 @@ import {
   type QkvError,
 } from '@qkv/core';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { planBlocks, type WorkersBackend, workersBackend } from '../../dist/index.js';
+import { planBlocks, type WorkersBackend, type WorkersTensor, workersBackend } from '../../dist/index.js';
 import { capturingRegistry, expectSameData, inputsFor, random, randomTensor, weightsFor } from './helpers.js';
 
 const handles: Attention[] = [];
@@ -44,9 +44,7 @@ describe('work split', () => {
     expect(p.blocks).toBeGreaterThanOrEqual(2 * 8);
   });
 
-  // retry: a thread still busy finishing the previous test's lease when the op arrives gets no
-  // lease; a plan that never splits the op fails all three attempts.
-  it('hands a one-head, two-row op to both threads', { retry: 2 }, async () => {
+  it('hands a one-head, two-row op to both threads', async () => {
     const b = (await workersBackend.create({ threads: 2, inlineThreshold: 0 })) as WorkersBackend;
     try {
       // q, k, v [1, 2, 4]: B = 1, Lq = Lk = 2, H = KVH = 1, hd = 4.
@@ -64,8 +62,20 @@ describe('work split', () => {
         scale: 0.5,
         causal: false,
       };
+      // The precondition, made explicit rather than hoped for: both threads idle when the op
+      // arrives (a thread still finishing or reporting an earlier lease gets no lease on it).
+      await vi.waitFor(() => expect(b.stats().idleThreads).toBe(2), { timeout: 30_000, interval: 5 });
       const before = b.stats().leases;
-      const out = await b.fused.fusedAttention(q, k, v, null, null, attrs);
+      // The op is submitted synchronously, and the pool decides all leases of that submission
+      // before posting any: two idle threads and a split into two blocks lease both at once (one
+      // block would lease one: a job gets no more leases than it has unclaimed blocks). Which
+      // thread then claims which block is the claim counter's business, not asserted here.
+      const pending = b.fused.fusedAttention(q, k, v, null, null, attrs);
+      const leasedAtSubmit = b.stats().leases - before;
+      const idleAtSubmit = b.stats().idleThreads;
+      const out = await pending;
+      expect(leasedAtSubmit).toBe(2);
+      expect(idleAtSubmit).toBe(0);
       expect(b.stats().leases - before).toBe(2);
       const cpu = new CpuBackend();
       const ref = await cpu.fused.fusedAttention(
@@ -143,6 +153,50 @@ describe('concurrency', () => {
 });
 
 describe('faults', () => {
+  it('fails exactly the op submitted after arming, not one in flight or one after it', async () => {
+    const b = (await workersBackend.create({ threads: 2, inlineThreshold: 0 })) as WorkersBackend;
+    try {
+      const next = random(33);
+      const attrsFor = (queryLength: number): FusedAttentionAttrs => ({
+        batch: 1,
+        numHeads: 2,
+        numKVHeads: 2,
+        queryLength,
+        keyLength: queryLength,
+        headDim: 8,
+        scale: 0.25,
+        causal: false,
+      });
+      const inputs = (L: number) =>
+        [0, 1, 2].map(() => b.upload(randomTensor([1, L, 16], next))) as [WorkersTensor, WorkersTensor, WorkersTensor];
+      const settle = (p: PromiseLike<WorkersTensor> | WorkersTensor) =>
+        Promise.resolve(p).then(
+          () => null,
+          (e: unknown) => e,
+        );
+      const big = inputs(256);
+      const small = inputs(1);
+      const replacedBefore = b.stats().replaced;
+      // Ops are submitted synchronously, so which job is armed does not depend on scheduling:
+      // the one in flight when the fault is armed stays clean, the next one fails, and the one
+      // after it is clean again, whichever thread takes which lease or block (the armed op has
+      // two one-row blocks: one of its leases may well find both claimed by the other thread).
+      const before = settle(b.fused.fusedAttention(...big, null, null, attrsFor(256)));
+      b.injectWorkerFault('throw');
+      const armed = settle(b.fused.fusedAttention(...small, null, null, attrsFor(1)));
+      const after = settle(b.fused.fusedAttention(...small, null, null, attrsFor(1)));
+      const [eBefore, eArmed, eAfter] = await Promise.all([before, armed, after]);
+      expect(eBefore).toBeNull();
+      expect(isQkvError(eArmed, 'WORKER_FAILED'), `expected QkvError WORKER_FAILED, got ${String(eArmed)}`).toBe(true);
+      expect((eArmed as QkvError).message).toMatch(/worker thread #\d+ threw: .*injected fault/);
+      expect(eAfter).toBeNull();
+      // Exactly one thread crashed: only the claimer of the armed job's first block.
+      expect(b.stats().replaced).toBe(replacedBefore + 1);
+    } finally {
+      await b.destroy();
+    }
+  });
+
   it('rejects the run whose worker throws with WORKER_FAILED, replaces the worker, and recovers', async () => {
     const { registry, created } = capturingRegistry();
     const config = { dModel: 32, numHeads: 4 };
