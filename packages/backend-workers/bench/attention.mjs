@@ -5,6 +5,7 @@
 import { cpuBackend } from '@qkv/backend-cpu';
 import { BackendRegistry, createAttention } from '@qkv/core';
 import { workersBackend } from '../dist/index.js';
+import { tensor } from './tensor.mjs';
 
 const THREADS = Number(process.env.QKV_BENCH_THREADS ?? 2);
 const REPS = Number(process.env.QKV_BENCH_REPS ?? 5);
@@ -16,17 +17,6 @@ const shapes = [
 ];
 
 const registry = new BackendRegistry().register(cpuBackend).register(workersBackend);
-
-function tensor(shape, seed) {
-  const n = shape.reduce((a, b) => a * b, 1);
-  let s = seed >>> 0;
-  const data = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    data[i] = (s / 2 ** 32 - 0.5) * 0.2;
-  }
-  return { shape, data };
-}
 
 /**
  * Median wall time of `REPS` runs after one warm-up run, in ms. Every run gets a fresh input

@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import { cpuBackend } from '@qkv/backend-cpu';
 import { BackendRegistry, createAttention } from '@qkv/core';
 import { workersBackend } from '../dist/index.js';
+import { tensor } from './tensor.mjs';
 
 const L = Number(process.argv[2] ?? 8192);
 const RUNS = Number(process.argv[3] ?? 6);
@@ -12,16 +13,6 @@ const backend = process.env.QKV_BENCH_BACKEND ?? 'workers';
 const d = 512;
 const h = 8;
 
-function tensor(shape, seed) {
-  const n = shape.reduce((a, b) => a * b, 1);
-  let s = seed >>> 0;
-  const data = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    data[i] = (s / 2 ** 32 - 0.5) * 0.2;
-  }
-  return { shape, data };
-}
 /** Peak RSS of the process so far (Linux VmHWM), in MB; null elsewhere. */
 function peakRss() {
   try {
