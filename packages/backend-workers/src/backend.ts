@@ -9,7 +9,6 @@ import {
   describeValue,
   type FusedKernels,
   type Kernels,
-  type MaybePromise,
   QkvError,
   sizeOf,
   type Tensor,
@@ -17,7 +16,7 @@ import {
 import { BufferRecycler } from './buffers.js';
 import { dispatchWork, rowsOfTask, runSlice, type SliceTask } from './ops.js';
 import { defaultThreadCount, threadSupport, usesWebWorkers } from './platform.js';
-import { type PoolStats, WorkerPool } from './pool.js';
+import { type PoolStats, type StepSpec, WorkerPool } from './pool.js';
 
 /**
  * Below this much work (in `workPerRow` units, ≈ multiply-adds) an op runs on the calling thread:
@@ -44,15 +43,51 @@ const OPTION_KEYS = new Set(['threads', 'inlineThreshold']);
  * A tensor on a SharedArrayBuffer, so every thread reads and writes it in place. After
  * `dispose` its buffer may back another tensor of the same backend (see `BufferRecycler`), so
  * `data` must not be read once `disposed` is set; the kernels' accessors refuse with DISPOSED.
+ *
+ * Ops are queued, not run at once (see `WorkersBackend`): until its queue has run, `data` holds
+ * nothing meaningful; `download` waits for it.
  */
 export class WorkersTensor implements BackendTensor {
   readonly shape: readonly number[];
   readonly data: Float32Array;
   disposed = false;
+  /** The queued step that writes this tensor, while it has not run. */
+  writer: { readonly queue: OpQueue; readonly step: number } | null = null;
+  /** Queues not yet done whose steps read or write this tensor, with those steps. */
+  readonly uses = new Map<OpQueue, number[]>();
+  /** Why the data is garbage: the queue that was to write it failed. */
+  error: unknown = null;
+  /** Its buffer went back for reuse (or was dropped); set once. */
+  released = false;
   constructor(shape: readonly number[], buffer: SharedArrayBuffer) {
     this.shape = shape;
     this.data = new Float32Array(buffer, 0, sizeOf(shape));
   }
+}
+
+/**
+ * Ops queued for one run (or for direct kernel calls outside a run), submitted to the pool as
+ * one job. Each step lists the earlier steps it reads from; the threads walk the steps without
+ * returning to the main thread in between, so a run pays one round of messages, not one per op.
+ */
+class OpQueue {
+  readonly steps: StepSpec[] = [];
+  state: 'open' | 'running' | 'done' | 'failed' = 'open';
+  error: unknown = null;
+  /** Queues whose results this one reads (or whose reads it must not overwrite): it starts after them. */
+  readonly after = new Set<OpQueue>();
+  /** Tensors its steps read or write. */
+  readonly tensors = new Set<WorkersTensor>();
+  /**
+   * Buffers of tensors disposed while the queue was open, with the steps that used them: a later
+   * step of the same queue may write its output there once those steps are done.
+   */
+  readonly free: { readonly buf: SharedArrayBuffer; readonly after: readonly number[] }[] = [];
+  /** Work units of all steps (`dispatchWork`): the inline threshold applies to the whole queue. */
+  work = 0;
+  /** Settles when the queue has run (or failed); set on submit. */
+  done: Promise<void> | null = null;
+  constructor(readonly key: object) {}
 }
 
 function data(t: WorkersTensor | null): Float32Array | null {
@@ -145,11 +180,13 @@ async function releasePool(pool: WorkerPool): Promise<void> {
 }
 
 export interface WorkersStats extends PoolStats {
-  /** Ops this backend ran on the calling thread (below the threshold). */
+  /** Ops this backend ran on the calling thread (their queue was below the threshold). */
   readonly inlineOps: number;
   /** Ops this backend handed to the pool. */
   readonly dispatchedOps: number;
-  /** Bytes of shared memory in this backend's live tensors. */
+  /** Queues submitted to the pool (one job each: usually one per run). */
+  readonly dispatchedQueues: number;
+  /** Bytes of shared memory in this backend's live tensors (and in buffers a running queue still uses). */
   readonly liveBytes: number;
   /** Bytes of disposed tensors' buffers kept for reuse (at most the peak of `liveBytes`). */
   readonly recycledBytes: number;
@@ -161,6 +198,15 @@ export interface WorkersStats extends PoolStats {
  * The cpu backend's kernels, run block by block on a pool of threads. Tensors live in
  * SharedArrayBuffers; an op is a task descriptor naming them, and each thread writes its own
  * rows of the output in place.
+ *
+ * Kernels do not run when called: they queue a step and return the output tensor at once. The
+ * executor names each run's queue (`useQueue`), so one run's ops form one queue, submitted to
+ * the pool as one job when its first result is downloaded (or at the next macrotask, whichever
+ * comes first); the threads then go from op to op by themselves, each op waiting in shared
+ * memory only for the ops it reads. A queue whose total work is under the inline threshold runs
+ * on the calling thread instead. Buffers of tensors disposed while their queue is still open are
+ * reused by the queue's later ops (after the ops that used them), so a run holds no more memory
+ * than it did op by op.
  */
 export class WorkersBackend implements Backend<WorkersTensor> {
   readonly name = 'workers';
@@ -169,9 +215,18 @@ export class WorkersBackend implements Backend<WorkersTensor> {
   readonly #pool: WorkerPool;
   readonly #live = new Set<WorkersTensor>();
   readonly #buffers = new BufferRecycler();
+  /** Open queues by key: a run's token from `useQueue`, or `#directKey` for calls outside runs. */
+  readonly #open = new Map<object, OpQueue>();
+  readonly #directKey = {};
+  #scope: object | null = null;
+  #flushScheduled = false;
+  #poison = false;
+  /** Set first thing in destroy(): no new work, nothing recycled. */
+  #dead = false;
   #destroyed: Promise<void> | null = null;
   #inlineOps = 0;
   #dispatchedOps = 0;
+  #dispatchedQueues = 0;
 
   /** Use `WorkersBackend.create` (or the factory): the pool must be up before the first op. */
   private constructor(pool: WorkerPool, inlineThreshold: number) {
@@ -185,32 +240,39 @@ export class WorkersBackend implements Backend<WorkersTensor> {
     const problem = sharedMemoryProblem() ?? (await threadSupport());
     // Never fall back to copying tensors into messages: that would be a different, slower backend.
     if (problem) throw new QkvError('CAPABILITY', `workers backend: ${problem}`);
-    // Compiled asynchronously here because ops under the threshold run these kernels on this
+    // Compiled asynchronously here because queues under the threshold run these kernels on this
     // thread, and browsers refuse a synchronous compile of that size on the main thread.
     await (cpuKernels as { preloadFastKernels?: () => Promise<string | null> }).preloadFastKernels?.();
     const pool = await acquirePool(threads ?? (await defaultThreadCount()));
     return new WorkersBackend(pool, inlineThreshold);
   }
 
-  /**
-   * A new tensor, on a recycled buffer when one of the size is free. `zero`: whether stale
-   * contents must be cleared (kernel outputs: a kernel may leave elements it does not own, as
-   * padding, untouched); an upload overwrites every element anyway.
-   */
-  #make(shape: readonly number[], zero = true): WorkersTensor {
-    if (this.#destroyed) throw new QkvError('DISPOSED', 'workers backend: used after destroy()');
-    const t = new WorkersTensor(shape, this.#buffers.take(sizeOf(shape) * Float32Array.BYTES_PER_ELEMENT, zero));
+  #assertUsable(): void {
+    if (this.#dead) throw new QkvError('DISPOSED', 'workers backend: used after destroy()');
+  }
+
+  /** A new tensor on a recycled or new buffer, for data written right now on this thread. */
+  #make(shape: readonly number[]): WorkersTensor {
+    this.#assertUsable();
+    const t = new WorkersTensor(shape, this.#buffers.take(sizeOf(shape) * Float32Array.BYTES_PER_ELEMENT));
     this.#live.add(t);
     return t;
   }
 
   upload(t: Tensor): WorkersTensor {
-    const out = this.#make([...t.shape], false);
+    const out = this.#make([...t.shape]);
     out.data.set(t.data);
     return out;
   }
 
   async download(t: WorkersTensor): Promise<Tensor> {
+    d(t);
+    const queue = t.writer?.queue;
+    if (queue) {
+      this.#submit(queue);
+      await queue.done;
+    }
+    if (t.error !== null) throw t.error;
     // A private, ordinary (non-shared) copy: the caller may keep or transfer it. Copied as bytes:
     // `new Float32Array(sharedView)` goes element by element (~5 ms per MiB here, measured),
     // a byte-view `set` is a memcpy (~0.1 ms).
@@ -224,16 +286,29 @@ export class WorkersBackend implements Backend<WorkersTensor> {
     t.disposed = true;
     // Only a tensor this instance still owns goes back, and only once (disposing twice must not
     // hand one buffer to two later tensors).
-    if (this.#live.delete(t)) this.#buffers.give(t.data.buffer as SharedArrayBuffer);
+    if (!this.#live.delete(t)) return;
+    // Used only by its own still-open queue: later steps of that queue may take the buffer.
+    if (t.uses.size === 1 && t.error === null) {
+      const [queue, steps] = t.uses.entries().next().value as [OpQueue, number[]];
+      if (queue.state === 'open') {
+        queue.free.push({ buf: t.data.buffer as SharedArrayBuffer, after: steps });
+        t.released = true;
+        return;
+      }
+    }
+    this.#release(t);
   }
 
   /**
-   * Releases the output of a job that failed without recycling its buffer: a thread can still be
-   * inside one of the job's blocks, writing to it, after the run has rejected.
+   * Gives a disposed tensor's buffer back once no queue that uses it is pending. The output of a
+   * failed queue is dropped instead: a thread can still be inside one of its blocks, writing.
    */
-  #discard(t: WorkersTensor): void {
-    t.disposed = true;
-    if (this.#live.delete(t)) this.#buffers.drop(t.data.buffer as SharedArrayBuffer);
+  #release(t: WorkersTensor): void {
+    if (!t.disposed || t.released || t.uses.size > 0 || this.#live.has(t)) return;
+    t.released = true;
+    const buf = t.data.buffer as SharedArrayBuffer;
+    if (t.error !== null || this.#dead) this.#buffers.drop(buf);
+    else this.#buffers.give(buf);
   }
 
   liveTensors(): number {
@@ -246,6 +321,7 @@ export class WorkersBackend implements Backend<WorkersTensor> {
       ...this.#pool.stats(),
       inlineOps: this.#inlineOps,
       dispatchedOps: this.#dispatchedOps,
+      dispatchedQueues: this.#dispatchedQueues,
       liveBytes: live,
       recycledBytes: free,
       allocatedBytes: allocated,
@@ -253,55 +329,212 @@ export class WorkersBackend implements Backend<WorkersTensor> {
   }
 
   /**
-   * Testing aid for fault recovery (`WorkerPool.injectFault`): the next op the shared pool runs
-   * on its threads (from any handle on that pool) fails: the thread that claims its first block
-   * throws an uncaught error ('throw') or exits ('exit', Node only: browsers report no exit), so
-   * that op, and the run it belongs to, rejects with WORKER_FAILED; the pool replaces the thread.
+   * Testing aid for fault recovery (`WorkerPool.injectFault`): the next job the shared pool runs
+   * on its threads (from any handle on that pool; a job is one submitted queue) fails: the thread
+   * that claims its first block throws an uncaught error ('throw') or exits ('exit', Node only:
+   * browsers report no exit), so that queue, and the run it belongs to, rejects with
+   * WORKER_FAILED; the pool replaces the thread.
    */
   injectWorkerFault(kind: 'throw' | 'exit'): void {
     this.#pool.injectFault(kind);
   }
 
   /**
-   * Allocates the output, builds the task around it and runs it: inline below the threshold,
-   * else on the pool.
+   * Testing aid: while on, every op output that gets a buffer no pending op uses is filled with
+   * NaN when the op is queued. Kernels write every element of their output, which is why outputs
+   * are not zero-filled; with this on, a kernel that skipped one would show NaN in results.
    */
-  #run(shape: readonly number[], build: (out: Float32Array) => SliceTask): MaybePromise<WorkersTensor> {
-    const out = this.#make(shape);
+  poisonOutputs(on: boolean): void {
+    this.#poison = on;
+  }
+
+  /**
+   * Names the queue the next kernel calls go to. The executor calls it with one token per run
+   * right before each of that run's kernel calls (and with null after), so a run's ops form one
+   * job and concurrent runs stay apart: a worker failure rejects only the run whose job it hit.
+   * Calls outside any token share one queue.
+   */
+  useQueue(token: object | null): void {
+    this.#scope = token;
+  }
+
+  /** Submits every open queue now (they are submitted by themselves on download or at the next macrotask). */
+  flush(): void {
+    for (const queue of [...this.#open.values()]) this.#submit(queue);
+  }
+
+  #openQueue(): OpQueue {
+    const key = this.#scope ?? this.#directKey;
+    let queue = this.#open.get(key);
+    if (!queue) {
+      queue = new OpQueue(key);
+      this.#open.set(key, queue);
+      // Nothing may stay queued forever (a run that failed before its download, direct kernel
+      // calls whose outputs are only disposed): submit whatever is still open at the next
+      // macrotask. A run downloads, and so submits, long before.
+      if (!this.#flushScheduled) {
+        this.#flushScheduled = true;
+        setTimeout(() => {
+          this.#flushScheduled = false;
+          if (!this.#dead) this.flush();
+        }, 0);
+      }
+    }
+    return queue;
+  }
+
+  /**
+   * Queues one op and returns its output at once. `inputs` are the tensors it reads; `inPlace`
+   * a tensor it writes instead of a new output (the KV cache). The step waits for the steps of
+   * its queue that write what it reads (and, writing in place, for every step that uses the
+   * target); where another queue still has to write (or read) them, this queue starts after that
+   * one, which is submitted now so that open queues never wait for each other.
+   */
+  #enqueue(
+    shape: readonly number[] | null,
+    inputs: readonly (WorkersTensor | null)[],
+    build: (out: Float32Array) => SliceTask,
+    inPlace: WorkersTensor | null = null,
+  ): WorkersTensor {
+    this.#assertUsable();
+    const queue = this.#openQueue();
+    const deps = new Set<number>();
+    const wait = (t: WorkersTensor, writes: boolean) => {
+      d(t);
+      if (t.error !== null) throw t.error;
+      for (const [other, steps] of t.uses) {
+        const needed = writes || t.writer?.queue === other;
+        if (!needed) continue;
+        if (other === queue) {
+          if (writes) for (const s of steps) deps.add(s);
+          else deps.add((t.writer as { step: number }).step);
+        } else {
+          this.#submit(other);
+          queue.after.add(other);
+        }
+      }
+    };
+    for (const t of inputs) if (t !== null) wait(t, false);
+    let out: WorkersTensor;
+    let reused: { buf: SharedArrayBuffer; after: readonly number[] } | null = null;
+    if (inPlace !== null) {
+      wait(inPlace, true);
+      out = inPlace;
+    } else {
+      const bytes = sizeOf(shape as readonly number[]) * Float32Array.BYTES_PER_ELEMENT;
+      const i = queue.free.findIndex((f) => f.buf.byteLength === bytes);
+      let buf: SharedArrayBuffer;
+      if (i >= 0) {
+        const [f] = queue.free.splice(i, 1) as [{ buf: SharedArrayBuffer; after: readonly number[] }];
+        reused = f;
+        buf = f.buf;
+        // Written only once every step that used the buffer's previous tensor is done.
+        for (const s of f.after) deps.add(s);
+      } else {
+        buf = this.#buffers.take(bytes);
+        if (this.#poison) new Float32Array(buf).fill(Number.NaN);
+      }
+      out = new WorkersTensor(shape as readonly number[], buf);
+      this.#live.add(out);
+    }
     let task: SliceTask;
     try {
       task = build(out.data);
     } catch (e) {
-      this.dispose(out);
+      if (out !== inPlace) {
+        // Not queued: the buffer goes back where it came from, untouched.
+        this.#live.delete(out);
+        out.disposed = true;
+        out.released = true;
+        if (reused) queue.free.push(reused);
+        else this.#buffers.give(out.data.buffer as SharedArrayBuffer);
+      }
       throw e;
     }
-    const rows = rowsOfTask(task);
-    if (dispatchWork(task) < this.inlineThreshold) {
-      this.#inlineOps++;
-      runSlice(task, 0, rows);
-      return out;
+    const step = queue.steps.length;
+    queue.steps.push({ task, deps: [...deps].sort((a, b) => a - b) });
+    queue.work += dispatchWork(task);
+    for (const t of [...inputs, out]) {
+      if (t === null) continue;
+      queue.tensors.add(t);
+      const steps = t.uses.get(queue);
+      if (steps) {
+        if (steps.at(-1) !== step) steps.push(step);
+      } else t.uses.set(queue, [step]);
     }
-    this.#dispatchedOps++;
-    return this.#pool.run(task).then(
-      () => out,
+    out.writer = { queue, step };
+    return out;
+  }
+
+  /**
+   * Runs a queue: on the calling thread when its total work is under the threshold, else as one
+   * job on the pool; first waits for the queues it reads from.
+   */
+  #submit(queue: OpQueue): void {
+    if (queue.state !== 'open') return;
+    queue.state = 'running';
+    this.#open.delete(queue.key);
+    const start = (): void | Promise<void> => {
+      for (const a of queue.after) if (a.state === 'failed') throw a.error;
+      if (this.#dead) throw new QkvError('DISPOSED', 'workers backend: destroyed before this run could start');
+      if (queue.work < this.inlineThreshold) {
+        this.#inlineOps += queue.steps.length;
+        for (const { task } of queue.steps) runSlice(task, 0, rowsOfTask(task));
+        return;
+      }
+      this.#dispatchedOps += queue.steps.length;
+      this.#dispatchedQueues++;
+      return this.#pool.run(queue.steps);
+    };
+    const waits = [...queue.after].filter((a) => a.state === 'running').map((a) => a.done);
+    let run: Promise<void>;
+    try {
+      run = waits.length > 0 ? Promise.all(waits).then(start) : Promise.resolve(start());
+    } catch (e) {
+      run = Promise.reject(e);
+    }
+    queue.done = run.then(
+      () => this.#settle(queue, null),
       (e: unknown) => {
-        // The executor never saw this handle, so it cannot free it.
-        this.#discard(out);
+        this.#settle(queue, e ?? new Error('workers backend: queue failed'));
         throw e;
       },
     );
+    // Observed through download(); a queue nobody downloads must not count as unhandled.
+    queue.done.catch(() => {});
+  }
+
+  /** Marks a queue done or failed and releases what only it still used. */
+  #settle(queue: OpQueue, error: unknown): void {
+    queue.state = error === null ? 'done' : 'failed';
+    queue.error = error;
+    for (const t of queue.tensors) {
+      t.uses.delete(queue);
+      if (t.writer?.queue === queue) {
+        const inPlace = queue.steps[t.writer.step]?.task.op === 'writeRows';
+        t.writer = null;
+        // A failed queue's outputs are garbage, except a tensor written in place (a KV cache):
+        // a failed session step does not extend the cache, and the next step overwrites the rows.
+        if (error !== null && !inPlace) t.error = error;
+      }
+      this.#release(t);
+    }
+    for (const f of queue.free.splice(0)) {
+      if (error === null && !this.#dead) this.#buffers.give(f.buf);
+      else this.#buffers.drop(f.buf);
+    }
   }
 
   readonly kernels: Kernels<WorkersTensor> = {
     positionalEncoding: (attrs) => {
-      // [Lq, dModel], once per graph: not worth a thread.
-      const out = this.#make([attrs.length, attrs.dModel], false);
+      // [Lq, dModel], once per graph, written here and now: not worth a thread.
+      const out = this.#make([attrs.length, attrs.dModel]);
       out.data.set(cpuKernels.positionalEncoding(attrs));
       return out;
     },
-    add: (a, b) => this.#run(a.shape, (out) => ({ op: 'add', a: d(a), b: d(b), out })),
+    add: (a, b) => this.#enqueue(a.shape, [a, b], (out) => ({ op: 'add', a: d(a), b: d(b), out })),
     linear: (x, w, bias, attrs) =>
-      this.#run([...x.shape.slice(0, -1), attrs.outFeatures], (out) => ({
+      this.#enqueue([...x.shape.slice(0, -1), attrs.outFeatures], [x, w, bias], (out) => ({
         op: 'linear',
         x: d(x),
         w: d(w),
@@ -310,16 +543,16 @@ export class WorkersBackend implements Backend<WorkersTensor> {
         attrs,
       })),
     scores: (q, k, attrs) =>
-      this.#run([attrs.batch, attrs.numHeads, attrs.queryLength, attrs.keyLength], (out) => ({
+      this.#enqueue([attrs.batch, attrs.numHeads, attrs.queryLength, attrs.keyLength], [q, k], (out) => ({
         op: 'scores',
         q: d(q),
         k: d(k),
         out,
         attrs,
       })),
-    scale: (s, attrs) => this.#run(s.shape, (out) => ({ op: 'scale', s: d(s), out, attrs })),
+    scale: (s, attrs) => this.#enqueue(s.shape, [s], (out) => ({ op: 'scale', s: d(s), out, attrs })),
     mask: (s, pad, am, attrs) =>
-      this.#run(s.shape, (out) => ({
+      this.#enqueue(s.shape, [s, pad, am], (out) => ({
         op: 'mask',
         s: d(s),
         keyPaddingMask: data(pad),
@@ -327,28 +560,38 @@ export class WorkersBackend implements Backend<WorkersTensor> {
         out,
         attrs,
       })),
-    softmax: (s, attrs) => this.#run(s.shape, (out) => ({ op: 'softmax', s: d(s), out, attrs })),
+    softmax: (s, attrs) => this.#enqueue(s.shape, [s], (out) => ({ op: 'softmax', s: d(s), out, attrs })),
     weightedSum: (w, v, attrs) =>
-      this.#run([attrs.batch, attrs.queryLength, attrs.numHeads * attrs.headDim], (out) => ({
+      this.#enqueue([attrs.batch, attrs.queryLength, attrs.numHeads * attrs.headDim], [w, v], (out) => ({
         op: 'weightedSum',
         weights: d(w),
         v: d(v),
         out,
         attrs,
       })),
-    rotary: (x, attrs) => this.#run(x.shape, (out) => ({ op: 'rotary', x: d(x), out, attrs })),
-    // KV-cache append: a copy of t rows into the session's shared cache, on the calling thread
-    // (steps are serialised, so no thread is reading the cache meanwhile). The kernels read it
-    // at stride attrs.keyCapacity, which the cpu kernels honour.
+    rotary: (x, attrs) => this.#enqueue(x.shape, [x], (out) => ({ op: 'rotary', x: d(x), out, attrs })),
+    // KV-cache append: a copy of t rows into the session's shared cache, queued like any op (the
+    // rows are usually a queued projection's output); the kernels read the cache at stride
+    // attrs.keyCapacity, which the cpu kernels honour.
     writeRows: (cache, rows, attrs) => {
-      cpuKernels.writeRows(d(cache), d(rows), attrs);
-      return cache;
+      // Checked now, not in a thread: a bad offset is the caller's error, not a worker failure.
+      if (attrs.offset + attrs.rows > attrs.capacity) {
+        throw new RangeError(
+          `writeRows: rows ${attrs.offset} … ${attrs.offset + attrs.rows - 1} do not fit a cache of ${attrs.capacity}`,
+        );
+      }
+      return this.#enqueue(
+        null,
+        [rows],
+        (cacheData) => ({ op: 'writeRows', cache: cacheData, rows: d(rows), attrs }),
+        cache,
+      );
     },
   };
 
   readonly fused: FusedKernels<WorkersTensor> = {
     fusedAttention: (q, k, v, pad, am, attrs) =>
-      this.#run([attrs.batch, attrs.queryLength, attrs.numHeads * attrs.headDim], (out) => ({
+      this.#enqueue([attrs.batch, attrs.queryLength, attrs.numHeads * attrs.headDim], [q, k, v, pad, am], (out) => ({
         op: 'fusedAttention',
         q: d(q),
         k: d(k),
@@ -362,8 +605,16 @@ export class WorkersBackend implements Backend<WorkersTensor> {
 
   /** Releases this instance's share of the pool; the threads end with the pool's last user. */
   destroy(): Promise<void> {
+    this.#dead = true;
     this.#destroyed ??= (async () => {
-      for (const t of this.#live) this.#discard(t);
+      // Queued work that nobody waited for is abandoned (its queues reject with DISPOSED).
+      for (const queue of [...this.#open.values()]) this.#submit(queue);
+      for (const t of this.#live) {
+        t.disposed = true;
+        t.released = true;
+        this.#buffers.drop(t.data.buffer as SharedArrayBuffer);
+      }
+      this.#live.clear();
       this.#buffers.clear();
       await releasePool(this.#pool);
     })();

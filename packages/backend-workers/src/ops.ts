@@ -8,6 +8,7 @@ import type {
   ScoresAttrs,
   SoftmaxAttrs,
   WeightedSumAttrs,
+  WriteRowsAttrs,
 } from '@qkv/core';
 
 /**
@@ -55,6 +56,8 @@ export type SliceTask =
     }
   /** RoPE on x [B, L, heads·hd] → out, same shape; rows = B·L. */
   | { op: 'rotary'; x: Float32Array; out: Float32Array; attrs: RotaryAttrs }
+  /** KV-cache append: rows [B, t, width] into cache [B, capacity, width] in place; rows = B. */
+  | { op: 'writeRows'; cache: Float32Array; rows: Float32Array; attrs: WriteRowsAttrs }
   /** q, k, v (+ masks) → heads [B, Lq, H·hd]; rows = B·H·Lq. */
   | {
       op: 'fusedAttention';
@@ -118,6 +121,9 @@ export function runSlice(t: SliceTask, from: number, to: number): void {
     case 'rotary':
       k.rotary(t.x, t.out, t.attrs, from, to);
       return;
+    case 'writeRows':
+      k.writeRows(t.cache, t.rows, t.attrs, from, to);
+      return;
   }
 }
 
@@ -133,6 +139,8 @@ export function rowsOfTask(t: SliceTask): number {
       return t.attrs.rows;
     case 'rotary':
       return t.attrs.batch * t.attrs.length;
+    case 'writeRows':
+      return t.attrs.batch;
     default:
       return k.rowsOf(t.attrs);
   }
@@ -163,6 +171,8 @@ export function workPerRow(t: SliceTask): number {
     case 'rotary':
       // A cos and a sin per channel pair, then 4 multiply-adds per pair and head.
       return t.attrs.headDim * (4 + 2 * t.attrs.heads);
+    case 'writeRows':
+      return t.attrs.rows * t.attrs.width;
   }
 }
 

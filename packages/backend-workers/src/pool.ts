@@ -1,7 +1,16 @@
 import { QkvError } from '@qkv/core';
 import { planTask, rowsOfTask, type SliceTask } from './ops.js';
 import { spawnThread, type Thread } from './platform.js';
-import { CONTROL_SLOTS, DONE_BLOCKS, type FromWorker, type Lease, NEXT_BLOCK } from './protocol.js';
+import {
+  ABORT,
+  CLAIMED_TOTAL,
+  controlSlots,
+  DONE_TOTAL,
+  doneSlot,
+  type FromWorker,
+  type Lease,
+  type LeaseStep,
+} from './protocol.js';
 
 /**
  * How long a worker keeps claiming blocks of one job before it returns to the scheduler when
@@ -14,13 +23,17 @@ export const SLICE_MS = 4;
 /** After this many threads in a row die before saying 'ready', the pool stops respawning. */
 const MAX_STARTUP_FAILURES = 3;
 
+/** One op of a job and the earlier steps (indices) it reads from. */
+export interface StepSpec {
+  readonly task: SliceTask;
+  readonly deps: readonly number[];
+}
+
 interface Job {
   readonly id: number;
-  readonly task: SliceTask;
-  readonly rows: number;
-  readonly blockRows: number;
-  readonly segmentRows: number;
-  readonly blocks: number;
+  readonly steps: readonly LeaseStep[];
+  /** Blocks in all steps. */
+  readonly total: number;
   readonly ctrl: Int32Array;
   /**
    * Testing aid (`WorkerPool.injectFault`): set on the one job that was armed, and then on every
@@ -59,11 +72,13 @@ export interface PoolStats {
 }
 
 /**
- * A fixed set of threads and a fair scheduler. Every job is an op split into blocks of rows;
- * an idle thread gets a lease on the next job in round-robin order that still has unclaimed
- * blocks, so concurrent runs (one handle or many) interleave slice by slice instead of queueing
- * behind each other. Within a lease, blocks are claimed through an Atomics counter on the job's
- * shared control block: no message per block, and uneven rows (causal attention) balance out.
+ * A fixed set of threads and a fair scheduler. Every job is a list of steps (ops), each split
+ * into blocks of rows; an idle thread gets a lease on the next job in round-robin order that
+ * still has unclaimed blocks, so concurrent runs (one handle or many) interleave slice by slice
+ * instead of queueing behind each other. Within a lease, blocks are claimed through Atomics
+ * counters on the job's shared control block (no message per block, and uneven rows such as
+ * causal attention's balance out), and a thread moves from step to step by itself, waiting in
+ * shared memory for the steps a step reads from: a whole attention layer is one job.
  */
 export class WorkerPool {
   readonly threads: number;
@@ -127,27 +142,36 @@ export class WorkerPool {
     this.#fault = kind;
   }
 
-  /** Computes every row of `task` on the threads. Rejects with WORKER_FAILED if a thread fails. */
-  run(task: SliceTask): Promise<void> {
+  /**
+   * Computes every row of every step on the threads, each step after the steps it reads from.
+   * Rejects with WORKER_FAILED if a thread fails. A step may only name earlier steps as deps.
+   */
+  run(specs: readonly StepSpec[]): Promise<void> {
     if (this.#terminated) {
       return Promise.reject(new QkvError('DISPOSED', 'workers backend: the thread pool was terminated'));
     }
     if (this.#broken) return Promise.reject(this.#broken);
-    const rows = rowsOfTask(task);
-    const { blockRows, blocks, segmentRows } = planTask(task, this.threads);
-    // An empty op (a zero-length axis) has nothing to hand out; no thread would ever finish it.
-    if (blocks === 0) return Promise.resolve();
+    const steps: LeaseStep[] = [];
+    let total = 0;
+    for (const [s, { task, deps }] of specs.entries()) {
+      for (const d of deps) {
+        if (!Number.isInteger(d) || d < 0 || d >= s) throw new RangeError(`step ${s}: dep ${d} is not an earlier step`);
+      }
+      const plan = planTask(task, this.threads);
+      steps.push({ task, rows: rowsOfTask(task), ...plan, deps });
+      total += plan.blocks;
+    }
+    // Empty ops (a zero-length axis) have nothing to hand out; no thread would ever finish them.
+    if (total === 0) return Promise.resolve();
     const fault = this.#fault;
     this.#fault = null;
     return new Promise<void>((resolve, reject) => {
-      const ctrl = new Int32Array(new SharedArrayBuffer(CONTROL_SLOTS * Int32Array.BYTES_PER_ELEMENT));
+      const slots = controlSlots(steps.length, this.threads);
+      const ctrl = new Int32Array(new SharedArrayBuffer(slots * Int32Array.BYTES_PER_ELEMENT));
       this.#jobs.push({
         id: this.#nextJob++,
-        task,
-        rows,
-        blockRows,
-        segmentRows,
-        blocks,
+        steps,
+        total,
         ctrl,
         fault,
         leases: 0,
@@ -233,7 +257,7 @@ export class WorkerPool {
 
   #onFailure(slot: Slot, reason: string): void {
     const job = slot.lease;
-    const where = job ? ` while computing ${job.task.op} (${job.rows} rows in ${job.blocks} blocks)` : '';
+    const where = job ? ` while computing ${describeJob(job)}` : '';
     const err = new QkvError(
       'WORKER_FAILED',
       `workers backend: worker thread #${slot.index} ${reason}${where}; the run was abandoned and the pool replaced the thread`,
@@ -265,14 +289,16 @@ export class WorkerPool {
   #fail(job: Job, e: unknown): void {
     if (job.settled) return;
     job.settled = true;
-    // Threads still inside a lease of this job stop at their next claim.
-    Atomics.store(job.ctrl, NEXT_BLOCK, job.blocks);
+    // Threads still inside a lease of this job stop at their next claim; those waiting for a
+    // step that will never complete (its claimer died) wake up and stop too.
+    Atomics.store(job.ctrl, ABORT, 1);
+    for (let s = 0; s < job.steps.length; s++) Atomics.notify(job.ctrl, doneSlot(s));
     this.#remove(job);
     job.reject(e);
   }
 
   #settleIfDone(job: Job): void {
-    if (job.settled || Atomics.load(job.ctrl, DONE_BLOCKS) < job.blocks) return;
+    if (job.settled || Atomics.load(job.ctrl, DONE_TOTAL) < job.total) return;
     job.settled = true;
     this.#stats.jobs++;
     this.#remove(job);
@@ -314,12 +340,11 @@ export class WorkerPool {
       const lease: Lease = {
         type: 'lease',
         job: job.id,
-        task: job.task,
+        steps: job.steps,
         ctrl: job.ctrl,
-        rows: job.rows,
-        blockRows: job.blockRows,
-        segmentRows: job.segmentRows,
-        blocks: job.blocks,
+        lane: slot.index,
+        lanes: this.threads,
+        total: job.total,
         sliceMs: SLICE_MS,
         queue: this.#queue,
         ...(job.fault ? { fault: job.fault } : {}),
@@ -339,7 +364,7 @@ export class WorkerPool {
     for (let step = 0; step < n; step++) {
       const i = (this.#rr + step) % n;
       const job = this.#jobs[i] as Job;
-      const unclaimed = job.blocks - Atomics.load(job.ctrl, NEXT_BLOCK);
+      const unclaimed = job.total - Atomics.load(job.ctrl, CLAIMED_TOTAL);
       if (unclaimed > job.leases) {
         this.#rr = (i + 1) % n;
         return job;
@@ -347,4 +372,16 @@ export class WorkerPool {
     }
     return null;
   }
+}
+
+/** "linear ×3 → fusedAttention → linear → add (6 steps, 52 blocks)", for error messages. */
+function describeJob(job: Job): string {
+  const parts: string[] = [];
+  for (const step of job.steps) {
+    const last = parts.at(-1);
+    const m = last?.match(/^(\w+)(?: ×(\d+))?$/);
+    if (m && m[1] === step.task.op) parts[parts.length - 1] = `${m[1]} ×${Number(m[2] ?? 1) + 1}`;
+    else parts.push(step.task.op);
+  }
+  return `${parts.join(' → ')} (${job.steps.length} step${job.steps.length === 1 ? '' : 's'}, ${job.total} blocks)`;
 }

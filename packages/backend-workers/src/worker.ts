@@ -1,11 +1,22 @@
 /**
  * The worker entry, the same file for worker_threads and Web Workers. It holds no state between
- * leases: each lease names a job's shared tensors and its claim counter; the worker claims
- * blocks of rows until none are left or its time slice is over, then reports how many it did.
+ * leases: each lease names a job's steps, their shared tensors and the job's claim and done
+ * counters; the worker claims blocks step by step until none are left or its time slice is over,
+ * then reports how many it did.
  */
 import { cpuKernels } from '@qkv/backend-cpu';
 import { blockRange, runSlice } from './ops.js';
-import { DONE_BLOCKS, type FromWorker, type Lease, NEXT_BLOCK } from './protocol.js';
+import {
+  ABORT,
+  CLAIMED_TOTAL,
+  claimSlot,
+  DONE_TOTAL,
+  doneSlot,
+  type FromWorker,
+  type Lease,
+  type LeaseStep,
+  laneRange,
+} from './protocol.js';
 
 /** Fault injection: crash the way a broken kernel or a dying thread would. */
 function crash(kind: 'throw' | 'exit'): never {
@@ -24,34 +35,85 @@ const kernels = cpuKernels as {
   preloadFastKernels?: () => Promise<string | null>;
 };
 
-function work(lease: Lease): number {
-  const start = performance.now();
-  // All blocks of one lease are one op over the same immutable inputs: W (linear) or a head's K/V
-  // (fusedAttention) is packed once per lease, not once per block, so blocks can stay small.
-  kernels.beginPackScope?.();
-  try {
-    return claim(lease, start);
-  } finally {
-    kernels.endPackScope?.();
+/**
+ * How long a thread that must wait for an earlier step polls before it sleeps in `Atomics.wait`.
+ * The wait is usually the other thread's last block of that step (≤ ~1 ms); polling a little
+ * first saves the sleep/wake round trip (tens of µs on a VM) when it ends sooner.
+ */
+const SPIN_MS = 0.02;
+
+/**
+ * Waits until every block of step `d` is computed. False when the job was abandoned meanwhile
+ * (a thread failed: its claimed blocks will never be done).
+ */
+function waitFor(ctrl: Int32Array, d: number, blocks: number): boolean {
+  const slot = doneSlot(d);
+  const spinUntil = performance.now() + SPIN_MS;
+  for (;;) {
+    const done = Atomics.load(ctrl, slot);
+    if (done >= blocks) return true;
+    if (Atomics.load(ctrl, ABORT) !== 0) return false;
+    // The last finisher of step d notifies; the timeout only bounds a missed abort wake-up.
+    if (performance.now() >= spinUntil) Atomics.wait(ctrl, slot, done, 100);
   }
 }
 
-function claim(lease: Lease, start: number): number {
+/** Claims one block of lane `l`'s range of step `s`, or returns -1 when that range is used up. */
+function claimIn(lease: Lease, step: LeaseStep, s: number, l: number): number {
+  const [first, end] = laneRange(step.blocks, lease.lanes, l);
+  if (first >= end) return -1;
+  const slot = claimSlot(lease.steps.length, lease.lanes, s, l);
+  // Cheap test first: a used-up range is read many times by a thread looking for work.
+  if (Atomics.load(lease.ctrl, slot) >= end - first) return -1;
+  const i = Atomics.add(lease.ctrl, slot, 1);
+  return i < end - first ? first + i : -1;
+}
+
+function work(lease: Lease): number {
+  const start = performance.now();
+  const { ctrl, steps } = lease;
   let done = 0;
-  for (;;) {
-    const b = Atomics.add(lease.ctrl, NEXT_BLOCK, 1);
-    if (b >= lease.blocks) break;
-    // Fault injection (WorkerPool.injectFault): every lease of the armed job carries the fault;
-    // the thread that claims block 0, which every job has and claims exactly once, crashes, after
-    // claiming and before computing it, so the job can never complete and its run must reject.
-    if (lease.fault && b === 0) crash(lease.fault);
-    const [from, to] = blockRange(lease, lease.rows, b);
-    runSlice(lease.task, from, to);
-    done++;
-    if (performance.now() - start >= lease.sliceMs && Atomics.load(lease.queue, 0) > 1) break;
+  let s = 0;
+  let scope = -1;
+  try {
+    while (s < steps.length) {
+      if (Atomics.load(ctrl, ABORT) !== 0) break;
+      const step = steps[s] as LeaseStep;
+      // Own range first, then the other lanes' (help where a thread is late or busy elsewhere).
+      let b = -1;
+      for (let k = 0; k < lease.lanes && b < 0; k++) b = claimIn(lease, step, s, (lease.lane + k) % lease.lanes);
+      if (b < 0) {
+        s++; // every block of this step is claimed; blocks are never handed back
+        continue;
+      }
+      Atomics.add(ctrl, CLAIMED_TOTAL, 1);
+      // Fault injection (WorkerPool.injectFault): every lease of the armed job carries the fault;
+      // the thread that claims step 0's block 0, which every job has and claims exactly once,
+      // crashes after claiming and before computing it, so the job can never complete.
+      if (lease.fault && s === 0 && b === 0) crash(lease.fault);
+      for (const d of step.deps) {
+        // A dep's blocks are all claimed (steps are claimed in order) by threads computing them.
+        if (!waitFor(ctrl, d, (steps[d] as LeaseStep).blocks)) return done;
+      }
+      // One pack scope per step of a lease: all its blocks read the same immutable operands
+      // (W for linear, a head's K/V for fused attention), packed once, not once per block. A new
+      // step may read what an earlier one wrote (a KV cache), so nothing carries across steps.
+      if (scope !== s) {
+        if (scope >= 0) kernels.endPackScope?.();
+        kernels.beginPackScope?.();
+        scope = s;
+      }
+      const [from, to] = blockRange(step, step.rows, b);
+      runSlice(step.task, from, to);
+      done++;
+      // The atomic add publishes this block's writes to whoever reads the counter.
+      if (Atomics.add(ctrl, doneSlot(s), 1) + 1 === step.blocks) Atomics.notify(ctrl, doneSlot(s));
+      Atomics.add(ctrl, DONE_TOTAL, 1);
+      if (performance.now() - start >= lease.sliceMs && Atomics.load(lease.queue, 0) > 1) break;
+    }
+  } finally {
+    if (scope >= 0) kernels.endPackScope?.();
   }
-  // The atomic add publishes this thread's writes to `out` before the main thread reads DONE.
-  if (done > 0) Atomics.add(lease.ctrl, DONE_BLOCKS, done);
   return done;
 }
 

@@ -100,6 +100,14 @@ export interface Backend<T extends BackendTensor = BackendTensor> {
   checkLimits?(dims: GraphDims, fused: boolean): void;
   /** Live handle count, for leak tests. */
   liveTensors?(): number;
+  /**
+   * Optional, for a backend that queues kernels and submits them in batches (workers). The
+   * executor calls it with one token per run right before each of that run's kernel calls, and
+   * with null right after (kernels are called synchronously in between), so the backend can
+   * batch one run's kernels and keep concurrent runs apart. Such a backend's kernels may return
+   * handles whose data is not computed yet; `download` waits for it.
+   */
+  useQueue?(token: object | null): void;
   /** Frees everything the backend holds (threads, contexts). Idempotent. */
   destroy(): MaybePromise<void>;
 }

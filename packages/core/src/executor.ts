@@ -144,12 +144,18 @@ export async function execute(req: ExecuteRequest): Promise<ExecuteResult> {
     scale: byName.get('scaled')?.attrs.scale as number,
   };
 
+  // This run's kernels form one queue on a backend that batches them (Backend.useQueue).
+  const queue = {};
   try {
     for (const node of graph.nodes) {
       if (!needed.has(node.name)) continue;
       req.checkpoint?.();
       const ins = (deps.get(node.name) ?? []).map(get);
-      const out = await evaluate(backend, node, ins, fused ? fusedAttrs : null, feeds, params);
+      backend.useQueue?.(queue);
+      // evaluate() calls the kernel before its first await, so the token is current for it.
+      const pending = evaluate(backend, node, ins, fused ? fusedAttrs : null, feeds, params);
+      backend.useQueue?.(null);
+      const out = await pending;
       values.set(node.name, out);
       hold(out, readers.get(node.name) ?? 0);
       for (const h of ins) if (h !== null) release(h);

@@ -1,4 +1,4 @@
-import { CpuBackend, cpuBackend } from '@qkv/backend-cpu';
+import { CpuBackend, type CpuTensor, cpuBackend } from '@qkv/backend-cpu';
 import {
   type Attention,
   type AttentionConfig,
@@ -66,11 +66,13 @@ describe('work split', () => {
       // arrives (a thread still finishing or reporting an earlier lease gets no lease on it).
       await vi.waitFor(() => expect(b.stats().idleThreads).toBe(2), { timeout: 30_000, interval: 5 });
       const before = b.stats().leases;
-      // The op is submitted synchronously, and the pool decides all leases of that submission
-      // before posting any: two idle threads and a split into two blocks lease both at once (one
-      // block would lease one: a job gets no more leases than it has unclaimed blocks). Which
-      // thread then claims which block is the claim counter's business, not asserted here.
+      // The op is queued; flush() submits it synchronously, and the pool decides all leases of
+      // that submission before posting any: two idle threads and a split into two blocks lease
+      // both at once (one block would lease one: a job gets no more leases than it has unclaimed
+      // blocks). Which thread then claims which block is the claim counters' business.
       const pending = b.fused.fusedAttention(q, k, v, null, null, attrs);
+      expect(b.stats().leases - before, 'nothing runs before the queue is submitted').toBe(0);
+      b.flush();
       const leasedAtSubmit = b.stats().leases - before;
       const idleAtSubmit = b.stats().idleThreads;
       const out = await pending;
@@ -108,6 +110,94 @@ describe('work split', () => {
     expect(b.stats().inlineOps).toBeGreaterThan(0);
     await attn.run(inputsFor(1, 256, 64, 3));
     expect(b.stats().dispatchedOps).toBeGreaterThan(0);
+  });
+});
+
+describe('queues', () => {
+  it('runs a whole attention layer as one job: one lease per thread, not one per op', async () => {
+    const { registry, created } = capturingRegistry();
+    const config = { dModel: 32, numHeads: 4 };
+    const weights = weightsFor(config, 41);
+    const attn = await createAttention(config, weights, {
+      registry,
+      backend: 'workers',
+      backendOptions: { threads: 2, inlineThreshold: 0 },
+    });
+    const cpu = await createAttention(config, weights, { registry, backend: 'cpu' });
+    handles.push(attn, cpu);
+    const b = created[0] as WorkersBackend;
+    const inputs = inputsFor(2, 64, 32, 42);
+    for (let i = 0; i < 3; i++) {
+      await vi.waitFor(() => expect(b.stats().idleThreads).toBe(2), { timeout: 30_000, interval: 5 });
+      const before = b.stats();
+      const [got, want] = await Promise.all([attn.run(inputs), cpu.run(inputs)]);
+      expectSameData('residual', got.residual, want.residual);
+      const after = b.stats();
+      // q, k, v, fused attention, output projection, residual add: six ops, one job.
+      expect(after.dispatchedOps - before.dispatchedOps).toBe(6);
+      expect(after.dispatchedQueues - before.dispatchedQueues).toBe(1);
+      expect(after.jobs - before.jobs).toBe(1);
+      // A lone job keeps its threads to the end: at most one lease per thread.
+      expect(after.leases - before.leases).toBeGreaterThanOrEqual(1);
+      expect(after.leases - before.leases).toBeLessThanOrEqual(2);
+    }
+  });
+
+  it('orders ops across queues and around an in-place write by what they read and write', async () => {
+    const b = (await workersBackend.create({ threads: 2, inlineThreshold: 0 })) as WorkersBackend;
+    const cpu = new CpuBackend();
+    try {
+      const next = random(51);
+      const n = 96;
+      const xHost = randomTensor([n, n], next);
+      const wHost = randomTensor([n, n], next);
+      const rowsHost = randomTensor([1, 8, n], next);
+      const attrs = { rows: n, inFeatures: n, outFeatures: n };
+      const x = b.upload(xHost);
+      const w = b.upload(wHost);
+      const rows = b.upload(rowsHost);
+      // Queue 1 (direct calls): y = x·w, submitted at once.
+      const y = b.kernels.linear(x, w, null, attrs) as WorkersTensor;
+      b.flush();
+      // Queue 2 reads y (still being computed by queue 1: queue 2 must start after it), reads
+      // x, then overwrites rows 16…23 of x in place, then reads x again: the write must wait for
+      // the first read and the second read for the write.
+      const token = {};
+      b.useQueue(token);
+      const z = b.kernels.linear(y, w, null, attrs) as WorkersTensor;
+      const before = b.kernels.linear(x, w, null, attrs) as WorkersTensor;
+      const written = b.kernels.writeRows?.(x, rows, { batch: 1, rows: 8, capacity: n, offset: 16, width: n });
+      expect(written).toBe(x);
+      const afterWrite = b.kernels.linear(x, w, null, attrs) as WorkersTensor;
+      b.useQueue(null);
+
+      const cx = cpu.upload(xHost);
+      const cw = cpu.upload(wHost);
+      const cy = cpu.kernels.linear(cx, cw, null, attrs) as CpuTensor;
+      const cz = cpu.kernels.linear(cy, cw, null, attrs) as CpuTensor;
+      const cBefore = cpu.kernels.linear(cx, cw, null, attrs) as CpuTensor;
+      cpu.kernels.writeRows?.(cx, cpu.upload(rowsHost), { batch: 1, rows: 8, capacity: n, offset: 16, width: n });
+      const cAfter = cpu.kernels.linear(cx, cw, null, attrs) as CpuTensor;
+      expectSameData('z', await b.download(z), await cpu.download(cz));
+      expectSameData('x·w before the write', await b.download(before), await cpu.download(cBefore));
+      expectSameData('x·w after the write', await b.download(afterWrite), await cpu.download(cAfter));
+      expectSameData('x', await b.download(x), await cpu.download(cx));
+    } finally {
+      await b.destroy();
+    }
+  });
+
+  it('refuses a cache write past capacity when it is queued, naming the rows', async () => {
+    const b = (await workersBackend.create({ threads: 2 })) as WorkersBackend;
+    try {
+      const cache = b.upload({ shape: [1, 4, 2], data: new Float32Array(8) });
+      const rows = b.upload({ shape: [1, 2, 2], data: new Float32Array(4) });
+      expect(() => b.kernels.writeRows?.(cache, rows, { batch: 1, rows: 2, capacity: 4, offset: 3, width: 2 })).toThrow(
+        /writeRows: rows 3 … 4 do not fit a cache of 4/,
+      );
+    } finally {
+      await b.destroy();
+    }
   });
 });
 
@@ -169,7 +259,7 @@ describe('faults', () => {
       });
       const inputs = (L: number) =>
         [0, 1, 2].map(() => b.upload(randomTensor([1, L, 16], next))) as [WorkersTensor, WorkersTensor, WorkersTensor];
-      const settle = (p: PromiseLike<WorkersTensor> | WorkersTensor) =>
+      const settle = (p: PromiseLike<unknown>) =>
         Promise.resolve(p).then(
           () => null,
           (e: unknown) => e,
@@ -177,14 +267,19 @@ describe('faults', () => {
       const big = inputs(256);
       const small = inputs(1);
       const replacedBefore = b.stats().replaced;
-      // Ops are submitted synchronously, so which job is armed does not depend on scheduling:
-      // the one in flight when the fault is armed stays clean, the next one fails, and the one
-      // after it is clean again, whichever thread takes which lease or block (the armed op has
-      // two one-row blocks: one of its leases may well find both claimed by the other thread).
-      const before = settle(b.fused.fusedAttention(...big, null, null, attrsFor(256)));
+      // Each op is queued and its queue submitted (flush) synchronously, so which job is armed
+      // does not depend on scheduling: the one in flight when the fault is armed stays clean, the
+      // next one fails, and the one after it is clean again, whichever thread takes which lease
+      // or block (the armed op has two one-row blocks: one of its leases may well find both
+      // claimed by the other thread).
+      const submit = (t: WorkersTensor | PromiseLike<WorkersTensor>) => {
+        b.flush();
+        return settle(Promise.resolve(t).then((x) => b.download(x)));
+      };
+      const before = submit(b.fused.fusedAttention(...big, null, null, attrsFor(256)));
       b.injectWorkerFault('throw');
-      const armed = settle(b.fused.fusedAttention(...small, null, null, attrsFor(1)));
-      const after = settle(b.fused.fusedAttention(...small, null, null, attrsFor(1)));
+      const armed = submit(b.fused.fusedAttention(...small, null, null, attrsFor(1)));
+      const after = submit(b.fused.fusedAttention(...small, null, null, attrsFor(1)));
       const [eBefore, eArmed, eAfter] = await Promise.all([before, armed, after]);
       expect(eBefore).toBeNull();
       expect(isQkvError(eArmed, 'WORKER_FAILED'), `expected QkvError WORKER_FAILED, got ${String(eArmed)}`).toBe(true);
