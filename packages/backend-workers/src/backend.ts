@@ -399,71 +399,75 @@ export class WorkersBackend implements Backend<WorkersTensor> {
     this.#assertUsable();
     const queue = this.#openQueue();
     const deps = new Set<number>();
-    const wait = (t: WorkersTensor, writes: boolean) => {
-      d(t);
-      if (t.error !== null) throw t.error;
-      for (const [other, steps] of t.uses) {
-        const needed = writes || t.writer?.queue === other;
-        if (!needed) continue;
-        if (other === queue) {
-          if (writes) for (const s of steps) deps.add(s);
-          else deps.add((t.writer as { step: number }).step);
-        } else {
-          this.#submit(other);
-          queue.after.add(other);
-        }
-      }
-    };
-    for (const t of inputs) if (t !== null) wait(t, false);
+    for (const t of inputs) if (t !== null) this.#order(queue, deps, t, false);
     let out: WorkersTensor;
-    let reused: { buf: SharedArrayBuffer; after: readonly number[] } | null = null;
     if (inPlace !== null) {
-      wait(inPlace, true);
+      this.#order(queue, deps, inPlace, true);
       out = inPlace;
     } else {
-      const bytes = sizeOf(shape as readonly number[]) * Float32Array.BYTES_PER_ELEMENT;
-      const i = queue.free.findIndex((f) => f.buf.byteLength === bytes);
-      let buf: SharedArrayBuffer;
-      if (i >= 0) {
-        const [f] = queue.free.splice(i, 1) as [{ buf: SharedArrayBuffer; after: readonly number[] }];
-        reused = f;
-        buf = f.buf;
-        // Written only once every step that used the buffer's previous tensor is done.
-        for (const s of f.after) deps.add(s);
-      } else {
-        buf = this.#buffers.take(bytes);
-        if (this.#poison) new Float32Array(buf).fill(Number.NaN);
-      }
-      out = new WorkersTensor(shape as readonly number[], buf);
-      this.#live.add(out);
+      out = this.#output(queue, shape as readonly number[], deps, queue.steps.length);
     }
-    let task: SliceTask;
-    try {
-      task = build(out.data);
-    } catch (e) {
-      if (out !== inPlace) {
-        // Not queued: the buffer goes back where it came from, untouched.
-        this.#live.delete(out);
-        out.disposed = true;
-        out.released = true;
-        if (reused) queue.free.push(reused);
-        else this.#buffers.give(out.data.buffer as SharedArrayBuffer);
-      }
-      throw e;
-    }
+    // Inputs were checked above (`#order`), so building the descriptor cannot throw.
+    const task = build(out.data);
     const step = queue.steps.length;
-    queue.steps.push({ task, deps: [...deps].sort((a, b) => a - b) });
+    queue.steps.push({ task, deps: [...deps].sort((x, y) => x - y) });
     queue.work += dispatchWork(task);
-    for (const t of [...inputs, out]) {
-      if (t === null) continue;
-      queue.tensors.add(t);
-      const steps = t.uses.get(queue);
-      if (steps) {
-        if (steps.at(-1) !== step) steps.push(step);
-      } else t.uses.set(queue, [step]);
-    }
+    for (const t of [...inputs, out]) if (t !== null) this.#use(queue, t, step);
     out.writer = { queue, step };
     return out;
+  }
+
+  /**
+   * Adds to `deps` the steps of `queue` that must be done before a step that reads (or, `writes`,
+   * overwrites) `t`; a pending other queue that writes it (or, `writes`, uses it at all) is
+   * submitted and this queue starts after it.
+   */
+  #order(queue: OpQueue, deps: Set<number>, t: WorkersTensor, writes: boolean): void {
+    d(t);
+    if (t.error !== null) throw t.error;
+    for (const [other, steps] of t.uses) {
+      if (!writes && t.writer?.queue !== other) continue;
+      if (other === queue) {
+        if (writes) for (const s of steps) deps.add(s);
+        else deps.add((t.writer as { step: number }).step);
+      } else {
+        this.#submit(other);
+        queue.after.add(other);
+      }
+    }
+  }
+
+  /**
+   * A new tensor for the output of step `step` of `queue`: on the buffer of a tensor the queue
+   * is done with when one of the size is free (the step then also waits for every step that used
+   * it, all of which must come before `step`), else on a recycled or new buffer.
+   */
+  #output(queue: OpQueue, shape: readonly number[], deps: Set<number>, step: number): WorkersTensor {
+    const bytes = sizeOf(shape) * Float32Array.BYTES_PER_ELEMENT;
+    const i = queue.free.findIndex((f) => f.buf.byteLength === bytes && f.after.every((s) => s < step));
+    let buf: SharedArrayBuffer;
+    if (i >= 0) {
+      const [f] = queue.free.splice(i, 1) as [{ buf: SharedArrayBuffer; after: readonly number[] }];
+      buf = f.buf;
+      for (const s of f.after) deps.add(s);
+    } else {
+      buf = this.#buffers.take(bytes);
+      if (this.#poison) new Float32Array(buf).fill(Number.NaN);
+    }
+    const out = new WorkersTensor(shape, buf);
+    this.#live.add(out);
+    return out;
+  }
+
+  /** Records that step `step` of `queue` reads or writes `t`. */
+  #use(queue: OpQueue, t: WorkersTensor, step: number): void {
+    queue.tensors.add(t);
+    const steps = t.uses.get(queue);
+    if (!steps) t.uses.set(queue, [step]);
+    else if (!steps.includes(step)) {
+      steps.push(step);
+      steps.sort((x, y) => x - y);
+    }
   }
 
   /**

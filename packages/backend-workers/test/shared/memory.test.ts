@@ -90,8 +90,8 @@ describe('work split for the WebAssembly kernels', () => {
       // Every thread gets work whenever there are enough rows.
       expect(blocks.length).toBeGreaterThanOrEqual(Math.min(threads, rows));
     }
-    // d = 512, h = 8 on two threads: half heads, eight per thread.
-    expect(planTask(fusedTask(1, 8, 512), 2)).toEqual({ blockRows: 256, blocks: 16, segmentRows: 512 });
+    // d = 512, h = 8 on two threads: quarter heads (two query chunks), sixteen per thread.
+    expect(planTask(fusedTask(1, 8, 512), 2)).toEqual({ blockRows: 128, blocks: 32, segmentRows: 512 });
   });
 });
 
