@@ -265,7 +265,11 @@ export class WorkersBackend implements Backend<WorkersTensor> {
     return out;
   }
 
-  async download(t: WorkersTensor): Promise<Tensor> {
+  /**
+   * Resolves once `t`'s data is computed: submits the queue that writes it, if still open, and
+   * waits for it (rejecting as that queue did). What `download` waits for, without the copy.
+   */
+  async ready(t: WorkersTensor): Promise<void> {
     d(t);
     const queue = t.writer?.queue;
     if (queue) {
@@ -273,6 +277,10 @@ export class WorkersBackend implements Backend<WorkersTensor> {
       await queue.done;
     }
     if (t.error !== null) throw t.error;
+  }
+
+  async download(t: WorkersTensor): Promise<Tensor> {
+    await this.ready(t);
     // A private, ordinary (non-shared) copy: the caller may keep or transfer it. Copied as bytes:
     // `new Float32Array(sharedView)` goes element by element (~5 ms per MiB here, measured),
     // a byte-view `set` is a memcpy (~0.1 ms).

@@ -178,6 +178,9 @@ describe('queues', () => {
       const cBefore = cpu.kernels.linear(cx, cw, null, attrs) as CpuTensor;
       cpu.kernels.writeRows?.(cx, cpu.upload(rowsHost), { batch: 1, rows: 8, capacity: n, offset: 16, width: n });
       const cAfter = cpu.kernels.linear(cx, cw, null, attrs) as CpuTensor;
+      // ready() submits the open queue and resolves once it has run; nothing is pending after.
+      await b.ready(afterWrite);
+      expect(b.stats().jobs).toBeGreaterThanOrEqual(2);
       expectSameData('z', await b.download(z), await cpu.download(cz));
       expectSameData('x·w before the write', await b.download(before), await cpu.download(cBefore));
       expectSameData('x·w after the write', await b.download(afterWrite), await cpu.download(cAfter));
