@@ -51,11 +51,11 @@ function ranges(plan: TaskPlan, rows: number): [number, number][] {
 describe('work split for the WebAssembly kernels', () => {
   it('gives linear blocks of at least MIN_LINEAR_BLOCK_ROWS rows, several per thread (W is packed once per lease)', () => {
     for (const [rows, threads, blocks] of [
-      [512, 2, 8],
-      [1024, 2, 16],
-      [16384, 2, 16],
-      [1001, 3, 15],
-      [100, 2, 2],
+      [512, 2, 16],
+      [1024, 2, 32],
+      [16384, 2, 32],
+      [1001, 3, 31],
+      [100, 2, 3],
       [1, 4, 1],
     ] as const) {
       const plan = planTask(linearTask(rows), threads);
