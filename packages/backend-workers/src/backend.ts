@@ -413,7 +413,7 @@ export class WorkersBackend implements Backend<WorkersTensor> {
       this.#order(queue, deps, inPlace, true);
       out = inPlace;
     } else {
-      out = this.#output(queue, shape as readonly number[], deps, queue.steps.length);
+      out = this.#output(queue, shape as readonly number[], deps);
     }
     // Inputs were checked above (`#order`), so building the descriptor cannot throw.
     const task = build(out.data);
@@ -446,13 +446,13 @@ export class WorkersBackend implements Backend<WorkersTensor> {
   }
 
   /**
-   * A new tensor for the output of step `step` of `queue`: on the buffer of a tensor the queue
-   * is done with when one of the size is free (the step then also waits for every step that used
-   * it, all of which must come before `step`), else on a recycled or new buffer.
+   * A new tensor for the output of the step about to be queued on `queue`: on the buffer of a
+   * tensor the queue is done with when one of the size is free (the step then also waits for
+   * every step that used it), else on a recycled or new buffer.
    */
-  #output(queue: OpQueue, shape: readonly number[], deps: Set<number>, step: number): WorkersTensor {
+  #output(queue: OpQueue, shape: readonly number[], deps: Set<number>): WorkersTensor {
     const bytes = sizeOf(shape) * Float32Array.BYTES_PER_ELEMENT;
-    const i = queue.free.findIndex((f) => f.buf.byteLength === bytes && f.after.every((s) => s < step));
+    const i = queue.free.findIndex((f) => f.buf.byteLength === bytes);
     let buf: SharedArrayBuffer;
     if (i >= 0) {
       const [f] = queue.free.splice(i, 1) as [{ buf: SharedArrayBuffer; after: readonly number[] }];
@@ -467,15 +467,12 @@ export class WorkersBackend implements Backend<WorkersTensor> {
     return out;
   }
 
-  /** Records that step `step` of `queue` reads or writes `t`. */
+  /** Records that step `step` of `queue` (its newest) reads or writes `t`. */
   #use(queue: OpQueue, t: WorkersTensor, step: number): void {
     queue.tensors.add(t);
     const steps = t.uses.get(queue);
     if (!steps) t.uses.set(queue, [step]);
-    else if (!steps.includes(step)) {
-      steps.push(step);
-      steps.sort((x, y) => x - y);
-    }
+    else if (steps.at(-1) !== step) steps.push(step);
   }
 
   /**

@@ -1,22 +1,15 @@
 import { cpuBackend } from '@qkv/backend-cpu';
 import { describeConformance } from '@qkv/conformance/suite';
-import type { BackendFactory } from '@qkv/core';
 import { describe } from 'vitest';
-import { type WorkersBackend, workersBackend } from '../../dist/index.js';
+import { workersBackend } from '../../dist/index.js';
+import { workersFactory } from './helpers.js';
 
 /**
  * Every output buffer that no pending op uses is filled with NaN when its op is queued
  * (`poisonOutputs`): outputs are not zero-filled because every kernel writes every element, and
  * this suite is what proves it (a skipped element would show up as NaN against the reference).
  */
-const poisoned: BackendFactory = {
-  ...workersBackend,
-  create: async (options) => {
-    const b = (await workersBackend.create(options)) as WorkersBackend;
-    b.poisonOutputs(true);
-    return b;
-  },
-};
+const poisoned = workersFactory((b) => b.poisonOutputs(true));
 
 describe('default options (small ops run inline, large ones on the threads)', () => {
   describeConformance(workersBackend, { reference: cpuBackend });

@@ -50,15 +50,20 @@ export function inputsFor(batch: number, length: number, dModel: number, seed: n
  */
 export function capturingRegistry(): { registry: BackendRegistry; created: WorkersBackend[] } {
   const created: WorkersBackend[] = [];
-  const factory: BackendFactory = {
+  const factory = workersFactory((b) => created.push(b));
+  return { registry: new BackendRegistry().register(cpuBackend).register(factory), created };
+}
+
+/** The workers factory, calling `onCreate` with every backend instance it creates. */
+export function workersFactory(onCreate: (b: WorkersBackend) => void): BackendFactory {
+  return {
     ...workersBackend,
     create: async (options) => {
       const b = (await workersBackend.create(options)) as WorkersBackend;
-      created.push(b);
+      onCreate(b);
       return b;
     },
   };
-  return { registry: new BackendRegistry().register(cpuBackend).register(factory), created };
 }
 
 /** Element-wise equality including NaN, for results that must be bit-identical to cpu's. */

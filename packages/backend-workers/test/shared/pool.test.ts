@@ -32,6 +32,26 @@ async function pair(
   return { workers, cpu };
 }
 
+/**
+ * A workers handle on 2 threads with every op on the pool, the cpu handle for the same weights,
+ * and the workers backend instance behind the first (for its stats and fault injection).
+ */
+async function pooledPair(
+  config: AttentionConfig,
+  seed: number,
+): Promise<{ attn: Attention; cpu: Attention; b: WorkersBackend }> {
+  const { registry, created } = capturingRegistry();
+  const weights = weightsFor(config, seed);
+  const attn = await createAttention(config, weights, {
+    registry,
+    backend: 'workers',
+    backendOptions: { threads: 2, inlineThreshold: 0 },
+  });
+  const cpu = await createAttention(config, weights, { registry, backend: 'cpu' });
+  handles.push(attn, cpu);
+  return { attn, cpu, b: created[0] as WorkersBackend };
+}
+
 describe('work split', () => {
   it('gives every thread rows even for one head and a short sequence', () => {
     // B = 1, H = 1, Lq = 2: two rows, two threads → two blocks.
@@ -115,17 +135,7 @@ describe('work split', () => {
 
 describe('queues', () => {
   it('runs a whole attention layer as one job: one lease per thread, not one per op', async () => {
-    const { registry, created } = capturingRegistry();
-    const config = { dModel: 32, numHeads: 4 };
-    const weights = weightsFor(config, 41);
-    const attn = await createAttention(config, weights, {
-      registry,
-      backend: 'workers',
-      backendOptions: { threads: 2, inlineThreshold: 0 },
-    });
-    const cpu = await createAttention(config, weights, { registry, backend: 'cpu' });
-    handles.push(attn, cpu);
-    const b = created[0] as WorkersBackend;
+    const { attn, cpu, b } = await pooledPair({ dModel: 32, numHeads: 4 }, 41);
     const inputs = inputsFor(2, 64, 32, 42);
     for (let i = 0; i < 3; i++) {
       await vi.waitFor(() => expect(b.stats().idleThreads).toBe(2), { timeout: 30_000, interval: 5 });
@@ -296,17 +306,7 @@ describe('faults', () => {
   });
 
   it('rejects the run whose worker throws with WORKER_FAILED, replaces the worker, and recovers', async () => {
-    const { registry, created } = capturingRegistry();
-    const config = { dModel: 32, numHeads: 4 };
-    const weights = weightsFor(config, 31);
-    const attn = await createAttention(config, weights, {
-      registry,
-      backend: 'workers',
-      backendOptions: { threads: 2, inlineThreshold: 0 },
-    });
-    const cpu = await createAttention(config, weights, { registry, backend: 'cpu' });
-    handles.push(attn, cpu);
-    const b = created[0] as WorkersBackend;
+    const { attn, cpu, b } = await pooledPair({ dModel: 32, numHeads: 4 }, 31);
     const inputs = inputsFor(2, 9, 32, 32);
     const replacedBefore = b.stats().replaced;
     b.injectWorkerFault('throw');
