@@ -376,12 +376,13 @@ export class WorkerPool {
 
 /** "linear ×3 → fusedAttention → linear → add (6 steps, 52 blocks)", for error messages. */
 function describeJob(job: Job): string {
-  const parts: string[] = [];
-  for (const step of job.steps) {
-    const last = parts.at(-1);
-    const m = last?.match(/^(\w+)(?: ×(\d+))?$/);
-    if (m && m[1] === step.task.op) parts[parts.length - 1] = `${m[1]} ×${Number(m[2] ?? 1) + 1}`;
-    else parts.push(step.task.op);
+  const runs: { op: string; n: number }[] = [];
+  for (const { task } of job.steps) {
+    const last = runs.at(-1);
+    if (last?.op === task.op) last.n++;
+    else runs.push({ op: task.op, n: 1 });
   }
-  return `${parts.join(' → ')} (${job.steps.length} step${job.steps.length === 1 ? '' : 's'}, ${job.total} blocks)`;
+  const ops = runs.map(({ op, n }) => (n > 1 ? `${op} ×${n}` : op)).join(' → ');
+  const steps = job.steps.length;
+  return `${ops} (${steps} step${steps === 1 ? '' : 's'}, ${job.total} blocks)`;
 }
