@@ -175,6 +175,7 @@ export const cpuBackend: BackendFactory = {
   isAvailable: async () => ({ available: true }),
   // The reference kernels implement every optional feature (rotary, alibi, window, maskMod, scoreMod).
   supports: () => true,
+  optionKeys: [...OPTION_KEYS],
   create: async (options?: BackendCreateOptions) => {
     const kernels = resolveOptions(options);
     // Compile asynchronously up front: browsers refuse large synchronous compiles on the main thread.

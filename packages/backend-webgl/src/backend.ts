@@ -884,5 +884,6 @@ export const webglBackend: BackendFactory = {
       : { available: false, reason: `${p.reason}; ${fallback.reason}` };
   },
   supports: webglSupports,
+  optionKeys: [...OPTION_KEYS],
   create: (options) => WebGLBackend.create(options),
 };

@@ -16,7 +16,7 @@ import {
 import { BufferRecycler } from './buffers.js';
 import { dispatchWork, rowsOfTask, runSlice, type SliceTask } from './ops.js';
 import { defaultThreadCount, threadSupport, usesWebWorkers } from './platform.js';
-import { type PoolStats, type StepSpec, WorkerPool } from './pool.js';
+import { DEFAULT_START_TIMEOUT_MS, type PoolStart, type PoolStats, type StepSpec, WorkerPool } from './pool.js';
 
 /**
  * Below this much work (in `workPerRow` units, ≈ multiply-adds) an op runs on the calling thread:
@@ -35,9 +35,20 @@ export interface WorkersBackendOptions {
   threads?: number;
   /** Work (≈ multiply-adds) below which an op runs on the calling thread; default `INLINE_WORK_THRESHOLD`. 0 dispatches everything. */
   inlineThreshold?: number;
+  /**
+   * Where the worker script is served (`@qkv/backend-workers/worker`, i.e. this package's
+   * dist/worker.js, copied as it is): for bundlers that do not follow
+   * `new URL('./worker.js', import.meta.url)` (esbuild). In Node: a path or a file: URL.
+   */
+  workerUrl?: string | URL;
+  /** Milliseconds the first thread may take to start before WORKER_FAILED; default `DEFAULT_START_TIMEOUT_MS`. */
+  startTimeout?: number;
 }
 
-const OPTION_KEYS = new Set(['threads', 'inlineThreshold']);
+const OPTION_KEYS = new Set(['threads', 'inlineThreshold', 'workerUrl', 'startTimeout']);
+
+/** Upper bound on `startTimeout` (ms): long enough for any real start, short of a hang. */
+const MAX_START_TIMEOUT_MS = 120_000;
 
 /**
  * A tensor on a SharedArrayBuffer, so every thread reads and writes it in place. After
@@ -113,6 +124,7 @@ function sharedMemoryProblem(): string | null {
 function resolveOptions(options: BackendCreateOptions | undefined): {
   threads: number | null;
   inlineThreshold: number;
+  start: PoolStart;
 } {
   const o = options ?? {};
   if (typeof o !== 'object' || o === null) {
@@ -144,7 +156,34 @@ function resolveOptions(options: BackendCreateOptions | undefined): {
     }
     inlineThreshold = t;
   }
-  return { threads, inlineThreshold };
+  return { threads, inlineThreshold, start: resolveStart(o) };
+}
+
+/** `workerUrl` and `startTimeout`: how the pool's threads start. */
+function resolveStart(o: BackendCreateOptions): PoolStart {
+  let workerUrl: string | URL | null = null;
+  if (o.workerUrl !== undefined) {
+    const u = o.workerUrl;
+    if (!(u instanceof URL) && (typeof u !== 'string' || u === '')) {
+      throw new QkvError(
+        'INVALID_OPTION',
+        `backendOptions.workerUrl: expected a URL or a non-empty string naming @qkv/backend-workers's worker script, got ${describeValue(u)}`,
+      );
+    }
+    workerUrl = u;
+  }
+  let timeoutMs = DEFAULT_START_TIMEOUT_MS;
+  if (o.startTimeout !== undefined) {
+    const t = o.startTimeout;
+    if (typeof t !== 'number' || !Number.isFinite(t) || t <= 0 || t > MAX_START_TIMEOUT_MS) {
+      throw new QkvError(
+        'INVALID_OPTION',
+        `backendOptions.startTimeout: expected milliseconds in (0, ${MAX_START_TIMEOUT_MS}], got ${describeValue(t)}`,
+      );
+    }
+    timeoutMs = t;
+  }
+  return { workerUrl, timeoutMs };
 }
 
 /**
@@ -153,13 +192,19 @@ function resolveOptions(options: BackendCreateOptions | undefined): {
  * makes concurrent handles fair: their ops meet in one scheduler instead of oversubscribing
  * the cores with a pool each.
  */
-const pools = new Map<number, { pool: WorkerPool; users: number }>();
+const pools = new Map<string, { pool: WorkerPool; users: number }>();
 
-async function acquirePool(threads: number): Promise<WorkerPool> {
-  let entry = pools.get(threads);
+/** Handles share a pool when they ask for as many threads of the same worker script. */
+function poolKey(threads: number, workerUrl: string | URL | null): string {
+  return `${threads} ${workerUrl === null ? '' : String(workerUrl)}`;
+}
+
+async function acquirePool(threads: number, start: PoolStart): Promise<WorkerPool> {
+  const key = poolKey(threads, start.workerUrl);
+  let entry = pools.get(key);
   if (!entry) {
-    entry = { pool: new WorkerPool(threads), users: 0 };
-    pools.set(threads, entry);
+    entry = { pool: new WorkerPool(threads, start), users: 0 };
+    pools.set(key, entry);
   }
   entry.users++;
   try {
@@ -172,10 +217,11 @@ async function acquirePool(threads: number): Promise<WorkerPool> {
 }
 
 async function releasePool(pool: WorkerPool): Promise<void> {
-  const entry = pools.get(pool.threads);
+  const key = poolKey(pool.threads, pool.start.workerUrl);
+  const entry = pools.get(key);
   if (!entry || entry.pool !== pool) return;
   if (--entry.users > 0) return;
-  pools.delete(pool.threads);
+  pools.delete(key);
   await pool.terminate();
 }
 
@@ -236,14 +282,14 @@ export class WorkersBackend implements Backend<WorkersTensor> {
   }
 
   static async create(options?: BackendCreateOptions): Promise<WorkersBackend> {
-    const { threads, inlineThreshold } = resolveOptions(options);
+    const { threads, inlineThreshold, start } = resolveOptions(options);
     const problem = sharedMemoryProblem() ?? (await threadSupport());
     // Never fall back to copying tensors into messages: that would be a different, slower backend.
     if (problem) throw new QkvError('CAPABILITY', `workers backend: ${problem}`);
     // Compiled asynchronously here because queues under the threshold run these kernels on this
     // thread, and browsers refuse a synchronous compile of that size on the main thread.
     await (cpuKernels as { preloadFastKernels?: () => Promise<string | null> }).preloadFastKernels?.();
-    const pool = await acquirePool(threads ?? (await defaultThreadCount()));
+    const pool = await acquirePool(threads ?? (await defaultThreadCount()), start);
     return new WorkersBackend(pool, inlineThreshold);
   }
 
@@ -642,6 +688,7 @@ export const workersBackend: BackendFactory = {
     config.maskMod !== null || config.scoreMod !== null
       ? 'maskMod/scoreMod are JavaScript functions and cannot be sent to worker threads; use the cpu backend'
       : true,
+  optionKeys: [...OPTION_KEYS],
   isAvailable: async (): Promise<Availability> => {
     const problem = sharedMemoryProblem() ?? (await threadSupport());
     return problem ? { available: false, reason: problem } : { available: true };

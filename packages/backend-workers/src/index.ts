@@ -24,4 +24,4 @@ export {
   workPerRow,
 } from './ops.js';
 export { liveThreads } from './platform.js';
-export { type PoolStats, SLICE_MS } from './pool.js';
+export { DEFAULT_START_TIMEOUT_MS, type PoolStats, SLICE_MS } from './pool.js';

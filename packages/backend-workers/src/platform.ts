@@ -28,11 +28,12 @@ type NodeOs = typeof import('node:os');
 let nodeThreads: Promise<NodeWorkerThreads> | null = null;
 
 /**
- * Imported by a computed name so that bundlers (vite) leave it alone: the browser build never
- * reaches this line, and a static import would make them stub or fail on a Node builtin.
+ * Imported by a computed name so that bundlers (vite, webpack, esbuild) leave it alone: the
+ * browser build never reaches this line, and a static import would make them stub or fail on a
+ * Node builtin.
  */
 function importNode<T>(name: string): Promise<T> {
-  return import(/* @vite-ignore */ name) as Promise<T>;
+  return import(/* @vite-ignore */ /* webpackIgnore: true */ name) as Promise<T>;
 }
 
 /** Web Workers when the global exists (browsers, Deno, Bun); Node's worker_threads otherwise. */
@@ -72,13 +73,20 @@ export async function threadSupport(): Promise<string | null> {
   }
 }
 
-export async function spawnThread(events: ThreadEvents): Promise<Thread> {
-  return usesWebWorkers() ? spawnWebWorker(events) : spawnNodeWorker(events);
+/**
+ * Where the worker script is: `workerUrl` (the `backendOptions.workerUrl` the user gave, for
+ * bundlers that do not follow `new URL('./worker.js', import.meta.url)`), or that URL itself.
+ */
+export async function spawnThread(events: ThreadEvents, workerUrl: string | URL | null): Promise<Thread> {
+  return usesWebWorkers() ? spawnWebWorker(events, workerUrl) : spawnNodeWorker(events, workerUrl);
 }
 
-function spawnWebWorker(events: ThreadEvents): Thread {
-  // Written exactly like this so vite recognises the worker and serves worker.js as a module.
-  const w = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
+function spawnWebWorker(events: ThreadEvents, workerUrl: string | URL | null): Thread {
+  // The default is written exactly like this so that vite and webpack recognise the worker, emit
+  // worker.js (bundled) and rewrite the URL to it.
+  const w = workerUrl
+    ? new Worker(workerUrl, { type: 'module' })
+    : new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
   let ended = false;
   live++;
   w.onmessage = (e: MessageEvent<FromWorker>) => events.message(e.data);
@@ -101,11 +109,18 @@ function spawnWebWorker(events: ThreadEvents): Thread {
   };
 }
 
-async function spawnNodeWorker(events: ThreadEvents): Promise<Thread> {
+async function spawnNodeWorker(events: ThreadEvents, workerUrl: string | URL | null): Promise<Thread> {
   nodeThreads ??= importNode<NodeWorkerThreads>('node:worker_threads');
   const { Worker: NodeWorker } = await nodeThreads;
   // dist/worker.js next to this file; worker_threads cannot load TypeScript, hence the built file.
-  const w = new NodeWorker(new URL('./worker.js', import.meta.url));
+  // worker_threads reads a string as a file path, so a 'file:' URL given as a string becomes a URL.
+  const script =
+    workerUrl === null
+      ? new URL('./worker.js', import.meta.url)
+      : typeof workerUrl === 'string' && workerUrl.startsWith('file:')
+        ? new URL(workerUrl)
+        : workerUrl;
+  const w = new NodeWorker(script);
   live++;
   let terminating = false;
   const exited = new Promise<void>((resolve) => {

@@ -23,6 +23,35 @@ export const SLICE_MS = 4;
 /** After this many threads in a row die before saying 'ready', the pool stops respawning. */
 const MAX_STARTUP_FAILURES = 3;
 
+/**
+ * How long the pool waits for its first thread to say 'ready' before it gives up (a worker script
+ * that loads but is not qkv's worker, or a browser that never reports the failure). A thread
+ * starts in well under a second; once one is up the script is right and the rest are only slow.
+ */
+export const DEFAULT_START_TIMEOUT_MS = 5000;
+
+/** How the pool's threads start. */
+export interface PoolStart {
+  /** The worker script (`backendOptions.workerUrl`); null: dist/worker.js next to this package. */
+  readonly workerUrl: string | URL | null;
+  /** Milliseconds until the first thread must have said 'ready'. */
+  readonly timeoutMs: number;
+}
+
+/** What a user can do when threads do not start, appended to every start-up WORKER_FAILED. */
+function startAdvice(workerUrl: string | URL | null): string {
+  const where =
+    workerUrl === null
+      ? "the worker script is @qkv/backend-workers's dist/worker.js, found through new URL('./worker.js', import.meta.url)"
+      : `the worker script is backendOptions.workerUrl = ${String(workerUrl)}`;
+  return (
+    `${where}. If your bundler does not emit it (esbuild, or a copied bundle), serve ` +
+    `@qkv/backend-workers/worker (node_modules/@qkv/backend-workers/dist/worker.js, one self-contained ` +
+    `ES module) and pass backendOptions: { workerUrl: '/that/url.js' }; in browsers the page must also be ` +
+    `cross-origin isolated (Cross-Origin-Opener-Policy: same-origin, Cross-Origin-Embedder-Policy: require-corp)`
+  );
+}
+
 /** One op of a job and the earlier steps (indices) it reads from. */
 export interface StepSpec {
   readonly task: SliceTask;
@@ -82,6 +111,8 @@ export interface PoolStats {
  */
 export class WorkerPool {
   readonly threads: number;
+  readonly start: PoolStart;
+  #startTimer: ReturnType<typeof setTimeout> | null = null;
   readonly #slots: Slot[] = [];
   readonly #jobs: Job[] = [];
   #rr = 0;
@@ -100,14 +131,16 @@ export class WorkerPool {
   #startedResolve!: () => void;
   #startedReject!: (e: unknown) => void;
 
-  constructor(threads: number) {
+  constructor(threads: number, start: PoolStart = { workerUrl: null, timeoutMs: DEFAULT_START_TIMEOUT_MS }) {
     this.threads = threads;
+    this.start = start;
     this.#started = new Promise<void>((resolve, reject) => {
       this.#startedResolve = resolve;
       this.#startedReject = reject;
     });
     // Observed through ready(); keep an unawaited failure from counting as unhandled.
     this.#started.catch(() => {});
+    this.#startTimer = setTimeout(() => this.#startTimedOut(), start.timeoutMs);
     for (let i = 0; i < threads; i++) {
       const slot: Slot = { index: i, generation: 0, thread: null, state: 'dead', lease: null };
       this.#slots.push(slot);
@@ -184,10 +217,39 @@ export class WorkerPool {
     });
   }
 
+  /** No thread said 'ready' in time: the pool is broken, like after repeated start failures. */
+  #startTimedOut(): void {
+    this.#startTimer = null;
+    if (this.#terminated || this.#broken || this.#everReady.size > 0) return;
+    this.#breakAtStart(
+      `no worker thread said it was ready within ${this.start.timeoutMs} ms (the script loaded but did not start qkv's worker, or the runtime never reported the failure)`,
+    );
+  }
+
+  /** Threads cannot start: reject start-up and every queued job, stop every thread. */
+  #breakAtStart(what: string): void {
+    this.#clearStartTimer();
+    this.#broken = new QkvError('WORKER_FAILED', `workers backend: ${what}; ${startAdvice(this.start.workerUrl)}`);
+    this.#startedReject(this.#broken);
+    for (const j of [...this.#jobs]) this.#fail(j, this.#broken);
+    for (const s of this.#slots) {
+      s.generation++;
+      s.state = 'dead';
+      if (s.thread) void s.thread.terminate();
+      s.thread = null;
+    }
+  }
+
+  #clearStartTimer(): void {
+    if (this.#startTimer !== null) clearTimeout(this.#startTimer);
+    this.#startTimer = null;
+  }
+
   /** Stops every thread; queued and running jobs reject with DISPOSED. Idempotent. */
   async terminate(): Promise<void> {
     if (this.#terminated) return;
     this.#terminated = true;
+    this.#clearStartTimer();
     this.#startedReject(new QkvError('DISPOSED', 'workers backend: the thread pool was terminated while starting'));
     for (const job of [...this.#jobs]) {
       this.#fail(
@@ -211,14 +273,17 @@ export class WorkerPool {
     slot.thread = null;
     slot.lease = null;
     const current = () => slot.generation === generation && !this.#terminated;
-    spawnThread({
-      message: (m) => {
-        if (current()) this.#onMessage(slot, m);
+    spawnThread(
+      {
+        message: (m) => {
+          if (current()) this.#onMessage(slot, m);
+        },
+        failed: (reason) => {
+          if (current()) this.#onFailure(slot, reason);
+        },
       },
-      failed: (reason) => {
-        if (current()) this.#onFailure(slot, reason);
-      },
-    }).then(
+      this.start.workerUrl,
+    ).then(
       (thread) => {
         if (!current()) {
           void thread.terminate();
@@ -240,6 +305,7 @@ export class WorkerPool {
       slot.thread?.unref();
       this.#startupFailures = 0;
       this.#everReady.add(slot.index);
+      this.#clearStartTimer();
       if (this.#everReady.size === this.threads) this.#startedResolve();
       this.#pump();
       return;
@@ -272,13 +338,7 @@ export class WorkerPool {
     if (wasStarting) {
       this.#startupFailures++;
       if (this.#startupFailures >= MAX_STARTUP_FAILURES) {
-        this.#broken = new QkvError(
-          'WORKER_FAILED',
-          `workers backend: ${this.#startupFailures} worker threads in a row failed to start; last: ${reason}`,
-        );
-        slot.generation++;
-        this.#startedReject(this.#broken);
-        for (const j of [...this.#jobs]) this.#fail(j, this.#broken);
+        this.#breakAtStart(`${this.#startupFailures} worker threads in a row failed to start; last: ${reason}`);
         return;
       }
     }

@@ -136,7 +136,9 @@ async function connect(): Promise<Port> {
     };
   }
   const name = 'node:worker_threads';
-  const { parentPort } = (await import(/* @vite-ignore */ name)) as typeof import('node:worker_threads');
+  const { parentPort } = (await import(
+    /* @vite-ignore */ /* webpackIgnore: true */ name
+  )) as typeof import('node:worker_threads');
   if (!parentPort) throw new Error('qkv workers: worker.js must run as a worker thread');
   return {
     post: (m) => parentPort.postMessage(m),
@@ -144,13 +146,27 @@ async function connect(): Promise<Port> {
   };
 }
 
-const port = await connect();
-// Not caught on purpose: an exception is a worker failure; the pool rejects the run and
-// replaces this thread.
-port.listen((lease) => port.post({ type: 'done', job: lease.job, blocks: work(lease) }));
-// Compile the WebAssembly kernels before saying ready, not inside the first lease: that would
-// charge ~the compile time to one block of the first run and unbalance it. Versions of
-// @qkv/backend-cpu without them have no preload; a runtime without SIMD resolves with the reason
-// and the kernels fall back to the reference ones by themselves.
-await kernels.preloadFastKernels?.();
-port.post({ type: 'ready' });
+/**
+ * Start-up, in a function rather than at the top level: bundlers build workers as classic
+ * scripts by default (vite's worker format is 'iife'), where top-level await is a syntax error.
+ */
+async function start(): Promise<void> {
+  const port = await connect();
+  // Not caught on purpose: an exception is a worker failure; the pool rejects the run and
+  // replaces this thread.
+  port.listen((lease) => port.post({ type: 'done', job: lease.job, blocks: work(lease) }));
+  // Compile the WebAssembly kernels before saying ready, not inside the first lease: that would
+  // charge ~the compile time to one block of the first run and unbalance it. Versions of
+  // @qkv/backend-cpu without them have no preload; a runtime without SIMD resolves with the reason
+  // and the kernels fall back to the reference ones by themselves.
+  await kernels.preloadFastKernels?.();
+  port.post({ type: 'ready' });
+}
+
+start().catch((e: unknown) => {
+  // A rejected promise is no error event in a Web Worker (the pool would only see its start-up
+  // timeout); thrown from a task it is, in both runtimes, with this message.
+  setTimeout(() => {
+    throw e;
+  });
+});

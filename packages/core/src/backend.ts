@@ -132,5 +132,11 @@ export interface BackendFactory {
    * backend that answers with a reason, an explicit name throws CAPABILITY. Absent: base only.
    */
   readonly supports?: SupportsFn;
+  /**
+   * The `backendOptions` keys it reads. Under `auto` each backend that declares them is given
+   * only its own keys, so one options object can hold every candidate's (`{ workerUrl }` for
+   * workers does not upset cpu); one without it gets them all.
+   */
+  readonly optionKeys?: readonly string[];
   create(options?: BackendCreateOptions): Promise<Backend>;
 }

@@ -215,6 +215,7 @@ export class BackendRegistry {
     }
     const skipped: SkippedBackend[] = [];
     const sorted = this.#sorted();
+    assertSomeBackendTakes(sorted, options);
     for (let i = 0; i < sorted.length; i++) {
       const f = sorted[i] as BackendFactory;
       const a = await this.availability(f.name);
@@ -229,7 +230,7 @@ export class BackendRegistry {
       }
       let backend: Backend;
       try {
-        backend = await f.create(options);
+        backend = await f.create(ownOptions(f, options));
       } catch (e) {
         skipped.push({ name: f.name, reason: `failed to initialise: ${errorText(e)}` });
         continue;
@@ -265,6 +266,34 @@ export class BackendRegistry {
     throw new QkvError(
       'BACKEND_UNAVAILABLE',
       `options.backend: "auto" found no usable backend; registered: ${await this.#describeAll()}`,
+    );
+  }
+}
+
+/**
+ * Under `auto`: the part of `backendOptions` that `factory` reads (all of it when it does not
+ * declare `optionKeys`), undefined when that is nothing.
+ */
+function ownOptions(factory: BackendFactory, options?: BackendCreateOptions): BackendCreateOptions | undefined {
+  if (options === undefined || options === null || typeof options !== 'object' || !factory.optionKeys) return options;
+  const keys = factory.optionKeys;
+  const own = Object.fromEntries(Object.entries(options).filter(([k]) => keys.includes(k)));
+  return Object.keys(own).length > 0 ? own : undefined;
+}
+
+/**
+ * Under `auto`, a `backendOptions` key that no candidate reads is a typo, refused rather than
+ * dropped (when every candidate declares its keys; one that does not may read anything).
+ */
+function assertSomeBackendTakes(factories: readonly BackendFactory[], options?: BackendCreateOptions): void {
+  if (options === undefined || options === null || typeof options !== 'object') return;
+  if (factories.some((f) => !f.optionKeys)) return;
+  const known = new Set(factories.flatMap((f) => f.optionKeys ?? []));
+  for (const key of Object.keys(options)) {
+    if (known.has(key)) continue;
+    throw new QkvError(
+      'INVALID_OPTION',
+      `backendOptions.${key}: no registered backend takes this option; known: ${[...known].sort().join(', ') || 'none'}`,
     );
   }
 }

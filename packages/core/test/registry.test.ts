@@ -121,3 +121,74 @@ describe('BackendRegistry', () => {
     );
   });
 });
+
+describe('backendOptions under auto', () => {
+  /** A naive backend that declares its option keys and records what it was given. */
+  function taking(name: string, priority: number, keys: string[], seen: unknown[], fails = false) {
+    return naiveFactory({
+      name,
+      priority,
+      optionKeys: keys,
+      create: async (options) => {
+        seen.push({ name, options });
+        if (fails) throw new QkvError('WORKER_FAILED', `${name} cannot start`);
+        return naiveFactory().create();
+      },
+    });
+  }
+
+  it('gives each backend that declares optionKeys only its own keys', async () => {
+    const seen: unknown[] = [];
+    const r = new BackendRegistry()
+      .register(taking('threads', 50, ['workerUrl'], seen, true))
+      .register(taking('plain', 1, ['kernels'], seen));
+    const attn = await createAttention(config, weights(), {
+      registry: r,
+      backendOptions: { workerUrl: '/w.js', kernels: 'reference' },
+    });
+    expect(attn.backend).toBe('plain');
+    expect(seen).toEqual([
+      { name: 'threads', options: { workerUrl: '/w.js' } },
+      { name: 'plain', options: { kernels: 'reference' } },
+    ]);
+    expect(attn.selection.skipped[0]).toEqual({
+      name: 'threads',
+      reason: 'failed to initialise: threads cannot start',
+    });
+  });
+
+  it('passes nothing to a backend none of whose keys were given, everything to one without optionKeys', async () => {
+    const seen: unknown[] = [];
+    const r = new BackendRegistry().register(taking('threads', 50, ['workerUrl'], seen, true)).register(
+      naiveFactory({
+        name: 'legacy',
+        create: async (options) => {
+          seen.push({ name: 'legacy', options });
+          return naiveFactory().create();
+        },
+      }),
+    );
+    await createAttention(config, weights(), { registry: r, backendOptions: { other: 1 } });
+    expect(seen).toEqual([
+      { name: 'threads', options: undefined },
+      { name: 'legacy', options: { other: 1 } },
+    ]);
+  });
+
+  it('refuses a key no registered backend declares', async () => {
+    const r = new BackendRegistry().register(taking('plain', 1, ['kernels'], []));
+    await expect(
+      createAttention(config, weights(), { registry: r, backendOptions: { workerURL: '/w.js' } }),
+    ).rejects.toMatchObject({
+      code: 'INVALID_OPTION',
+      message: 'backendOptions.workerURL: no registered backend takes this option; known: kernels',
+    });
+  });
+
+  it('an explicit name gets the whole object (the backend validates it)', async () => {
+    const seen: unknown[] = [];
+    const r = new BackendRegistry().register(taking('plain', 1, ['kernels'], seen));
+    await createAttention(config, weights(), { registry: r, backend: 'plain', backendOptions: { x: 1 } });
+    expect(seen).toEqual([{ name: 'plain', options: { x: 1 } }]);
+  });
+});
