@@ -1,7 +1,7 @@
 import type { ResolvedConfig } from './config.js';
+import type { GraphDims } from './graph.js';
 import type {
   FusedAttentionAttrs,
-  GraphDims,
   LinearAttrs,
   MaskAttrs,
   PositionalEncodingAttrs,
@@ -11,7 +11,7 @@ import type {
   SoftmaxAttrs,
   WeightedSumAttrs,
   WriteRowsAttrs,
-} from './graph.js';
+} from './ops.js';
 import type { Tensor } from './tensor.js';
 
 /**

@@ -1,19 +1,7 @@
-import type { Backend, BackendTensor } from './backend.js';
+import type { Backend, BackendTensor, MaybePromise } from './backend.js';
 import { QkvError } from './errors.js';
-import type {
-  AttentionGraph,
-  FusedAttentionAttrs,
-  GraphNode,
-  LinearAttrs,
-  MaskAttrs,
-  PositionalEncodingAttrs,
-  RotaryAttrs,
-  ScaleAttrs,
-  ScoresAttrs,
-  SoftmaxAttrs,
-  WeightedSumAttrs,
-  WriteRowsAttrs,
-} from './graph.js';
+import { type AttentionGraph, nodeOf } from './graph.js';
+import type { FusedAttentionAttrs, MaskAttrs, OpAttrs } from './ops.js';
 import { formatShape, sizeOf, type Tensor } from './tensor.js';
 
 /** The score-shaped nodes a fused kernel never materialises. */
@@ -44,12 +32,36 @@ export interface ExecuteResult {
   readonly fused: boolean;
 }
 
+/** The ops a run calls: the graph's, plus the fused kernel that stands in for `heads`. */
+export interface StepAttrs extends OpAttrs {
+  readonly fusedAttention: FusedAttentionAttrs;
+}
+export type StepOp = keyof StepAttrs;
+
+/** One call of a run: the node it computes (a graph node is a step), its op and inputs. */
+export interface StepOf<K extends StepOp> {
+  readonly name: string;
+  readonly shape: readonly number[];
+  readonly dims: readonly string[];
+  readonly op: K;
+  readonly inputs: readonly (string | null)[];
+  readonly attrs: StepAttrs[K];
+}
+export type Step<K extends StepOp = StepOp> = { [P in K]: StepOf<P> }[K];
+
+export interface ExecutionPlan {
+  /** The needed nodes in graph order, each as the call that computes it. */
+  readonly steps: readonly Step[];
+  /** Whether `heads` comes from the fused kernel (no score-shaped node is computed). */
+  readonly fused: boolean;
+}
+
 /** Plans which nodes a request needs and whether the fused path applies. */
 export function planExecution(
   graph: AttentionGraph,
   outputs: readonly string[],
   backendHasFused: boolean,
-): { needed: Set<string>; fused: boolean; deps: Map<string, readonly (string | null)[]> } {
+): ExecutionPlan {
   const byName = new Map(graph.nodes.map((n) => [n.name, n]));
   for (const o of outputs) {
     if (!byName.has(o))
@@ -59,36 +71,51 @@ export function planExecution(
       );
   }
   const fused = backendHasFused && !outputs.some((o) => SCORE_NODES.has(o));
-  const deps = new Map<string, readonly (string | null)[]>();
-  for (const n of graph.nodes) deps.set(n.name, n.inputs);
-  if (fused) {
-    const masked = byName.get('masked') as GraphNode;
-    // The keys and values the unfused chain reads: k, v, or a session's whole cache (kAll, vAll).
-    const keys = (byName.get('scores') as GraphNode).inputs[1] ?? 'k';
-    const values = (byName.get('heads') as GraphNode).inputs[1] ?? 'v';
-    deps.set('heads', ['q', keys, values, masked.inputs[1] ?? null, masked.inputs[2] ?? null]);
-  }
+  const steps = new Map<string, Step>(graph.nodes.map((n) => [n.name, n]));
+  if (fused) steps.set('heads', fusedStep(graph));
   const needed = new Set<string>();
   const visit = (name: string) => {
     if (needed.has(name)) return;
     needed.add(name);
-    for (const d of deps.get(name) ?? []) if (d !== null) visit(d);
+    for (const d of steps.get(name)?.inputs ?? []) if (d !== null) visit(d);
   };
   for (const o of outputs) visit(o);
-  return { needed, fused: fused && needed.has('heads'), deps };
+  return {
+    steps: graph.nodes.filter((n) => needed.has(n.name)).map((n) => steps.get(n.name) as Step),
+    fused: fused && needed.has('heads'),
+  };
 }
 
 /**
- * Walks the graph in order, calling one kernel per needed node. Every intermediate handle is
+ * `heads` straight from q, the keys and values the unfused chain reads (k, v or a session's
+ * whole cache) and the masks, with the scores' dims (keyCapacity included), every mask attr
+ * (causal and the optional ScoreModifiers) and the scale: exactly what the chain would see.
+ */
+function fusedStep(graph: AttentionGraph): StepOf<'fusedAttention'> {
+  const scores = nodeOf(graph, 'scores', 'scores');
+  const masked = nodeOf(graph, 'masked', 'mask');
+  const heads = nodeOf(graph, 'heads', 'weightedSum');
+  return {
+    name: heads.name,
+    shape: heads.shape,
+    dims: heads.dims,
+    op: 'fusedAttention',
+    inputs: ['q', scores.inputs[1] ?? 'k', heads.inputs[1] ?? 'v', masked.inputs[1] ?? null, masked.inputs[2] ?? null],
+    attrs: { ...masked.attrs, ...scores.attrs, scale: nodeOf(graph, 'scaled', 'scale').attrs.scale },
+  };
+}
+
+/**
+ * Walks the plan in graph order, calling one kernel per step. Every intermediate handle is
  * reference-counted and disposed as soon as its last consumer has run, so a run holds at most
  * the live frontier of the graph; on any failure everything it allocated is released.
  */
 export async function execute(req: ExecuteRequest): Promise<ExecuteResult> {
   const { graph, backend, params, feeds, outputs } = req;
-  const { needed, fused, deps } = planExecution(graph, outputs, !req.unfused && backend.fused !== undefined);
+  const { steps, fused } = planExecution(graph, outputs, !req.unfused && backend.fused !== undefined);
   const limit = req.maxTensorElements ?? DEFAULT_MAX_TENSOR_ELEMENTS;
-  for (const n of graph.nodes) {
-    if (!needed.has(n.name) || n.op === 'param') continue;
+  for (const n of steps) {
+    if (n.op === 'param') continue;
     if (sizeOf(n.shape) > limit) {
       throw new QkvError(
         'LIMIT_EXCEEDED',
@@ -98,12 +125,9 @@ export async function execute(req: ExecuteRequest): Promise<ExecuteResult> {
   }
   backend.checkLimits?.({ ...graph.dims }, fused);
 
-  // How many later nodes read each node's value, plus one hold for each requested output.
+  // How many later steps read each node's value, plus one hold for each requested output.
   const readers = new Map<string, number>();
-  for (const n of graph.nodes) {
-    if (!needed.has(n.name)) continue;
-    for (const d of deps.get(n.name) ?? []) if (d !== null) readers.set(d, (readers.get(d) ?? 0) + 1);
-  }
+  for (const s of steps) for (const d of s.inputs) if (d !== null) readers.set(d, (readers.get(d) ?? 0) + 1);
   for (const o of outputs) readers.set(o, (readers.get(o) ?? 0) + 1);
 
   const values = new Map<string, BackendTensor>();
@@ -119,55 +143,37 @@ export async function execute(req: ExecuteRequest): Promise<ExecuteResult> {
     holds.delete(h);
     if (!persistent.has(h)) backend.dispose(h);
   };
-  const get = (name: string | null | undefined): BackendTensor | null => {
-    if (name === null || name === undefined) return null;
+  const get = (name: string | null): BackendTensor | null => {
+    if (name === null) return null;
     const v = values.get(name);
     if (!v) throw new Error(`qkv executor: "${name}" used before it was computed`);
     return v;
   };
 
-  const byName = new Map(graph.nodes.map((n) => [n.name, n]));
-  // The fused kernel gets the scores' dims (keyCapacity included) and every mask attr
-  // (causal and the optional ScoreModifiers), exactly what the unfused chain would see.
-  const {
-    batch: _b,
-    numHeads: _h,
-    numKVHeads: _kvh,
-    queryLength: _lq,
-    keyLength: _lk,
-    headDim: _hd,
-    ...maskExtras
-  } = (byName.get('masked')?.attrs ?? {}) as unknown as MaskAttrs;
-  const fusedAttrs: FusedAttentionAttrs = {
-    ...(byName.get('scores')?.attrs as unknown as ScoresAttrs),
-    ...maskExtras,
-    scale: byName.get('scaled')?.attrs.scale as number,
-  };
-
+  const context: CallContext = { backend, feeds, params };
   // This run's kernels form one queue on a backend that batches them (Backend.useQueue).
   const queue = {};
   try {
-    for (const node of graph.nodes) {
-      if (!needed.has(node.name)) continue;
+    for (const step of steps) {
       req.checkpoint?.();
-      const ins = (deps.get(node.name) ?? []).map(get);
+      const ins = step.inputs.map(get);
       backend.useQueue?.(queue);
-      // evaluate() calls the kernel before its first await, so the token is current for it.
-      const pending = evaluate(backend, node, ins, fused ? fusedAttrs : null, feeds, params);
-      backend.useQueue?.(null);
+      let pending: MaybePromise<BackendTensor>;
+      try {
+        pending = call(context, step, ins);
+      } finally {
+        backend.useQueue?.(null);
+      }
       const out = await pending;
-      values.set(node.name, out);
-      hold(out, readers.get(node.name) ?? 0);
+      const name = step.name;
+      values.set(name, out);
+      hold(out, readers.get(name) ?? 0);
       for (const h of ins) if (h !== null) release(h);
-      if ((readers.get(node.name) ?? 0) === 0) release(out);
+      if ((readers.get(name) ?? 0) === 0) release(out);
     }
     req.checkpoint?.();
     const tensors = new Map<string, Tensor>();
-    for (const o of outputs) {
-      const h = get(o) as BackendTensor;
-      const t = await backend.download(h);
-      tensors.set(o, t);
-    }
+    for (const o of outputs) tensors.set(o, await backend.download(get(o) as BackendTensor));
     for (const o of outputs) release(get(o) as BackendTensor);
     return { tensors, fused };
   } catch (e) {
@@ -176,64 +182,65 @@ export async function execute(req: ExecuteRequest): Promise<ExecuteResult> {
   }
 }
 
-async function evaluate(
-  backend: Backend,
-  node: GraphNode,
-  ins: (BackendTensor | null)[],
-  fused: FusedAttentionAttrs | null,
-  feeds: ReadonlyMap<string, Tensor>,
-  params: ReadonlyMap<string, BackendTensor>,
-): Promise<BackendTensor> {
-  const k = backend.kernels;
-  const a = node.attrs;
-  const in0 = ins[0] as BackendTensor;
-  const in1 = ins[1] as BackendTensor;
-  switch (node.op) {
-    case 'input': {
-      const t = feeds.get(node.name);
-      if (!t) throw new Error(`qkv executor: no feed for input "${node.name}"`);
-      return backend.upload(t);
-    }
-    case 'param': {
-      const p = params.get(node.name);
-      if (!p) throw new Error(`qkv executor: parameter "${node.name}" was not uploaded`);
-      return p;
-    }
-    case 'identity':
-      return in0;
-    case 'positionalEncoding':
-      return k.positionalEncoding(a as unknown as PositionalEncodingAttrs);
-    case 'add':
-      return k.add(in0, in1);
-    case 'linear':
-      return k.linear(in0, in1, ins[2] ?? null, a as unknown as LinearAttrs);
-    case 'scores':
-      return k.scores(in0, in1, a as unknown as ScoresAttrs);
-    case 'scale':
-      return k.scale(in0, a as unknown as ScaleAttrs);
-    case 'mask': {
-      const m = a as unknown as MaskAttrs;
-      // Nothing to hide or bias: masked = scaled, no kernel, no copy.
-      const modifies =
-        m.window !== undefined || m.alibiSlopes !== undefined || m.maskMod !== undefined || m.scoreMod !== undefined;
-      if (!m.causal && !modifies && ins[1] === null && ins[2] === null) return in0;
-      return k.mask(in0, ins[1] ?? null, ins[2] ?? null, m);
-    }
-    case 'rotary': {
-      if (!k.rotary) throw new QkvError('CAPABILITY', `backend "${backend.name}" has no rotary kernel`);
-      return k.rotary(in0, a as unknown as RotaryAttrs);
-    }
-    case 'writeRows': {
-      if (!k.writeRows) throw new QkvError('CAPABILITY', `backend "${backend.name}" has no writeRows kernel`);
-      return k.writeRows(in0, in1, a as unknown as WriteRowsAttrs);
-    }
-    case 'softmax':
-      return k.softmax(in0, a as unknown as SoftmaxAttrs);
-    case 'weightedSum': {
-      if (fused && backend.fused) {
-        return backend.fused.fusedAttention(in0, in1, ins[2] as BackendTensor, ins[3] ?? null, ins[4] ?? null, fused);
-      }
-      return k.weightedSum(in0, in1, a as unknown as WeightedSumAttrs);
-    }
-  }
+interface CallContext {
+  readonly backend: Backend;
+  readonly feeds: ReadonlyMap<string, Tensor>;
+  readonly params: ReadonlyMap<string, BackendTensor>;
+}
+type Inputs = readonly (BackendTensor | null)[];
+type Call<K extends StepOp> = (c: CallContext, step: StepOf<K>, ins: Inputs) => MaybePromise<BackendTensor>;
+
+/** A required input (the graph builder guarantees it; absent ones are `null` only where optional). */
+function need(t: BackendTensor | null | undefined): BackendTensor {
+  if (!t) throw new Error('qkv executor: a required kernel input is missing');
+  return t;
+}
+
+/** Mask attrs that hide or bias nothing: masked = scaled, no kernel, no copy. */
+function masksNothing(m: MaskAttrs, keyPaddingMask: BackendTensor | null, attnMask: BackendTensor | null): boolean {
+  const modifies =
+    m.window !== undefined || m.alibiSlopes !== undefined || m.maskMod !== undefined || m.scoreMod !== undefined;
+  return !m.causal && !modifies && keyPaddingMask === null && attnMask === null;
+}
+
+function capability(backend: Backend, kernel: string): never {
+  throw new QkvError('CAPABILITY', `backend "${backend.name}" has no ${kernel} kernel`);
+}
+
+/** One entry per op: how a step of that op calls the backend. Adding an op = one entry here. */
+const CALLS: { readonly [K in StepOp]: Call<K> } = {
+  input: ({ backend, feeds }, { name }) => {
+    const t = feeds.get(name);
+    if (!t) throw new Error(`qkv executor: no feed for input "${name}"`);
+    return backend.upload(t);
+  },
+  param: ({ params }, { name }) => {
+    const p = params.get(name);
+    if (!p) throw new Error(`qkv executor: parameter "${name}" was not uploaded`);
+    return p;
+  },
+  identity: (_, __, [x]) => need(x),
+  positionalEncoding: ({ backend }, { attrs }) => backend.kernels.positionalEncoding(attrs),
+  add: ({ backend }, _, [a, b]) => backend.kernels.add(need(a), need(b)),
+  linear: ({ backend }, { attrs }, [x, w, bias]) => backend.kernels.linear(need(x), need(w), bias ?? null, attrs),
+  scores: ({ backend }, { attrs }, [q, k]) => backend.kernels.scores(need(q), need(k), attrs),
+  scale: ({ backend }, { attrs }, [s]) => backend.kernels.scale(need(s), attrs),
+  mask: ({ backend }, { attrs }, [s, pad = null, am = null]) =>
+    masksNothing(attrs, pad, am) ? need(s) : backend.kernels.mask(need(s), pad, am, attrs),
+  softmax: ({ backend }, { attrs }, [s]) => backend.kernels.softmax(need(s), attrs),
+  weightedSum: ({ backend }, { attrs }, [w, v]) => backend.kernels.weightedSum(need(w), need(v), attrs),
+  rotary: ({ backend }, { attrs }, [x]) =>
+    backend.kernels.rotary ? backend.kernels.rotary(need(x), attrs) : capability(backend, 'rotary'),
+  writeRows: ({ backend }, { attrs }, [cache, rows]) =>
+    backend.kernels.writeRows
+      ? backend.kernels.writeRows(need(cache), need(rows), attrs)
+      : capability(backend, 'writeRows'),
+  fusedAttention: ({ backend }, { attrs }, [q, k, v, pad = null, am = null]) =>
+    backend.fused
+      ? backend.fused.fusedAttention(need(q), need(k), need(v), pad, am, attrs)
+      : capability(backend, 'fusedAttention'),
+};
+
+function call<K extends StepOp>(c: CallContext, step: StepOf<K>, ins: Inputs): MaybePromise<BackendTensor> {
+  return CALLS[step.op](c, step, ins);
 }

@@ -1,16 +1,11 @@
-import {
-  averageHeads,
-  learnedPositionalEncoding,
-  type ReturnWeights,
-  type RunOptions,
-  unbatch,
-  validateRunOptions,
-} from './attention.js';
 import type { Backend, BackendTensor } from './backend.js';
+import { buildGraph } from './build-graph.js';
 import { assertKnownKeys, positiveInt, type ResolvedConfig } from './config.js';
 import { describeValue, QkvError } from './errors.js';
 import { DEFAULT_MAX_TENSOR_ELEMENTS, execute } from './executor.js';
-import { buildGraph, type GraphShape } from './graph.js';
+import type { GraphShape } from './graph.js';
+import { learnedPositionalEncoding, type ReturnWeights, type RunOptions, validateRunOptions } from './inputs.js';
+import { readOutputs } from './outputs.js';
 import { formatShape, sizeOf, type Tensor, type TensorLike, toTensor } from './tensor.js';
 
 /**
@@ -313,26 +308,9 @@ export class Session implements AttentionSession {
     const { tensors, fused } = await execute({ graph, backend, params, feeds, outputs, checkpoint });
     // Only a step that completed extends the cache; a failed one is overwritten by the next.
     this.#length = Lk;
-    const dimsOf = new Map(graph.nodes.map((n) => [n.name, n.dims]));
-    const take = (name: string): Tensor => {
-      const tt = tensors.get(name) as Tensor;
-      return unbatched ? unbatch(tt, dimsOf.get(name) ?? []) : tt;
-    };
-    const result: SessionStepResult = {
-      attention: take('attention'),
-      residual: take('residual'),
-      positions: [offset, Lk],
-      fused,
-    };
-    if (options.returnWeights) {
-      const w = tensors.get('weights') as Tensor;
-      result.weights =
-        options.returnWeights === 'averaged'
-          ? unbatched
-            ? unbatch(averageHeads(w), ['B'])
-            : averageHeads(w)
-          : take('weights');
-    }
+    const { attention, residual, weights } = readOutputs(graph, tensors, unbatched, options.returnWeights);
+    const result: SessionStepResult = { attention, residual, positions: [offset, Lk], fused };
+    if (weights) result.weights = weights;
     return result;
   }
 }

@@ -6,6 +6,7 @@ import {
   BackendRegistry,
   buildGraph,
   createAttention,
+  nodeOf,
   QkvError,
   resolveConfig,
   type Tensor,
@@ -266,7 +267,7 @@ describe('graph nodes for the features', () => {
     expect(by.q?.op).toBe('rotary');
     expect(by.q?.inputs).toEqual(['qProj']);
     expect(by.q?.attrs).toEqual({ offset: 4, base: 10000, pairing: 'half', headDim: 4, batch: 2, length: 3, heads: 2 });
-    expect(by.k?.attrs.heads).toBe(1);
+    expect(nodeOf(g, 'k', 'rotary').attrs.heads).toBe(1);
     expect(by.kProj?.op).toBe('linear');
     expect(by.scores?.inputs).toEqual(['q', 'k']);
   });
@@ -276,11 +277,11 @@ describe('graph nodes for the features', () => {
       resolveConfig({ dModel: 8, numHeads: 4, positionalEncoding: 'alibi', window: 2, maskMod, scoreMod: (s) => s }),
       shape,
     );
-    const m = g.nodes.find((n) => n.name === 'masked');
-    expect(m?.attrs.alibiSlopes).toEqual([1 / 4, 1 / 16, 1 / 64, 1 / 256]);
-    expect(m?.attrs.window).toBe(2);
-    expect(m?.attrs.maskMod).toBe(maskMod);
-    expect(m?.attrs.queryOffset).toBeUndefined();
+    const m = nodeOf(g, 'masked', 'mask');
+    expect(m.attrs.alibiSlopes).toEqual([1 / 4, 1 / 16, 1 / 64, 1 / 256]);
+    expect(m.attrs.window).toBe(2);
+    expect(m.attrs.maskMod).toBe(maskMod);
+    expect(m.attrs.queryOffset).toBeUndefined();
     expect(JSON.parse(JSON.stringify(m)).attrs.maskMod).toBeUndefined();
   });
   it('a device session step appends k/v with writeRows into caches read at stride maxLength', () => {
@@ -298,9 +299,9 @@ describe('graph nodes for the features', () => {
     expect(by.kAll?.op).toBe('writeRows');
     expect(by.kAll?.attrs).toEqual({ batch: 2, rows: 1, capacity: 16, offset: 4, width: 8 });
     expect(by.scores?.inputs).toEqual(['q', 'kAll']);
-    expect(by.scores?.attrs.keyCapacity).toBe(16);
+    expect(nodeOf(g, 'scores', 'scores').attrs.keyCapacity).toBe(16);
     expect(by.heads?.inputs).toEqual(['weights', 'vAll']);
-    expect(by.masked?.attrs.queryOffset).toBe(4);
+    expect(nodeOf(g, 'masked', 'mask').attrs.queryOffset).toBe(4);
   });
 });
 

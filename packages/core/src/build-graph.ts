@@ -1,0 +1,294 @@
+import type { ResolvedConfig } from './config.js';
+import type { AttentionGraph, GraphNode, GraphShape, ParamName } from './graph.js';
+import type { AttentionDims, ScoreModifiers } from './ops.js';
+import { alibiSlopes } from './positional.js';
+
+/**
+ * buildGraph: the seed's steps as graph nodes for one call's shapes, section by section (inputs,
+ * weights, projections and KV cache, attention). Dimension names as in graph.ts.
+ */
+
+/** Builds the graph for one call's shapes. Cheap; the handle caches graphs per shape. */
+export function buildGraph(config: ResolvedConfig, shape: GraphShape): AttentionGraph {
+  const { dModel, numHeads: H, numKVHeads: KVH, headDim: hd } = config;
+  const { batch: B, queryLength: Lq, keyLength: Lk } = shape;
+  const att: AttentionDims = { batch: B, numHeads: H, numKVHeads: KVH, queryLength: Lq, keyLength: Lk, headDim: hd };
+  const g: Builder = { config, shape, att, offset: shape.positionOffset ?? 0, nodes: [] };
+  inputNodes(g);
+  paramNodes(g);
+  const { keys, values } = projectionNodes(g);
+  attentionNodes(g, keys, values);
+  return { dims: { ...att, dModel }, selfAttention: shape.selfAttention, nodes: g.nodes };
+}
+
+/** What the node builders below share: the call's config, shapes and the nodes so far. */
+interface Builder {
+  readonly config: ResolvedConfig;
+  readonly shape: GraphShape;
+  readonly att: AttentionDims;
+  /** Position of query row 0. */
+  readonly offset: number;
+  readonly nodes: GraphNode[];
+}
+
+/** E, PE, X = E + PE, and the fed key/value/mask inputs. */
+function inputNodes({ config, shape, offset, nodes }: Builder): void {
+  const { dModel } = config;
+  const { batch: B, queryLength: Lq, keyLength: Lk } = shape;
+  const bld = ['B', 'Lq', 'dModel'];
+  const feed = (name: string, shape: number[], dims: string[], doc: string) =>
+    nodes.push({ name, op: 'input', inputs: [], shape, dims, attrs: {}, doc });
+  feed('input', [B, Lq, dModel], bld, 'E: the token embeddings');
+  const pe = config.positionalEncoding;
+  if (pe === 'learned') {
+    nodes.push({
+      name: 'positionalEncoding',
+      op: 'input',
+      inputs: [],
+      shape: [Lq, dModel],
+      dims: ['Lq', 'dModel'],
+      attrs: { kind: 'learned', offset },
+      doc: `PE = positionalEmbedding[${offset} … ${offset + Lq - 1}, :] (rows of the learned table, sliced by core)`,
+    });
+  }
+  if (pe === 'sinusoidal') {
+    nodes.push({
+      name: 'positionalEncoding',
+      op: 'positionalEncoding',
+      inputs: [],
+      shape: [Lq, dModel],
+      dims: ['Lq', 'dModel'],
+      attrs: { kind: 'sinusoidal', length: Lq, dModel, offset },
+      doc: 'PE[pos, 2i] = sin(pos/10000^(2i/dModel)), PE[pos, 2i+1] = cos(…)',
+    });
+  }
+  if (pe === 'sinusoidal' || pe === 'learned') {
+    const inputs = ['input', 'positionalEncoding'];
+    nodes.push({
+      name: 'x',
+      op: 'add',
+      inputs,
+      shape: [B, Lq, dModel],
+      dims: bld,
+      attrs: {},
+      doc: 'X = E + Positional Encoding',
+    });
+  } else {
+    const doc = 'X = E (no positional encoding)';
+    nodes.push({ name: 'x', op: 'identity', inputs: ['input'], shape: [B, Lq, dModel], dims: bld, attrs: {}, doc });
+  }
+  if (!shape.selfAttention) {
+    feed('key', [B, Lk, dModel], ['B', 'Lk', 'dModel'], 'the sequence the queries look at');
+    feed('value', [B, Lk, dModel], ['B', 'Lk', 'dModel'], 'the sequence the values come from');
+  }
+  if (shape.hasKeyPaddingMask) {
+    feed('keyPaddingMask', [B, Lk], ['B', 'Lk'], 'nonzero = padding key, hidden from every query');
+  }
+  if (shape.hasAttnMask) {
+    feed('attnMask', [Lq, Lk], ['Lq', 'Lk'], 'additive bias on the scaled scores; -Infinity hides a key');
+  }
+}
+
+/** The learned weights (row-vector: w is [in, out]); the biases only with config.bias. */
+function paramNodes({ config, nodes }: Builder): void {
+  const { dModel, numHeads: H, numKVHeads: KVH, headDim: hd, bias } = config;
+  const qOut = H * hd;
+  const kvOut = KVH * hd;
+  const params: [ParamName, number[], string[]][] = [
+    ['wq', [dModel, qOut], ['dModel', 'H·hd']],
+    ['bq', [qOut], ['H·hd']],
+    ['wk', [dModel, kvOut], ['dModel', 'KVH·hd']],
+    ['bk', [kvOut], ['KVH·hd']],
+    ['wv', [dModel, kvOut], ['dModel', 'KVH·hd']],
+    ['bv', [kvOut], ['KVH·hd']],
+    ['wo', [qOut, dModel], ['H·hd', 'dModel']],
+    ['bo', [dModel], ['dModel']],
+  ];
+  for (const [name, shape, dims] of params) {
+    if (!bias && name.startsWith('b')) continue;
+    nodes.push({ name, op: 'param', inputs: [], shape, dims, attrs: {}, doc: 'learned weights, fixed at run time' });
+  }
+}
+
+/**
+ * Q, K, V (+ RoPE) and, in a session step, the KV cache they are appended to. Returns the names
+ * of the keys and values the scores read: k and v themselves, or the whole cache.
+ */
+function projectionNodes({ config, shape, offset, nodes }: Builder): { keys: string; values: string } {
+  const { dModel, numHeads: H, numKVHeads: KVH, headDim: hd } = config;
+  const { batch: B, queryLength: Lq, keyLength: Lk, cache } = shape;
+  const qOut = H * hd;
+  const kvOut = KVH * hd;
+  const b = (name: string) => (config.bias ? name : null);
+  const [kSource, vSource] = shape.selfAttention ? ['x', 'x'] : ['key', 'value'];
+  // In a session step k and v hold only the t = Lq new rows; the cache holds all Lk.
+  const Lnew = cache ? Lq : Lk;
+  const LnewName = cache ? 't' : 'Lk';
+  const qDims = ['B', 'Lq', 'H·hd'];
+  const kvDims = ['B', LnewName, 'KVH·hd'];
+  const rotary = config.positionalEncoding === 'rotary';
+  // x [B, L, dModel] · w [dModel, out] → [B, L, out]
+  const linear = (name: string, inputs: (string | null)[], L: number, out: number, dims: string[], doc: string) =>
+    nodes.push({
+      name,
+      op: 'linear',
+      inputs,
+      shape: [B, L, out],
+      dims,
+      attrs: { rows: B * L, inFeatures: dModel, outFeatures: out },
+      doc,
+    });
+  linear(rotary ? 'qProj' : 'q', ['x', 'wq', b('bq')], Lq, qOut, qDims, 'Q = X·Wq + bq');
+  linear(rotary ? 'kProj' : 'k', [kSource, 'wk', b('bk')], Lnew, kvOut, kvDims, 'K = X·Wk + bk');
+  linear('v', [vSource, 'wv', b('bv')], Lnew, kvOut, kvDims, 'V = X·Wv + bv');
+  if (rotary) {
+    const rope = { offset, base: config.rotaryBase, pairing: config.rotaryPairing, headDim: hd, batch: B };
+    const formula = `${config.rotaryPairing === 'half' ? 'rotate_half' : 'interleaved'} pairs, θ_c = ${config.rotaryBase}^(−2c/hd)`;
+    const at = `per head at positions ${offset}…: ${formula}`;
+    nodes.push({
+      name: 'q',
+      op: 'rotary',
+      inputs: ['qProj'],
+      shape: [B, Lq, qOut],
+      dims: qDims,
+      attrs: { ...rope, length: Lq, heads: H },
+      doc: `Q = RoPE(X·Wq + bq) ${at}`,
+    });
+    nodes.push({
+      name: 'k',
+      op: 'rotary',
+      inputs: ['kProj'],
+      shape: [B, Lnew, kvOut],
+      dims: kvDims,
+      attrs: { ...rope, length: Lnew, heads: KVH },
+      doc: `K = RoPE(X·Wk + bk) ${at}`,
+    });
+  }
+  if (!cache) return { keys: 'k', values: 'v' };
+  for (const [src, name, cacheName] of [
+    ['k', 'kAll', 'kCache'],
+    ['v', 'vAll', 'vCache'],
+  ] as const) {
+    const allDims = ['B', 'Lk', 'KVH·hd'];
+    if (cache.mode === 'device') {
+      nodes.push({
+        name: cacheName,
+        op: 'param',
+        inputs: [],
+        shape: [B, cache.capacity, kvOut],
+        dims: ['B', 'maxLength', 'KVH·hd'],
+        attrs: {},
+        doc: `the session's ${src.toUpperCase()} cache, held by the backend`,
+      });
+      nodes.push({
+        name,
+        op: 'writeRows',
+        inputs: [cacheName, src],
+        shape: [B, Lk, kvOut],
+        dims: allDims,
+        attrs: { batch: B, rows: Lq, capacity: cache.capacity, offset, width: kvOut },
+        doc: `${cacheName}[:, ${offset} … ${offset + Lq - 1}, :] = ${src} (append in place); Lk = ${Lk} rows valid`,
+      });
+    } else {
+      nodes.push({
+        name,
+        op: 'input',
+        inputs: [],
+        shape: [B, Lk, kvOut],
+        dims: allDims,
+        attrs: {},
+        doc: `all ${Lk} cached ${src.toUpperCase()} rows, kept on the host and uploaded each step`,
+      });
+    }
+  }
+  return { keys: 'kAll', values: 'vAll' };
+}
+
+/** The seed's attention: scores → scale → mask → softmax → weighted sum, Wo, residual. */
+function attentionNodes({ config, shape, att, offset, nodes }: Builder, keys: string, values: string): void {
+  const { dModel, numHeads: H, headDim: hd } = config;
+  const { batch: B, queryLength: Lq, keyLength: Lk, cache } = shape;
+  const qOut = H * hd;
+  // A device cache keeps its rows at stride maxLength per batch.
+  const kv: AttentionDims = cache?.mode === 'device' ? { ...att, keyCapacity: cache.capacity } : att;
+  const mods: Mutable<ScoreModifiers> = {};
+  if (offset !== 0) mods.queryOffset = offset;
+  if (config.window !== null) mods.window = config.window;
+  if (config.positionalEncoding === 'alibi') mods.alibiSlopes = alibiSlopes(H);
+  if (config.maskMod !== null) mods.maskMod = config.maskMod;
+  if (config.scoreMod !== null) mods.scoreMod = config.scoreMod;
+  const modDoc = [
+    mods.alibiSlopes ? 'ALiBi −m_h·|p − j| added' : '',
+    config.scoreMod ? 'scoreMod applied' : '',
+    config.window !== null ? `keys outside the window of ${config.window} hidden` : '',
+    config.maskMod ? 'maskMod false → −∞' : '',
+  ].filter((x) => x !== '');
+  const dims = ['B', 'H', 'Lq', 'Lk'];
+  const sshape = [B, H, Lq, Lk];
+  const bld = ['B', 'Lq', 'dModel'];
+  nodes.push({
+    name: 'scores',
+    op: 'scores',
+    inputs: ['q', keys],
+    shape: sshape,
+    dims,
+    attrs: { ...kv },
+    doc: 'raw_score[i, j] = Q_i · K_j per head',
+  });
+  nodes.push({
+    name: 'scaled',
+    op: 'scale',
+    inputs: ['scores'],
+    shape: sshape,
+    dims,
+    attrs: { scale: config.scale },
+    doc: 'scaled_score = raw_score · scale (1/√dk by default)',
+  });
+  nodes.push({
+    name: 'masked',
+    op: 'mask',
+    inputs: ['scaled', shape.hasKeyPaddingMask ? 'keyPaddingMask' : null, shape.hasAttnMask ? 'attnMask' : null],
+    shape: sshape,
+    dims,
+    attrs: { ...att, causal: config.causal, ...mods },
+    doc: `hidden keys (later tokens when causal, padding) set to -∞; attnMask added${modDoc.length ? `; ${modDoc.join('; ')}` : ''}`,
+  });
+  nodes.push({
+    name: 'weights',
+    op: 'softmax',
+    inputs: ['masked'],
+    shape: sshape,
+    dims,
+    attrs: { rows: B * H * Lq, cols: Lk },
+    doc: 'attention weights W_a = softmax over keys; rows with no visible key are 0',
+  });
+  nodes.push({
+    name: 'heads',
+    op: 'weightedSum',
+    inputs: ['weights', values],
+    shape: [B, Lq, qOut],
+    dims: ['B', 'Lq', 'H·hd'],
+    attrs: { ...kv },
+    doc: 'ΔE_i(h) = Σ_j W_a[i, j] · V_j per head, heads side by side (concat)',
+  });
+  nodes.push({
+    name: 'attention',
+    op: 'linear',
+    inputs: ['heads', 'wo', config.bias ? 'bo' : null],
+    shape: [B, Lq, dModel],
+    dims: bld,
+    attrs: { rows: B * Lq, inFeatures: qOut, outFeatures: dModel },
+    doc: 'ΔE = concat(heads)·Wo + bo',
+  });
+  nodes.push({
+    name: 'residual',
+    op: 'add',
+    inputs: ['x', 'attention'],
+    shape: [B, Lq, dModel],
+    dims: bld,
+    attrs: {},
+    doc: "E' = X + ΔE",
+  });
+}
+
+type Mutable<T> = { -readonly [K in keyof T]: T[K] };

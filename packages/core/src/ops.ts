@@ -1,0 +1,144 @@
+import type { MaskMod, RotaryPairing, ScoreMod } from './config.js';
+
+/**
+ * The op vocabulary: every op's name and the attrs its graph node carries. One op, one name:
+ * graph op = kernel name (`Kernels`) = kernel file = kernel test, and `OpAttrs` is the one table
+ * that ties an op to its attrs, so the executor's dispatch and the graph builder are typed by op.
+ */
+
+/** One op, one name: graph op = kernel name = kernel file = kernel test. */
+export type KernelOp =
+  | 'positionalEncoding'
+  | 'add'
+  | 'linear'
+  | 'scores'
+  | 'scale'
+  | 'mask'
+  | 'softmax'
+  | 'weightedSum'
+  | 'rotary'
+  | 'writeRows';
+/** Graph ops: the kernels plus the nodes the executor resolves itself (feeds, params, aliases). */
+export type OpName = 'input' | 'param' | 'identity' | KernelOp;
+
+export interface AttentionDims {
+  readonly batch: number;
+  readonly numHeads: number;
+  readonly numKVHeads: number;
+  readonly queryLength: number;
+  readonly keyLength: number;
+  readonly headDim: number;
+  /**
+   * Rows allocated per batch in k and v when they are a KV cache ([B, maxLength, KVH·hd] of which
+   * the first Lk rows are valid): batch b starts at row b·keyCapacity. Absent: Lk (dense).
+   */
+  readonly keyCapacity?: number;
+}
+
+/**
+ * Optional score modifiers, shared by `mask` and `fusedAttention`. Every field absent = the base
+ * behaviour, so kernels written before them stay correct for configs that do not use them (and
+ * a backend only gets them once its `supports()` says yes).
+ * Per visible key, in this order:  s = scaled − slope_h·|p − j|  (ALiBi)
+ *                                  s = scoreMod(s, b, h, p, j)
+ *                                  s = s + attnMask[i, j]
+ * and the key is hidden (−∞) when causal/padding hide it, when outside the window, or when
+ * maskMod(b, h, p, j) is false; p = queryOffset + i is query row i's position.
+ */
+export interface ScoreModifiers {
+  /** Position of query row 0: 0 in run(), the cache length before the step in a session. */
+  readonly queryOffset?: number;
+  /** Sliding window w: causal → keys p−w+1 … p; otherwise |p − j| < w. */
+  readonly window?: number;
+  /** ALiBi slope per query head, [H]. */
+  readonly alibiSlopes?: readonly number[];
+  readonly maskMod?: MaskMod;
+  readonly scoreMod?: ScoreMod;
+}
+
+export interface PositionalEncodingAttrs {
+  readonly kind: 'sinusoidal';
+  readonly length: number;
+  readonly dModel: number;
+  /** First position (non-zero inside a KV-cache session). */
+  readonly offset: number;
+}
+export interface LinearAttrs {
+  readonly rows: number;
+  readonly inFeatures: number;
+  readonly outFeatures: number;
+}
+export interface ScaleAttrs {
+  readonly scale: number;
+}
+export interface MaskAttrs extends AttentionDims, ScoreModifiers {
+  readonly causal: boolean;
+}
+export interface SoftmaxAttrs {
+  readonly rows: number;
+  readonly cols: number;
+}
+export type ScoresAttrs = AttentionDims;
+export type WeightedSumAttrs = AttentionDims;
+/** scores → scale → mask → softmax → weightedSum in one kernel, never holding [Lq, Lk]. */
+export interface FusedAttentionAttrs extends AttentionDims, ScoreModifiers {
+  readonly scale: number;
+  readonly causal: boolean;
+}
+/**
+ * RoPE (Su et al. 2021) on x [B, L, heads·hd], each head's channels rotated in pairs (x1, x2):
+ *   x1' = x1·cos(p·θ_c) − x2·sin(p·θ_c),  x2' = x2·cos(p·θ_c) + x1·sin(p·θ_c),
+ *   θ_c = base^(−2c/hd), c = 0 … hd/2 − 1, p = offset + row position.
+ * 'half' pairs channel c with c + hd/2; 'interleaved' pairs 2c with 2c + 1.
+ */
+export interface RotaryAttrs {
+  readonly batch: number;
+  readonly length: number;
+  /** Heads in this tensor: H for q, KVH for k. */
+  readonly heads: number;
+  readonly headDim: number;
+  readonly offset: number;
+  readonly base: number;
+  readonly pairing: RotaryPairing;
+}
+/**
+ * Copies rows [B, t, width] into a KV cache [B, maxLength, width] at rows offset … offset+t−1 of
+ * every batch, in place, and returns the cache (the one kernel that writes into an input).
+ */
+export interface WriteRowsAttrs {
+  readonly batch: number;
+  readonly rows: number;
+  readonly capacity: number;
+  readonly offset: number;
+  readonly width: number;
+}
+
+/** Attrs of an `input` node: the learned positional rows also say which positions they are. */
+export interface InputAttrs {
+  readonly kind?: 'learned';
+  readonly offset?: number;
+}
+/** Ops whose node carries nothing beyond its inputs. */
+export type NoAttrs = Readonly<Record<string, never>>;
+
+/**
+ * Every op → the attrs of its node. Plain values, plus number arrays (ALiBi slopes) and the
+ * user's own maskMod/scoreMod functions, which JSON drops (`describe()` and the docs show them
+ * as present or not).
+ */
+export interface OpAttrs {
+  readonly input: InputAttrs;
+  readonly param: NoAttrs;
+  readonly identity: NoAttrs;
+  readonly positionalEncoding: PositionalEncodingAttrs;
+  readonly add: NoAttrs;
+  readonly linear: LinearAttrs;
+  readonly scores: ScoresAttrs;
+  readonly scale: ScaleAttrs;
+  readonly mask: MaskAttrs;
+  readonly softmax: SoftmaxAttrs;
+  readonly weightedSum: WeightedSumAttrs;
+  readonly rotary: RotaryAttrs;
+  readonly writeRows: WriteRowsAttrs;
+}
+export type NodeAttrs = OpAttrs[OpName];
