@@ -1,3 +1,4 @@
+import { webglBackend } from '@qkv/backend-webgl';
 import {
   type Attention,
   type AttentionConfig,
@@ -8,6 +9,7 @@ import {
   listBackends,
   maxAbsDiff,
   type RunOptions,
+  registerBackend,
   type Tensor,
 } from 'qkv';
 import { median } from './model/format';
@@ -54,6 +56,8 @@ export class Engine {
 
   /** Every registered backend with availability and reason, probed once. */
   async backends(): Promise<BackendInfo[]> {
+    // webgl is an optional package of qkv: a bundled app registers it itself.
+    registerBackend(webglBackend);
     this.#backends ??= await listBackends();
     return this.#backends;
   }

@@ -31,7 +31,7 @@ export function loadGpuJs(): Promise<GpuJs> {
 /** headless-gl's factory. The specifier is a variable so browser bundlers never try to resolve the addon. */
 async function loadHeadlessGl(): Promise<CreateGL> {
   const specifier = 'gl';
-  const m = (await import(/* @vite-ignore */ specifier)) as { default?: CreateGL };
+  const m = (await import(/* @vite-ignore */ /* webpackIgnore: true */ specifier)) as { default?: CreateGL };
   return (typeof m === 'function' ? m : m.default) as CreateGL;
 }
 
@@ -62,7 +62,7 @@ async function makeContext(mode: WebGLMode): Promise<MadeContext | string> {
     try {
       createGL = await loadHeadlessGl();
     } catch (e) {
-      return `headless-gl (the optional native \`gl\` package) is not installed or not built: ${(e as Error).message.split('\n')[0]}`;
+      return `headless-gl (the optional native \`gl\` package: \`npm install gl\`) is not installed or not built: ${(e as Error).message.split('\n')[0]}`;
     }
     const gl = createGL(1, 1, { preserveDrawingBuffer: true });
     if (!gl) return `headless-gl could not create a GL context: ${displayText()}`;

@@ -1,9 +1,13 @@
 import { cpuBackend } from '@qkv/backend-cpu';
-import { webglBackend } from '@qkv/backend-webgl';
 import { workersBackend } from '@qkv/backend-workers';
 import type { BackendFactory } from '@qkv/core';
+import { OPTIONAL_BACKENDS, optionalBackendFactory } from './optional.js';
 
-/** The backends that ship with qkv, highest priority first is decided by the registry. */
+/**
+ * The backends of the default registry (the registry orders them by priority): cpu and workers,
+ * which qkv depends on, and a stand-in for each optional backend package (`OPTIONAL_BACKENDS`),
+ * which runs the real one when that package is installed and says what to install when not.
+ */
 export function builtinBackends(): BackendFactory[] {
-  return [cpuBackend, workersBackend, webglBackend];
+  return [cpuBackend, workersBackend, ...OPTIONAL_BACKENDS.map(optionalBackendFactory)];
 }

@@ -5,7 +5,9 @@
  *   const out = await attn.run({ query }, { returnWeights: true, capture: ['scores'] });
  *
  * The built-in backends are registered into the default registry on first use (never at import
- * time); `registerBackend` adds your own.
+ * time); `registerBackend` adds your own. Optional backends (`@qkv/backend-webgl`) are separate
+ * packages: in Node an installed one is found by itself, in a bundled app import its factory and
+ * `registerBackend` it.
  */
 import {
   type Attention,
@@ -21,6 +23,7 @@ import { builtinBackends } from './builtins.js';
 
 export * from '@qkv/core';
 export { builtinBackends } from './builtins.js';
+export { installHint, OPTIONAL_BACKENDS, type OptionalBackend, optionalBackendFactory } from './optional.js';
 
 let defaultRegistry: BackendRegistry | null = null;
 
