@@ -87,7 +87,7 @@ export function loadGoldenCase(name: GoldenCaseName): Promise<GoldenCase> {
   return p;
 }
 
-async function readJson(url: URL): Promise<unknown> {
+export async function readJson(url: URL): Promise<unknown> {
   if (typeof window === 'undefined' && typeof process !== 'undefined' && url.protocol === 'file:') {
     const fsName = 'node:fs/promises';
     const fs = (await import(/* @vite-ignore */ fsName)) as typeof import('node:fs/promises');

@@ -28,18 +28,21 @@ export function randomWeights(config: AttentionConfig, random: () => number): At
   const hd = config.headDim ?? config.dModel / H;
   const D = config.dModel;
   const a = 1 / Math.sqrt(D);
+  const KD = config.keyDim ?? D;
+  const VD = config.valueDim ?? D;
   const w: AttentionWeights = {
     wq: randomTensor([D, H * hd], random, a),
-    wk: randomTensor([D, KVH * hd], random, a),
-    wv: randomTensor([D, KVH * hd], random, a),
+    wk: randomTensor([KD, KVH * hd], random, 1 / Math.sqrt(KD)),
+    wv: randomTensor([VD, KVH * hd], random, 1 / Math.sqrt(VD)),
     wo: randomTensor([H * hd, D], random, 1 / Math.sqrt(H * hd)),
   };
-  if (config.bias !== false) {
-    w.bq = randomTensor([H * hd], random, 0.1);
-    w.bk = randomTensor([KVH * hd], random, 0.1);
-    w.bv = randomTensor([KVH * hd], random, 0.1);
-    w.bo = randomTensor([D], random, 0.1);
-  }
+  // bias: true/absent = all four, false = none, a list = those (absent ones are zero).
+  const has = (name: 'bq' | 'bk' | 'bv' | 'bo') =>
+    config.bias === undefined || config.bias === true || (Array.isArray(config.bias) && config.bias.includes(name));
+  if (has('bq')) w.bq = randomTensor([H * hd], random, 0.1);
+  if (has('bk')) w.bk = randomTensor([KVH * hd], random, 0.1);
+  if (has('bv')) w.bv = randomTensor([KVH * hd], random, 0.1);
+  if (has('bo')) w.bo = randomTensor([D], random, 0.1);
   return w;
 }
 

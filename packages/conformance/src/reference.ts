@@ -112,8 +112,10 @@ export function referenceAttention(
     return out;
   };
   const q = project(x, B * Lq, param('wq') as Float32Array, param('bq'), D, H * hd);
-  const k = project(kvIn[0] as Float64Array, B * Lk, param('wk') as Float32Array, param('bk'), D, KVH * hd);
-  const v = project(kvIn[1] as Float64Array, B * Lk, param('wv') as Float32Array, param('bv'), D, KVH * hd);
+  // Cross-attention's key and value inputs have their own widths (keyDim, valueDim).
+  const { keyDim: KD, valueDim: VD } = config;
+  const k = project(kvIn[0] as Float64Array, B * Lk, param('wk') as Float32Array, param('bk'), KD, KVH * hd);
+  const v = project(kvIn[1] as Float64Array, B * Lk, param('wv') as Float32Array, param('bv'), VD, KVH * hd);
   if (config.positionalEncoding === 'rotary') {
     const inter = config.rotaryPairing === 'interleaved';
     for (let b = 0; b < B; b++) {

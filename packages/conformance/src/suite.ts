@@ -13,6 +13,8 @@ import {
 } from '@qkv/core';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { describeCheckpointFeatures } from './checkpoint-features.js';
+import { describeCheckpointConformance } from './checkpoints.js';
 import { compareArrays, DEFAULT_TOLERANCE, type Tolerance } from './compare.js';
 import { describeFeatureConformance } from './features.js';
 import { GOLDEN_CASES, type GoldenCaseName, goldenToApi, loadGoldenCase } from './golden.js';
@@ -240,6 +242,11 @@ export function describeConformance(factory: BackendFactory, options: Conformanc
       timeout,
       ...(options.sessionLength !== undefined ? { sessionLength: options.sessionLength } : {}),
     });
+
+    // Real-layout checkpoints (torch MHA, GPT-2, BERT, Llama/Qwen2/Mistral) through the loader.
+    describeCheckpointConformance((config, weights) => make(config, weights), { timeout });
+    // What those checkpoints need from the core: keyDim/valueDim, partial biases, positionIds.
+    describeCheckpointFeatures((config, weights) => make(config, weights), { timeout });
 
     describe('differential: random configs and masks', () => {
       const seed = Number(env('QKV_FUZZ_SEED') ?? options.seed ?? 20261128);

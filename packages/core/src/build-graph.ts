@@ -18,7 +18,8 @@ export function buildGraph(config: ResolvedConfig, shape: GraphShape): Attention
   paramNodes(g);
   const { keys, values } = projectionNodes(g);
   attentionNodes(g, keys, values);
-  return { dims: { ...att, dModel }, selfAttention: shape.selfAttention, nodes: g.nodes };
+  const { keyDim, valueDim } = config;
+  return { dims: { ...att, dModel, keyDim, valueDim }, selfAttention: shape.selfAttention, nodes: g.nodes };
 }
 
 /** What the node builders below share: the call's config, shapes and the nodes so far. */
@@ -78,8 +79,9 @@ function inputNodes({ config, shape, offset, nodes }: Builder): void {
     nodes.push({ name: 'x', op: 'identity', inputs: ['input'], shape: [B, Lq, dModel], dims: bld, attrs: {}, doc });
   }
   if (!shape.selfAttention) {
-    feed('key', [B, Lk, dModel], ['B', 'Lk', 'dModel'], 'the sequence the queries look at');
-    feed('value', [B, Lk, dModel], ['B', 'Lk', 'dModel'], 'the sequence the values come from');
+    const { keyDim, valueDim } = config;
+    feed('key', [B, Lk, keyDim], ['B', 'Lk', widthName(config, 'keyDim')], 'the sequence the queries look at');
+    feed('value', [B, Lk, valueDim], ['B', 'Lk', widthName(config, 'valueDim')], 'the sequence the values come from');
   }
   if (shape.hasKeyPaddingMask) {
     feed('keyPaddingMask', [B, Lk], ['B', 'Lk'], 'nonzero = padding key, hidden from every query');
@@ -89,23 +91,34 @@ function inputNodes({ config, shape, offset, nodes }: Builder): void {
   }
 }
 
-/** The learned weights (row-vector: w is [in, out]); the biases only with config.bias. */
+/** 'dModel' where the key/value width is the residual width, else its own name. */
+function widthName(config: ResolvedConfig, which: 'keyDim' | 'valueDim'): string {
+  return config[which] === config.dModel ? 'dModel' : which;
+}
+
+/** A bias that is absent is zero: its linear gets a null input and nothing is uploaded for it. */
+function biasInput(config: ResolvedConfig, name: 'bq' | 'bk' | 'bv' | 'bo'): string | null {
+  return config.biases.includes(name) ? name : null;
+}
+
+/** The learned weights (row-vector: w is [in, out]); the biases config.bias lists. */
 function paramNodes({ config, nodes }: Builder): void {
-  const { dModel, numHeads: H, numKVHeads: KVH, headDim: hd, bias } = config;
+  const { dModel, numHeads: H, numKVHeads: KVH, headDim: hd, keyDim, valueDim } = config;
   const qOut = H * hd;
   const kvOut = KVH * hd;
   const params: [ParamName, number[], string[]][] = [
     ['wq', [dModel, qOut], ['dModel', 'H·hd']],
     ['bq', [qOut], ['H·hd']],
-    ['wk', [dModel, kvOut], ['dModel', 'KVH·hd']],
+    ['wk', [keyDim, kvOut], [widthName(config, 'keyDim'), 'KVH·hd']],
     ['bk', [kvOut], ['KVH·hd']],
-    ['wv', [dModel, kvOut], ['dModel', 'KVH·hd']],
+    ['wv', [valueDim, kvOut], [widthName(config, 'valueDim'), 'KVH·hd']],
     ['bv', [kvOut], ['KVH·hd']],
     ['wo', [qOut, dModel], ['H·hd', 'dModel']],
     ['bo', [dModel], ['dModel']],
   ];
   for (const [name, shape, dims] of params) {
-    if (!bias && name.startsWith('b')) continue;
+    if ((name === 'bq' || name === 'bk' || name === 'bv' || name === 'bo') && biasInput(config, name) === null)
+      continue;
     nodes.push({ name, op: 'param', inputs: [], shape, dims, attrs: {}, doc: 'learned weights, fixed at run time' });
   }
 }
@@ -119,7 +132,7 @@ function projectionNodes({ config, shape, offset, nodes }: Builder): { keys: str
   const { batch: B, queryLength: Lq, keyLength: Lk, cache } = shape;
   const qOut = H * hd;
   const kvOut = KVH * hd;
-  const b = (name: string) => (config.bias ? name : null);
+  const b = (name: 'bq' | 'bk' | 'bv') => biasInput(config, name);
   const [kSource, vSource] = shape.selfAttention ? ['x', 'x'] : ['key', 'value'];
   // In a session step k and v hold only the t = Lq new rows; the cache holds all Lk.
   const Lnew = cache ? Lq : Lk;
@@ -127,20 +140,28 @@ function projectionNodes({ config, shape, offset, nodes }: Builder): { keys: str
   const qDims = ['B', 'Lq', 'H·hd'];
   const kvDims = ['B', LnewName, 'KVH·hd'];
   const rotary = config.positionalEncoding === 'rotary';
-  // x [B, L, dModel] · w [dModel, out] → [B, L, out]
-  const linear = (name: string, inputs: (string | null)[], L: number, out: number, dims: string[], doc: string) =>
+  // x [B, L, in] · w [in, out] → [B, L, out]; in = dModel, or keyDim / valueDim for cross-attention
+  const linear = (
+    name: string,
+    inputs: (string | null)[],
+    L: number,
+    inFeatures: number,
+    out: number,
+    dims: string[],
+    doc: string,
+  ) =>
     nodes.push({
       name,
       op: 'linear',
       inputs,
       shape: [B, L, out],
       dims,
-      attrs: { rows: B * L, inFeatures: dModel, outFeatures: out },
+      attrs: { rows: B * L, inFeatures, outFeatures: out },
       doc,
     });
-  linear(rotary ? 'qProj' : 'q', ['x', 'wq', b('bq')], Lq, qOut, qDims, 'Q = X·Wq + bq');
-  linear(rotary ? 'kProj' : 'k', [kSource, 'wk', b('bk')], Lnew, kvOut, kvDims, 'K = X·Wk + bk');
-  linear('v', [vSource, 'wv', b('bv')], Lnew, kvOut, kvDims, 'V = X·Wv + bv');
+  linear(rotary ? 'qProj' : 'q', ['x', 'wq', b('bq')], Lq, dModel, qOut, qDims, 'Q = X·Wq + bq');
+  linear(rotary ? 'kProj' : 'k', [kSource, 'wk', b('bk')], Lnew, config.keyDim, kvOut, kvDims, 'K = X·Wk + bk');
+  linear('v', [vSource, 'wv', b('bv')], Lnew, config.valueDim, kvOut, kvDims, 'V = X·Wv + bv');
   if (rotary) {
     const rope = { offset, base: config.rotaryBase, pairing: config.rotaryPairing, headDim: hd, batch: B };
     const formula = `${config.rotaryPairing === 'half' ? 'rotate_half' : 'interleaved'} pairs, θ_c = ${config.rotaryBase}^(−2c/hd)`;
@@ -274,7 +295,7 @@ function attentionNodes({ config, shape, att, offset, nodes }: Builder, keys: st
   nodes.push({
     name: 'attention',
     op: 'linear',
-    inputs: ['heads', 'wo', config.bias ? 'bo' : null],
+    inputs: ['heads', 'wo', biasInput(config, 'bo')],
     shape: [B, Lq, dModel],
     dims: bld,
     attrs: { rows: B * Lq, inFeatures: qOut, outFeatures: dModel },

@@ -20,6 +20,10 @@ export const POSITIONAL_ENCODINGS: readonly PositionalEncodingKind[] = [
  */
 export type RotaryPairing = 'half' | 'interleaved';
 
+/** The projection biases, each optional. */
+export type BiasName = 'bq' | 'bk' | 'bv' | 'bo';
+export const BIAS_NAMES: readonly BiasName[] = ['bq', 'bk', 'bv', 'bo'];
+
 /** FlexAttention-style mask: false hides key k from query q (positions, not row indices). */
 export type MaskMod = (b: number, h: number, q: number, k: number) => boolean;
 /** FlexAttention-style score modifier on the scaled score (e.g. softcapping). */
@@ -37,8 +41,15 @@ export interface AttentionConfig {
   headDim?: number;
   /** Query i sees key j only when j <= i + (Lk - Lq) (bottom-right aligned). */
   causal?: boolean;
-  /** Whether the projections carry biases bq, bk, bv, bo. Default true. */
-  bias?: boolean;
+  /**
+   * Which projection biases the weights carry: true (default) = bq, bk, bv and bo; false = none;
+   * or the list of those present (e.g. ['bq', 'bk', 'bv'] for Qwen2): an absent bias is zero.
+   */
+  bias?: boolean | readonly BiasName[];
+  /** Width of the cross-attention `key` input (PyTorch's kdim); default dModel. */
+  keyDim?: number;
+  /** Width of the cross-attention `value` input (PyTorch's vdim); default dModel. */
+  valueDim?: number;
   /** Multiplies Q·Kᵀ; `null`/absent means 1/sqrt(headDim). */
   scale?: number | null;
   /**
@@ -73,7 +84,12 @@ export interface ResolvedConfig {
   readonly numKVHeads: number;
   readonly headDim: number;
   readonly causal: boolean;
+  /** True when all four biases are present (see `biases` for which ones are). */
   readonly bias: boolean;
+  /** The biases present, in the order bq, bk, bv, bo; absent ones are zero. */
+  readonly biases: readonly BiasName[];
+  readonly keyDim: number;
+  readonly valueDim: number;
   readonly scale: number;
   readonly positionalEncoding: PositionalEncodingKind;
   readonly rotaryPairing: RotaryPairing;
@@ -117,6 +133,8 @@ const CONFIG_KEYS = new Set([
   'headDim',
   'causal',
   'bias',
+  'keyDim',
+  'valueDim',
   'scale',
   'positionalEncoding',
   'rotaryPairing',
@@ -249,7 +267,7 @@ export function resolveConfig(config: AttentionConfig): ResolvedConfig {
     numKVHeads,
     headDim,
     causal: optionalBool('config.causal', config.causal, false),
-    bias: optionalBool('config.bias', config.bias, true),
+    ...resolveProjectionWidths(config, dModel),
     scale,
     positionalEncoding: pe,
     rotaryPairing,
@@ -259,4 +277,46 @@ export function resolveConfig(config: AttentionConfig): ResolvedConfig {
     scoreMod: config.scoreMod ?? null,
     selfAttention,
   };
+}
+
+/**
+ * Projection options: which biases exist (`bias`) and the widths of cross-attention's key and
+ * value inputs (`keyDim`, `valueDim`).
+ */
+function resolveProjectionWidths(
+  config: AttentionConfig,
+  dModel: number,
+): { bias: boolean; biases: readonly BiasName[]; keyDim: number; valueDim: number } {
+  const raw = config.bias;
+  let biases: readonly BiasName[];
+  if (raw === undefined || raw === true) biases = BIAS_NAMES;
+  else if (raw === false) biases = [];
+  else if (Array.isArray(raw)) {
+    for (const b of raw) {
+      if (!(BIAS_NAMES as readonly unknown[]).includes(b)) {
+        throw new QkvError(
+          'INVALID_CONFIG',
+          `config.bias: expected true, false or a list of ${BIAS_NAMES.join(', ')}, got an entry ${describeValue(b)}`,
+        );
+      }
+    }
+    if (new Set(raw).size !== raw.length) {
+      throw new QkvError('INVALID_CONFIG', `config.bias: lists a bias twice: [${raw.join(', ')}]`);
+    }
+    biases = BIAS_NAMES.filter((b) => raw.includes(b));
+  } else {
+    throw new QkvError(
+      'INVALID_CONFIG',
+      `config.bias: expected true, false or a list of ${BIAS_NAMES.join(', ')}, got ${describeValue(raw)}`,
+    );
+  }
+  const keyDim = config.keyDim === undefined ? dModel : positiveInt('config.keyDim', config.keyDim);
+  const valueDim = config.valueDim === undefined ? dModel : positiveInt('config.valueDim', config.valueDim);
+  if (config.selfAttention === true && (keyDim !== dModel || valueDim !== dModel)) {
+    throw new QkvError(
+      'INVALID_CONFIG',
+      `config.${keyDim !== dModel ? 'keyDim' : 'valueDim'}: self-attention projects K and V from X of width dModel (${dModel}), got ${keyDim !== dModel ? keyDim : valueDim}`,
+    );
+  }
+  return { bias: biases.length === 4, biases, keyDim, valueDim };
 }

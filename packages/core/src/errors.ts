@@ -18,7 +18,11 @@ export type QkvErrorCode =
   | 'DISPOSED'
   | 'WORKER_FAILED'
   | 'CONTEXT_LOST'
-  | 'SESSION_FULL';
+  | 'SESSION_FULL'
+  /** A safetensors file or a checkpoint mapping is malformed or does not fit the config. */
+  | 'INVALID_CHECKPOINT'
+  /** Finite inputs whose projections, scores or sums would overflow float32. */
+  | 'NUMERIC_OVERFLOW';
 
 export class QkvError extends Error {
   readonly code: QkvErrorCode;

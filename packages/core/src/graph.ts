@@ -58,7 +58,12 @@ export interface GraphNodeOf<K extends OpName> {
 export type GraphNode<K extends OpName = OpName> = { [P in K]: GraphNodeOf<P> }[K];
 
 /** A graph's dimensions: the attention dims plus the residual width. */
-export type GraphDims = AttentionDims & { readonly dModel: number };
+export type GraphDims = AttentionDims & {
+  readonly dModel: number;
+  /** Widths of cross-attention's key and value inputs (dModel unless config.keyDim / valueDim). */
+  readonly keyDim: number;
+  readonly valueDim: number;
+};
 
 export interface AttentionGraph {
   readonly dims: GraphDims;

@@ -1,6 +1,7 @@
 export * from './attention.js';
 export * from './backend.js';
 export * from './build-graph.js';
+export * from './checkpoint/index.js';
 export * from './config.js';
 export * from './errors.js';
 export * from './executor.js';

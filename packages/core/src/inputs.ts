@@ -68,11 +68,13 @@ export function validateWeights(config: ResolvedConfig, weights: AttentionWeight
     );
   }
   assertKnownKeys('weights', weights, WEIGHT_KEYS);
-  const { dModel, numHeads: H, numKVHeads: KVH, headDim: hd } = config;
+  const { dModel, numHeads: H, numKVHeads: KVH, headDim: hd, keyDim, valueDim } = config;
+  const kIn = keyDim === dModel ? 'dModel' : 'keyDim';
+  const vIn = valueDim === dModel ? 'dModel' : 'valueDim';
   const spec: [keyof AttentionWeights, number[], string][] = [
     ['wq', [dModel, H * hd], 'dModel × numHeads·headDim'],
-    ['wk', [dModel, KVH * hd], 'dModel × numKVHeads·headDim'],
-    ['wv', [dModel, KVH * hd], 'dModel × numKVHeads·headDim'],
+    ['wk', [keyDim, KVH * hd], `${kIn} × numKVHeads·headDim`],
+    ['wv', [valueDim, KVH * hd], `${vIn} × numKVHeads·headDim`],
     ['wo', [H * hd, dModel], 'numHeads·headDim × dModel'],
     ['bq', [H * hd], 'numHeads·headDim'],
     ['bk', [KVH * hd], 'numKVHeads·headDim'],
@@ -83,19 +85,22 @@ export function validateWeights(config: ResolvedConfig, weights: AttentionWeight
   for (const [name, shape, meaning] of spec) {
     const value = weights[name];
     const isBias = name.startsWith('b');
+    const expected = !isBias || (config.biases as readonly string[]).includes(name);
     if (value === undefined) {
-      if (!isBias || config.bias) {
+      if (expected) {
         throw new QkvError(
           'INVALID_DATA',
-          `weights.${name}: missing; expected ${formatShape(shape)} (${meaning})${isBias ? ' because config.bias is true' : ''}`,
+          `weights.${name}: missing; expected ${formatShape(shape)} (${meaning})${isBias ? ` because config.bias is ${config.bias ? 'true' : `[${config.biases.join(', ')}]`}` : ''}`,
         );
       }
       continue;
     }
-    if (isBias && !config.bias) {
+    if (!expected) {
       throw new QkvError(
         'INVALID_OPTION',
-        `weights.${name}: config.bias is false, so no biases are expected; remove it or set bias: true`,
+        config.biases.length === 0
+          ? `weights.${name}: config.bias is false, so no biases are expected; remove it or set bias: true`
+          : `weights.${name}: config.bias is [${config.biases.join(', ')}], which does not list ${name}; remove it or add it to config.bias`,
       );
     }
     const t = toTensor(name, value, { finite: 'all' });
@@ -193,18 +198,18 @@ export function prepareInputs(config: ResolvedConfig, inputs: AttentionInputs): 
   let selfAttention = config.selfAttention ?? !hasKey;
   const feeds = new Map<string, Tensor>([['input', query]]);
   let Lk = Lq;
-  const rankName = unbatched ? `[Lk, ${dModel}]` : `[${B}, Lk, ${dModel}]`;
   if (hasKey) {
     const key = batched(toTensor('key', inputs.key, { finite: 'all' }));
     const value = batched(toTensor('value', inputs.value, { finite: 'all' }));
-    for (const [name, t] of [
-      ['key', key],
-      ['value', value],
+    for (const [name, t, width, widthName] of [
+      ['key', key, config.keyDim, config.keyDim === dModel ? 'dModel' : 'keyDim'],
+      ['value', value, config.valueDim, config.valueDim === dModel ? 'dModel' : 'valueDim'],
     ] as const) {
-      if (t.shape.length !== 3 || t.shape[0] !== B || t.shape[2] !== dModel) {
+      if (t.shape.length !== 3 || t.shape[0] !== B || t.shape[2] !== width) {
+        const expected = unbatched ? `[Lk, ${width}]` : `[${B}, Lk, ${width}]`;
         throw new QkvError(
           'INVALID_SHAPE',
-          `${name}: expected ${rankName} (${unbatched ? '' : 'batch × '}length × dModel), got ${formatShape(unbatched ? t.shape.slice(1) : t.shape)}`,
+          `${name}: expected ${expected} (${unbatched ? '' : 'batch × '}length × ${widthName}), got ${formatShape(unbatched ? t.shape.slice(1) : t.shape)}`,
         );
       }
     }
@@ -235,6 +240,11 @@ export function prepareInputs(config: ResolvedConfig, inputs: AttentionInputs): 
     }
   } else if (config.selfAttention === false) {
     throw new QkvError('INVALID_DATA', 'key: missing; config.selfAttention is false, so key and value are required');
+  } else if (config.keyDim !== dModel || config.valueDim !== dModel) {
+    throw new QkvError(
+      'INVALID_DATA',
+      `key: missing; config.keyDim ${config.keyDim} / valueDim ${config.valueDim} differ from dModel ${dModel}, so K and V cannot come from the query: give key [B, Lk, ${config.keyDim}] and value [B, Lk, ${config.valueDim}]`,
+    );
   }
   if (inputs.keyPaddingMask !== undefined) {
     let m = toTensor('keyPaddingMask', inputs.keyPaddingMask, { allowIntegerArrays: true, finite: 'all' });

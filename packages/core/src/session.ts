@@ -127,6 +127,12 @@ export class Session implements AttentionSession {
         'createSession: needs self-attention (K and V come from the tokens fed), got config.selfAttention false',
       );
     }
+    if (config.keyDim !== config.dModel || config.valueDim !== config.dModel) {
+      throw new QkvError(
+        'INVALID_CONFIG',
+        `createSession: needs self-attention, but config.keyDim ${config.keyDim} / valueDim ${config.valueDim} differ from dModel ${config.dModel} (cross-attention widths)`,
+      );
+    }
     if (ctx.table && this.maxLength > (ctx.table.shape[0] as number)) {
       throw new QkvError(
         'INVALID_OPTION',

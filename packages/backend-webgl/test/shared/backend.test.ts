@@ -196,7 +196,17 @@ describe('capabilities and limits', () => {
     // The fused path only holds a bounded tile of scores: the same shape passes the check.
     const backend = await WebGLBackend.create();
     try {
-      const dims = { batch: 1, queryLength: 2049, keyLength: 2049, dModel: 4, numHeads: 4, headDim: 1, numKVHeads: 4 };
+      const dims = {
+        batch: 1,
+        queryLength: 2049,
+        keyLength: 2049,
+        dModel: 4,
+        keyDim: 4,
+        valueDim: 4,
+        numHeads: 4,
+        headDim: 1,
+        numKVHeads: 4,
+      };
       expect(() => backend.checkLimits(dims, true)).not.toThrow();
       expect(() => backend.checkLimits(dims, false)).toThrow(/LIMIT|2\^24/);
     } finally {
