@@ -12,6 +12,21 @@ const err = (f: () => unknown): QkvError => {
 };
 
 describe('resolveConfig', () => {
+  it('bias: true, false or the list of biases present; keyDim/valueDim default to dModel', () => {
+    expect(resolveConfig({ dModel: 4, numHeads: 2, bias: false })).toMatchObject({ bias: false, biases: [] });
+    expect(resolveConfig({ dModel: 4, numHeads: 2, bias: ['bv', 'bq'] })).toMatchObject({
+      bias: false,
+      biases: ['bq', 'bv'],
+    });
+    expect(resolveConfig({ dModel: 4, numHeads: 2, keyDim: 3, valueDim: 7 })).toMatchObject({ keyDim: 3, valueDim: 7 });
+    expect(err(() => resolveConfig({ dModel: 4, numHeads: 2, bias: ['bz' as never] })).code).toBe('INVALID_CONFIG');
+    expect(err(() => resolveConfig({ dModel: 4, numHeads: 2, bias: ['bq', 'bq'] })).code).toBe('INVALID_CONFIG');
+    expect(err(() => resolveConfig({ dModel: 4, numHeads: 2, bias: 1 as never })).code).toBe('INVALID_CONFIG');
+    expect(err(() => resolveConfig({ dModel: 4, numHeads: 2, keyDim: 0 })).code).toBe('INVALID_CONFIG');
+    expect(err(() => resolveConfig({ dModel: 4, numHeads: 2, keyDim: 3, selfAttention: true })).code).toBe(
+      'INVALID_CONFIG',
+    );
+  });
   it('fills the defaults', () => {
     expect(resolveConfig({ dModel: 16, numHeads: 4 })).toEqual({
       dModel: 16,
@@ -20,6 +35,9 @@ describe('resolveConfig', () => {
       headDim: 4,
       causal: false,
       bias: true,
+      biases: ['bq', 'bk', 'bv', 'bo'],
+      keyDim: 16,
+      valueDim: 16,
       scale: 0.5,
       positionalEncoding: 'none',
       rotaryPairing: 'half',
