@@ -4,9 +4,10 @@
  * row-vector weights (Q = X·Wq + bq, Wq is [in, out]). Conventions per format are in
  * docs/FEATURES.md ("Load a real model").
  */
-import type { AttentionWeights } from '../attention.js';
+
 import type { AttentionConfig } from '../config.js';
 import { describeValue, QkvError } from '../errors.js';
+import type { AttentionWeights } from '../inputs.js';
 import {
   biasOption,
   CHECKPOINT_FORMATS,

@@ -3,9 +3,10 @@
  * the attention module's tensors under a prefix, checking their shapes, and turning PyTorch's
  * `[out, in]` weights into qkv's row-vector `[in, out]`.
  */
-import type { AttentionWeights } from '../attention.js';
+
 import type { AttentionConfig } from '../config.js';
 import { describeValue, QkvError } from '../errors.js';
+import type { AttentionWeights } from '../inputs.js';
 import { formatShape, type Tensor } from '../tensor.js';
 import type { SafetensorsFile } from './safetensors.js';
 
