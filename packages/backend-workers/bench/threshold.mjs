@@ -2,7 +2,7 @@
 // run on the calling thread vs. handed to a 2-thread pool as a job of its own, and the smallest
 // work (≈ multiply-adds, see dispatchWork in src/ops.ts) from which the pool wins. The backend
 // compares the threshold with a whole queue's work (a run's ops are one job), so a job's dispatch
-// cost is what is measured here. INLINE_WORK_THRESHOLD in src/backend.ts
+// cost is what is measured here. INLINE_WORK_THRESHOLD in src/options.ts
 // is set from this output; the README keeps the table. Run: pnpm bench:threshold (after build).
 import { dispatchWork, WorkersBackend } from '../dist/index.js';
 

@@ -1,5 +1,5 @@
 /**
- * Rewrites dist/worker.js (tsc's output, which imports ./ops.js, ./protocol.js and
+ * Rewrites dist/worker.js (tsc's output, which imports its sibling modules (ops, plan, protocol) and
  * @qkv/backend-cpu) as one self-contained ES module: what `@qkv/backend-workers/worker` exports,
  * what a user copies next to an app whose bundler does not follow
  * `new URL('./worker.js', import.meta.url)`, and what vite and webpack bundle as the worker under

@@ -5,7 +5,8 @@
  * then reports how many it did.
  */
 import { cpuKernels } from '@qkv/backend-cpu';
-import { blockRange, runSlice } from './ops.js';
+import { runSlice } from './ops.js';
+import { blockRange } from './plan.js';
 import {
   ABORT,
   CLAIMED_TOTAL,
@@ -27,13 +28,6 @@ function crash(kind: 'throw' | 'exit'): never {
   }
   throw new Error('injected fault: this worker throws (test)');
 }
-
-/** Versions of @qkv/backend-cpu without reuse scopes simply pack per block. */
-const kernels = cpuKernels as {
-  beginPackScope?: () => void;
-  endPackScope?: () => void;
-  preloadFastKernels?: () => Promise<string | null>;
-};
 
 /**
  * How long a thread that must wait for an earlier step polls before it sleeps in `Atomics.wait`.
@@ -99,8 +93,8 @@ function work(lease: Lease): number {
       // (W for linear, a head's K/V for fused attention), packed once, not once per block. A new
       // step may read what an earlier one wrote (a KV cache), so nothing carries across steps.
       if (scope !== s) {
-        if (scope >= 0) kernels.endPackScope?.();
-        kernels.beginPackScope?.();
+        if (scope >= 0) cpuKernels.endPackScope();
+        cpuKernels.beginPackScope();
         scope = s;
       }
       const [from, to] = blockRange(step, step.rows, b);
@@ -112,7 +106,7 @@ function work(lease: Lease): number {
       if (performance.now() - start >= lease.sliceMs && Atomics.load(lease.queue, 0) > 1) break;
     }
   } finally {
-    if (scope >= 0) kernels.endPackScope?.();
+    if (scope >= 0) cpuKernels.endPackScope();
   }
   return done;
 }
@@ -156,10 +150,9 @@ async function start(): Promise<void> {
   // replaces this thread.
   port.listen((lease) => port.post({ type: 'done', job: lease.job, blocks: work(lease) }));
   // Compile the WebAssembly kernels before saying ready, not inside the first lease: that would
-  // charge ~the compile time to one block of the first run and unbalance it. Versions of
-  // @qkv/backend-cpu without them have no preload; a runtime without SIMD resolves with the reason
-  // and the kernels fall back to the reference ones by themselves.
-  await kernels.preloadFastKernels?.();
+  // charge ~the compile time to one block of the first run and unbalance it. A runtime without
+  // SIMD resolves with the reason and the kernels fall back to the reference ones by themselves.
+  await cpuKernels.preloadFastKernels();
   port.post({ type: 'ready' });
 }
 

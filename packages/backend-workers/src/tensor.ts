@@ -1,0 +1,37 @@
+import { type BackendTensor, QkvError, sizeOf } from '@qkv/core';
+import type { OpQueue } from './queue.js';
+
+/**
+ * A tensor on a SharedArrayBuffer, so every thread reads and writes it in place. After
+ * `dispose` its buffer may back another tensor of the same backend (see `BufferRecycler`), so
+ * `data` must not be read once `disposed` is set; the kernels' accessors refuse with DISPOSED.
+ *
+ * Ops are queued, not run at once (see queue.ts): until its queue has run, `data` holds
+ * nothing meaningful; `download` waits for it.
+ */
+export class WorkersTensor implements BackendTensor {
+  readonly shape: readonly number[];
+  readonly data: Float32Array;
+  disposed = false;
+  /** The queued step that writes this tensor, while it has not run. */
+  writer: { readonly queue: OpQueue; readonly step: number } | null = null;
+  /** Queues not yet done whose steps read or write this tensor, with those steps. */
+  readonly uses = new Map<OpQueue, number[]>();
+  /** Why the data is garbage: the queue that was to write it failed. */
+  error: unknown = null;
+  /** Its buffer went back for reuse (or was dropped); set once. */
+  released = false;
+  constructor(shape: readonly number[], buffer: SharedArrayBuffer) {
+    this.shape = shape;
+    this.data = new Float32Array(buffer, 0, sizeOf(shape));
+  }
+}
+
+/** A tensor's data, refusing a disposed one; null stays null (an absent optional input). */
+export function data(t: WorkersTensor | null): Float32Array | null {
+  if (t === null) return null;
+  if (t.disposed) throw new QkvError('DISPOSED', 'workers backend: a tensor was used after it was disposed');
+  return t.data;
+}
+/** A required tensor's data (see `data`). */
+export const d = (t: WorkersTensor): Float32Array => data(t) as Float32Array;
