@@ -20,7 +20,13 @@ export const chromiumArgs = Object.freeze([
   '--enable-unsafe-swiftshader',
 ]);
 
-/** Playwright launch options for Debian's Chromium. */
-export function chromiumLaunchOptions() {
-  return { executablePath: chromiumPath, args: [...chromiumArgs] };
+/**
+ * WebGPU in headless Chromium: still behind this flag on Linux; with no GPU its adapter is
+ * SwiftShader's Vulkan (software), as in CI.
+ */
+export const webgpuChromiumArgs = Object.freeze(['--enable-unsafe-webgpu']);
+
+/** Playwright launch options for Debian's Chromium; `{ webgpu: true }` also enables WebGPU. */
+export function chromiumLaunchOptions(variant = {}) {
+  return { executablePath: chromiumPath, args: [...chromiumArgs, ...(variant.webgpu ? webgpuChromiumArgs : [])] };
 }

@@ -5,7 +5,7 @@
  *   const out = await attn.run({ query }, { returnWeights: true, capture: ['scores'] });
  *
  * The built-in backends are registered into the default registry on first use (never at import
- * time); `registerBackend` adds your own. Optional backends (`@qkv/backend-webgl`) are separate
+ * time); `registerBackend` adds your own. Optional backends (`@qkv/backend-webgl`, `@qkv/backend-webgpu`) are separate
  * packages: in Node an installed one is found by itself, in a bundled app import its factory and
  * `registerBackend` it.
  */

@@ -33,6 +33,15 @@ export const OPTIONAL_BACKENDS: readonly OptionalBackend[] = [
     optionKeys: ['mode', 'maxTextureSize', 'fusedTileElements'],
     description: 'gpu.js kernels on WebGL2/WebGL1 (browsers) or headless-gl (Node)',
   },
+  {
+    name: 'webgpu',
+    priority: 40,
+    packageName: '@qkv/backend-webgpu',
+    exportName: 'webgpuBackend',
+    needs: 'in Node also `npm install webgpu@0.6.2` (Dawn) and a Vulkan driver (Debian: libvulkan1)',
+    optionKeys: ['maxStorageBufferBindingSize'],
+    description: 'WGSL compute shaders on WebGPU: navigator.gpu (browsers) or Dawn over Vulkan (Node)',
+  },
 ];
 
 type Loaded = { factory: BackendFactory } | { problem: string };

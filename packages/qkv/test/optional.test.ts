@@ -1,4 +1,5 @@
 import { webglBackend } from '@qkv/backend-webgl';
+import { webgpuBackend } from '@qkv/backend-webgpu';
 import { BackendRegistry } from '@qkv/core';
 import { describe, expect, it } from 'vitest';
 import {
@@ -21,15 +22,16 @@ const absent: OptionalBackend = {
 };
 
 describe('optional backends', () => {
-  it('the stand-in declares what the real factory declares', () => {
-    const entry = OPTIONAL_BACKENDS.find((b) => b.name === 'webgl') as OptionalBackend;
-    expect(entry).toMatchObject({
-      name: webglBackend.name,
-      priority: webglBackend.priority,
-      exportName: 'webglBackend',
+  for (const [real, exportName] of [
+    [webglBackend, 'webglBackend'],
+    [webgpuBackend, 'webgpuBackend'],
+  ] as const) {
+    it(`the ${real.name} stand-in declares what the real factory declares`, () => {
+      const entry = OPTIONAL_BACKENDS.find((b) => b.name === real.name) as OptionalBackend;
+      expect(entry).toMatchObject({ name: real.name, priority: real.priority, exportName });
+      expect([...entry.optionKeys]).toEqual([...(real.optionKeys ?? [])]);
     });
-    expect([...entry.optionKeys]).toEqual([...(webglBackend.optionKeys ?? [])]);
-  });
+  }
 
   it('a package that is not installed is listed as unavailable, naming what to install', async () => {
     const registry = new BackendRegistry().register(optionalBackendFactory(absent));
@@ -63,10 +65,11 @@ describe('optional backends', () => {
   });
 
   it('an installed package is loaded by the stand-in and answers as the real factory does', async () => {
-    const standIn = builtinBackends().find((f) => f.name === 'webgl');
-    expect(standIn).toBeDefined();
-    const real = await webglBackend.isAvailable();
-    expect(await standIn?.isAvailable()).toEqual(real);
+    for (const real of [webglBackend, webgpuBackend]) {
+      const standIn = builtinBackends().find((f) => f.name === real.name);
+      expect(standIn).toBeDefined();
+      expect(await standIn?.isAvailable()).toEqual(await real.isAvailable());
+    }
   });
 
   it('a package without the named export is refused, not run', async () => {

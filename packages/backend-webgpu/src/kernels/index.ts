@@ -1,0 +1,11 @@
+export { add } from './add.js';
+export { fusedAttention } from './fusedAttention.js';
+export { linear } from './linear.js';
+export { mask } from './mask.js';
+export { positionalEncoding } from './positionalEncoding.js';
+export { rotary } from './rotary.js';
+export { scale } from './scale.js';
+export { scores } from './scores.js';
+export { softmax } from './softmax.js';
+export { weightedSum } from './weightedSum.js';
+export { writeRows } from './writeRows.js';

@@ -1,0 +1,49 @@
+import type { SoftmaxAttrs } from '@qkv/core';
+import { Params, type Runtime, type WebGPUTensor } from '../runtime.js';
+import { declare, elementwise, perOutput } from './common.js';
+import { infinity } from './mask.js';
+
+/**
+ * Row softmax over the last axis, one thread per row, in three passes:
+ * pass 1: the row max over visible entries (subtracted only for numerical stability);
+ * pass 2: the sum of exp(s − max);
+ * pass 3: write exp(s − max) / sum, and 0 for hidden (−∞) entries.
+ * A row with no visible entry (a query that sees no key) is all zeros.
+ * A thread per row, not a workgroup reduction: this kernel only runs when weights or score
+ * captures are asked for, and software Vulkan (SwiftShader, as in CI) pays ~6 ms per barrier
+ * round of a 256-thread workgroup (measured: 350 ms for 56 rows of 7), far more than the loop.
+ */
+const wgsl = () => `${declare(['rows: u32', 'cols: u32'], ['s', 'out:rw'])}
+${infinity}
+${perOutput('p.rows')}
+  let off = idx * p.cols;
+  // Pass 1.
+  var m = -3.4028234e38;
+  var visible = false;
+  for (var j = 0u; j < p.cols; j++) {
+    let v = s[off + j];
+    if (!isHidden(v)) { m = max(m, v); visible = true; }
+  }
+  if (!visible) {
+    for (var j = 0u; j < p.cols; j++) { out[off + j] = 0.0; }
+    return;
+  }
+  // Pass 2.
+  var sum = 0.0;
+  for (var j = 0u; j < p.cols; j++) {
+    let v = s[off + j];
+    if (!isHidden(v)) { sum += exp(v - m); }
+  }
+  // Pass 3.
+  let inv = 1.0 / sum;
+  for (var j = 0u; j < p.cols; j++) {
+    let v = s[off + j];
+    var w = 0.0;
+    if (!isHidden(v)) { w = exp(v - m) * inv; }
+    out[off + j] = w;
+  }
+}`;
+
+export function softmax(rt: Runtime, s: WebGPUTensor, attrs: SoftmaxAttrs): WebGPUTensor {
+  return elementwise(rt, 'softmax', wgsl, new Params(2).u(attrs.rows).u(attrs.cols), [s], s.shape, attrs.rows);
+}
