@@ -15,9 +15,11 @@ for arg in "$@"; do
 done
 
 # Xvfb: headless-gl needs an X display in Node. The -dev packages and build tools: gl compiles
-# ANGLE from source. Chromium: the browser tests and the demo's end-to-end test.
+# ANGLE from source. Chromium: the browser tests and the demo's end-to-end test. libvulkan1: the
+# Vulkan loader Dawn (the webgpu backend's Node provider) needs; its driver here is the SwiftShader
+# one Chromium ships (/usr/lib/chromium/vk_swiftshader_icd.json), which the backend finds itself.
 APT_PACKAGES=(xvfb xauth chromium libxi-dev libxext-dev libx11-dev libglu1-mesa-dev libglew-dev
-  libgl1-mesa-dev libgl1-mesa-dri pkg-config build-essential python3 git)
+  libgl1-mesa-dev libgl1-mesa-dri libvulkan1 pkg-config build-essential python3 git)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

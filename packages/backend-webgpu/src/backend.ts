@@ -4,14 +4,14 @@ import {
   type Backend,
   type BackendCreateOptions,
   type BackendFactory,
+  buildGraph,
   describeValue,
+  execute,
   FEATURE_OPTIONS,
   type FusedKernels,
   formatShape,
   type GraphDims,
   type Kernels,
-  execute,
-  buildGraph,
   QkvError,
   type ResolvedConfig,
   requiredFeatures,
@@ -20,8 +20,8 @@ import {
   type Tensor,
 } from '@qkv/core';
 import { acquireDevice, describeAdapter, type GpuDevice, probeGpu, releaseDevice } from './device.js';
-import * as k from './kernels/index.js';
 import { BR, MAX_FUSED_HEAD_DIM } from './kernels/fusedAttention.js';
+import * as k from './kernels/index.js';
 import { TM } from './kernels/linear.js';
 import { MAX_GROUPS_PER_DIM, Runtime, WebGPUTensor } from './runtime.js';
 

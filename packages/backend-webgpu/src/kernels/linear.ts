@@ -15,7 +15,9 @@ const TK = 16;
  * its 4 × 4 outputs in registers, fp32. Rows r = lid.y + 16·a, columns c = lid.x + 16·b, so
  * neighbouring threads write neighbouring columns.
  */
-const wgsl = (bias: boolean) => `${declare(['M: u32', 'K: u32', 'N: u32'], bias ? ['x', 'w', 'bias', 'out:rw'] : ['x', 'w', 'out:rw'])}
+const wgsl = (
+  bias: boolean,
+) => `${declare(['M: u32', 'K: u32', 'N: u32'], bias ? ['x', 'w', 'bias', 'out:rw'] : ['x', 'w', 'out:rw'])}
 var<workgroup> xs: array<f32, ${TM * TK}>;
 var<workgroup> ws: array<f32, ${TK * TN}>;
 

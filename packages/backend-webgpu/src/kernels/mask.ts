@@ -58,7 +58,9 @@ export const maskBuffers = (m: MaskInputs) => [
  * is hidden: outside visibleKeys(i), keyPaddingMask[b, j] ≠ 0, or attnMask[i, j] = −∞.
  * scaled [B, H, Lq, Lk], keyPaddingMask [B, Lk], attnMask [Lq, Lk], slopes [H]. One thread per score.
  */
-const wgsl = (m: MaskInputs) => `${declare(['n: u32', ...headFields, ...maskFields], ['s', ...maskBuffers(m), 'out:rw'])}
+const wgsl = (
+  m: MaskInputs,
+) => `${declare(['n: u32', ...headFields, ...maskFields], ['s', ...maskBuffers(m), 'out:rw'])}
 ${infinity}
 ${visibleKeys}
 ${perOutput('p.n')}

@@ -10,7 +10,9 @@ import { declare, elementwise, perOutput } from './common.js';
  * computed on the host in float64 (f32 sin/cos of p·θ lose digits at long positions) and
  * uploaded. One thread per pair (core refuses an odd headDim for RoPE).
  */
-const wgsl = (interleaved: boolean) => `${declare(['n: u32', 'L: u32', 'heads: u32', 'hd: u32'], ['x', 'cosT', 'sinT', 'out:rw'])}
+const wgsl = (
+  interleaved: boolean,
+) => `${declare(['n: u32', 'L: u32', 'heads: u32', 'hd: u32'], ['x', 'cosT', 'sinT', 'out:rw'])}
 ${perOutput('p.n')}
   let half = p.hd / 2u;
   let c = idx % half;
@@ -42,7 +44,11 @@ export function rotary(rt: Runtime, x: WebGPUTensor, attrs: RotaryAttrs): WebGPU
   const cosT = rt.upload([L, half], cos);
   const sinT = rt.upload([L, half], sin);
   const interleaved = pairing === 'interleaved';
-  const params = new Params(4).u(B * L * heads * half).u(L).u(heads).u(hd);
+  const params = new Params(4)
+    .u(B * L * heads * half)
+    .u(L)
+    .u(heads)
+    .u(hd);
   const out = elementwise(rt, `rotary:${pairing}`, () => wgsl(interleaved), params, [x, cosT, sinT], x.shape);
   rt.destroyBuffer(cosT.buffer);
   rt.destroyBuffer(sinT.buffer);

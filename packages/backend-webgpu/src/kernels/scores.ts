@@ -34,5 +34,11 @@ export function scores(rt: Runtime, q: WebGPUTensor, k: WebGPUTensor, attrs: Sco
 export function writeHead(params: Params, attrs: ScoresAttrs): Params {
   const { numHeads: H, numKVHeads: KVH, queryLength: Lq, keyLength: Lk, headDim: hd } = attrs;
   // A KV cache [B, maxLength, KVH·hd] holds Lk valid rows per batch at stride keyCapacity.
-  return params.u(H).u(KVH).u(Lq).u(Lk).u(hd).u(attrs.keyCapacity ?? Lk);
+  return params
+    .u(H)
+    .u(KVH)
+    .u(Lq)
+    .u(Lk)
+    .u(hd)
+    .u(attrs.keyCapacity ?? Lk);
 }

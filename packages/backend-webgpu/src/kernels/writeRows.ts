@@ -11,6 +11,7 @@ export function writeRows(rt: Runtime, cache: WebGPUTensor, rows: WebGPUTensor, 
   // Past capacity the rows would land in the next batch's cache: never write there.
   if (offset + t > capacity)
     throw new RangeError(`writeRows: rows ${offset} … ${offset + t - 1} do not fit a cache of ${capacity}`);
-  for (let b = 0; b < B; b++) rt.copy(rows.buffer, b * t * width, cache.buffer, (b * capacity + offset) * width, t * width);
+  for (let b = 0; b < B; b++)
+    rt.copy(rows.buffer, b * t * width, cache.buffer, (b * capacity + offset) * width, t * width);
   return cache;
 }

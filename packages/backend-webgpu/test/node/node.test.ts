@@ -27,7 +27,9 @@ describe('Node (Dawn)', () => {
     expect(r.lines[1].first).toBeCloseTo(0.64, 5);
   });
 
-  it('without a Vulkan driver: unavailable, saying there is no adapter and what Dawn needs', { timeout: 90_000 }, () => {
+  it('without a Vulkan driver: unavailable, saying there is no adapter and what Dawn needs', {
+    timeout: 90_000,
+  }, () => {
     const r = run({ VK_ICD_FILENAMES: '/nonexistent/icd.json' });
     expect(r.status, r.stderr).toBe(0);
     expect(r.lines[0].availability.available).toBe(false);
