@@ -6,7 +6,7 @@
  * Nothing here runs at import time: `gl` is a native addon that may be missing or unbuilt, and a
  * browser bundle must never see it, so both packages are imported only inside the probe / create.
  */
-import type { GPU, IKernelRunShortcut, Texture } from 'gpu.js';
+import type { GPU, IKernelRunShortcut } from 'gpu.js';
 import { RawGl } from './raw.js';
 
 /** gpu.js modes the backend accepts: a browser's WebGL2 or WebGL1, or Node's headless-gl (WebGL1). */
@@ -282,5 +282,3 @@ export async function releaseDevice(d: GlDevice): Promise<void> {
   d.retired = true;
   await d.destroy();
 }
-
-export type GlTexture = Texture;

@@ -8,11 +8,12 @@
  *
  * Shaders are GLSL ES 1.00, which WebGL1, WebGL2 and headless-gl all compile; textures are RGBA
  * float (render targets need EXT_color_buffer_float / OES_texture_float, which the device
- * probe already requires). Every draw saves and restores the GL state gpu.js relies on between
- * its own calls (viewport, scissor, framebuffer, program, array buffer and attribute 0), so the
- * two layers share one context safely: gpu.js sets its vertex attributes and viewport only when
- * it builds a kernel and assumes they stay put.
+ * probe already requires). Every draw runs inside `withGpuJsState` (gpujs.ts, the one seam
+ * between the two layers), which restores the GL state gpu.js assumes survives between its calls,
+ * so the two layers share one context safely.
  */
+
+import { withGpuJsState } from './gpujs.js';
 
 /** An RGBA float texture of width × height texels owned by this layer. */
 export interface RawTexture {
@@ -160,25 +161,7 @@ export class RawGl {
       if (!p.uniforms.has(name)) p.uniforms.set(name, gl.getUniformLocation(p.program, name));
       return p.uniforms.get(name) ?? null;
     };
-    // Save what gpu.js assumes survives between its calls.
-    const saved = {
-      viewport: gl.getParameter(gl.VIEWPORT) as Int32Array,
-      scissorTest: gl.isEnabled(gl.SCISSOR_TEST),
-      framebuffer: gl.getParameter(gl.FRAMEBUFFER_BINDING) as WebGLFramebuffer | null,
-      program: gl.getParameter(gl.CURRENT_PROGRAM) as WebGLProgram | null,
-      arrayBuffer: gl.getParameter(gl.ARRAY_BUFFER_BINDING) as WebGLBuffer | null,
-      unit: gl.getParameter(gl.ACTIVE_TEXTURE) as number,
-      attrib: {
-        buffer: gl.getVertexAttrib(0, gl.VERTEX_ATTRIB_ARRAY_BUFFER_BINDING) as WebGLBuffer | null,
-        size: gl.getVertexAttrib(0, gl.VERTEX_ATTRIB_ARRAY_SIZE) as number,
-        type: gl.getVertexAttrib(0, gl.VERTEX_ATTRIB_ARRAY_TYPE) as number,
-        normalized: gl.getVertexAttrib(0, gl.VERTEX_ATTRIB_ARRAY_NORMALIZED) as boolean,
-        stride: gl.getVertexAttrib(0, gl.VERTEX_ATTRIB_ARRAY_STRIDE) as number,
-        offset: gl.getVertexAttribOffset(0, gl.VERTEX_ATTRIB_ARRAY_POINTER),
-        enabled: gl.getVertexAttrib(0, gl.VERTEX_ATTRIB_ARRAY_ENABLED) as boolean,
-      },
-    };
-    try {
+    withGpuJsState(gl, () => {
       gl.bindFramebuffer(gl.FRAMEBUFFER, this.#framebuffer);
       gl.framebufferTexture2D(gl.FRAMEBUFFER, gl.COLOR_ATTACHMENT0, gl.TEXTURE_2D, target.tex, 0);
       gl.disable(gl.SCISSOR_TEST);
@@ -202,25 +185,7 @@ export class RawGl {
       }
       gl.drawArrays(gl.TRIANGLE_STRIP, 0, 4);
       gl.framebufferTexture2D(gl.FRAMEBUFFER, gl.COLOR_ATTACHMENT0, gl.TEXTURE_2D, null, 0);
-    } finally {
-      const a = saved.attrib;
-      if (a.buffer) {
-        gl.bindBuffer(gl.ARRAY_BUFFER, a.buffer);
-        gl.vertexAttribPointer(0, a.size, a.type, a.normalized, a.stride, a.offset);
-      }
-      if (!a.enabled) gl.disableVertexAttribArray(0);
-      gl.bindBuffer(gl.ARRAY_BUFFER, saved.arrayBuffer);
-      gl.activeTexture(saved.unit);
-      gl.useProgram(saved.program);
-      gl.bindFramebuffer(gl.FRAMEBUFFER, saved.framebuffer);
-      gl.viewport(
-        saved.viewport[0] as number,
-        saved.viewport[1] as number,
-        saved.viewport[2] as number,
-        saved.viewport[3] as number,
-      );
-      if (saved.scissorTest) gl.enable(gl.SCISSOR_TEST);
-    }
+    });
   }
 
   /** Reads a whole texture back: width·height RGBA texels, row by row. */

@@ -31,7 +31,8 @@ export const OPTIONAL_BACKENDS: readonly OptionalBackend[] = [
     exportName: 'webglBackend',
     needs: 'in Node also `npm install gl` (headless-gl, a native build) and an X display',
     optionKeys: ['mode', 'maxTextureSize', 'fusedTileElements'],
-    description: 'gpu.js kernels on WebGL2/WebGL1 (browsers) or headless-gl (Node)',
+    description:
+      'packed RGBA WebGL programs for the projections and fused attention, gpu.js kernels for the rest, on WebGL2/WebGL1 (browsers) or headless-gl (Node)',
   },
   {
     name: 'webgpu',

@@ -72,18 +72,3 @@ export function copySpec(n: number): KernelSpec {
 }`,
   };
 }
-
-/**
- * An output texture of n values for a raw program to render into (see backend `#unpack`): gpu.js
- * must own the texture so later gpu.js kernels, `toArray` and `delete` treat it as their own.
- */
-export function allocSpec(n: number): KernelSpec {
-  return {
-    name: 'alloc',
-    output: n,
-    constants: {},
-    source: `function alloc() {
-  return 0.0;
-}`,
-  };
-}

@@ -1,5 +1,6 @@
 import type { WeightedSumAttrs } from '@qkv/core';
 import type { KernelSpec } from '../device.js';
+import type { Textures, WebGLTensor } from '../tensor.js';
 import { divmod, headConstants } from './common.js';
 
 /**
@@ -39,4 +40,10 @@ export function weightedSumSpec(attrs: WeightedSumAttrs): KernelSpec {
   return acc;
 }`,
   };
+}
+
+/** weights [B, H, Lq, Lk] · v [B, Lk, KVH·hd] → heads [B, Lq, H·hd] (gpu.js). */
+export function weightedSum(ctx: Textures, w: WebGLTensor, v: WebGLTensor, attrs: WeightedSumAttrs): WebGLTensor {
+  const shape = [attrs.batch, attrs.queryLength, attrs.numHeads * attrs.headDim];
+  return ctx.run(weightedSumSpec(attrs), shape, [ctx.tex(w), ctx.tex(v)]);
 }

@@ -1,5 +1,6 @@
 import type { RotaryAttrs } from '@qkv/core';
 import type { KernelSpec } from '../device.js';
+import type { Textures, WebGLTensor } from '../tensor.js';
 import { divmod } from './common.js';
 
 /**
@@ -57,4 +58,10 @@ export function rotaryTables(attrs: RotaryAttrs): { cos: Float32Array; sin: Floa
     }
   }
   return { cos, sin };
+}
+
+/** RoPE on x [B, L, heads·hd] (gpu.js; the cos/sin tables are computed on the host). */
+export function rotary(ctx: Textures, x: WebGLTensor, attrs: RotaryAttrs): WebGLTensor {
+  const { cos, sin } = rotaryTables(attrs);
+  return ctx.run(rotarySpec(attrs), x.shape, [ctx.tex(x), cos, sin]);
 }

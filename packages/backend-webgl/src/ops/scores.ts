@@ -1,5 +1,6 @@
 import type { ScoresAttrs } from '@qkv/core';
 import type { KernelSpec } from '../device.js';
+import type { Textures, WebGLTensor } from '../tensor.js';
 import { divmod, headConstants, rowToBHI } from './common.js';
 
 /**
@@ -25,4 +26,10 @@ export function scoresSpec(attrs: ScoresAttrs): KernelSpec {
   return dot;
 }`,
   };
+}
+
+/** q [B, Lq, H·hd], k [B, Lk, KVH·hd] → [B, H, Lq, Lk] (gpu.js). */
+export function scores(ctx: Textures, q: WebGLTensor, k: WebGLTensor, attrs: ScoresAttrs): WebGLTensor {
+  const shape = [attrs.batch, attrs.numHeads, attrs.queryLength, attrs.keyLength];
+  return ctx.run(scoresSpec(attrs), shape, [ctx.tex(q), ctx.tex(k)]);
 }

@@ -1,4 +1,6 @@
+import type { SoftmaxAttrs } from '@qkv/core';
 import type { KernelSpec } from '../device.js';
+import type { Textures, WebGLTensor } from '../tensor.js';
 import { divmod } from './common.js';
 
 /*
@@ -72,4 +74,23 @@ export function normalizeSpec(rows: number, cols: number): KernelSpec {
   return Math.exp(s[t] - m[r]) / lr;
 }`,
   };
+}
+
+/**
+ * Row softmax (gpu.js), three kernels: pass 1 row max m, pass 2 row sum l = Σ exp(s − m),
+ * pass 3 exp(s − m) / l (0 for a row with no visible key).
+ */
+export function softmax(ctx: Textures, s: WebGLTensor, attrs: SoftmaxAttrs): WebGLTensor {
+  const { rows, cols } = attrs;
+  const m = ctx.run(rowMaxSpec(rows, cols), [rows], [ctx.tex(s), Number.NEGATIVE_INFINITY]);
+  try {
+    const l = ctx.run(rowSumSpec(rows, cols), [rows], [ctx.tex(s), ctx.tex(m)]);
+    try {
+      return ctx.run(normalizeSpec(rows, cols), s.shape, [ctx.tex(s), ctx.tex(m), ctx.tex(l)]);
+    } finally {
+      ctx.dispose(l);
+    }
+  } finally {
+    ctx.dispose(m);
+  }
 }

@@ -1,5 +1,7 @@
 import type { WriteRowsAttrs } from '@qkv/core';
+import { QkvError } from '@qkv/core';
 import type { KernelSpec } from '../device.js';
+import type { Textures, WebGLTensor } from '../tensor.js';
 import { divmod } from './common.js';
 
 /**
@@ -25,4 +27,29 @@ export function writeRowsSpec(attrs: WriteRowsAttrs): KernelSpec {
   return cache[n];
 }`,
   };
+}
+
+/**
+ * KV-cache append (gpu.js). The rows land in a new texture (a shader cannot write the texture it
+ * reads) that replaces the cache handle's, so core's handle stays the cache; the stale packed
+ * copy goes too. Costs one pass over the cache per step, all on the GPU.
+ */
+export function writeRows(ctx: Textures, cache: WebGLTensor, rows: WebGLTensor, attrs: WriteRowsAttrs): WebGLTensor {
+  const { rows: t, capacity, offset } = attrs;
+  if (offset + t > capacity) {
+    throw new QkvError(
+      'LIMIT_EXCEEDED',
+      `webgl backend: writeRows of rows ${offset} … ${offset + t - 1} does not fit a cache of ${capacity} rows`,
+    );
+  }
+  const next = ctx.run(writeRowsSpec(attrs), cache.shape, [ctx.tex(cache), ctx.tex(rows), offset]);
+  const old = { texture: cache.texture, packed: cache.packed };
+  cache.texture = next.texture;
+  cache.packed = null;
+  next.texture = null;
+  next.disposed = true;
+  ctx.live.delete(next);
+  old.texture?.delete();
+  if (old.packed) ctx.device.raw.deleteTexture(old.packed.raw);
+  return cache;
 }

@@ -1,4 +1,7 @@
+import type { ScaleAttrs } from '@qkv/core';
+import { sizeOf } from '@qkv/core';
 import type { KernelSpec } from '../device.js';
+import type { Textures, WebGLTensor } from '../tensor.js';
 
 /**
  * out[t] = s[t] · scale. `scale` is a runtime argument (a uniform), not a constant, so one
@@ -13,4 +16,9 @@ export function scaleSpec(n: number): KernelSpec {
   return s[this.thread.x] * factor;
 }`,
   };
+}
+
+/** scaled = s · scale, elementwise (gpu.js). */
+export function scale(ctx: Textures, s: WebGLTensor, attrs: ScaleAttrs): WebGLTensor {
+  return ctx.run(scaleSpec(sizeOf(s.shape)), s.shape, [ctx.tex(s), attrs.scale]);
 }

@@ -1,5 +1,6 @@
 import type { MaskAttrs } from '@qkv/core';
 import type { KernelSpec } from '../device.js';
+import type { Textures, WebGLTensor } from '../tensor.js';
 import { divmod, headConstants, rowToBHI } from './common.js';
 
 export interface MaskVariant {
@@ -95,4 +96,21 @@ export function maskSpec(attrs: MaskAttrs, v: MaskVariant): KernelSpec {
   return ${modifiedScoreExpr(v, 's[t]')};
 }`,
   };
+}
+
+/** scaled [B, H, Lq, Lk] (+ masks, ALiBi, window) → masked (gpu.js). */
+export function mask(
+  ctx: Textures,
+  s: WebGLTensor,
+  pad: WebGLTensor | null,
+  am: WebGLTensor | null,
+  attrs: MaskAttrs,
+): WebGLTensor {
+  const v = maskVariant(attrs, pad !== null, am !== null);
+  const args: unknown[] = [ctx.tex(s)];
+  if (pad) args.push(ctx.tex(pad));
+  if (am) args.push(ctx.tex(am));
+  if (attrs.alibiSlopes) args.push(Float32Array.from(attrs.alibiSlopes));
+  args.push(...modifierArgs(attrs));
+  return ctx.run(maskSpec(attrs, v), s.shape, args);
 }
