@@ -1,6 +1,7 @@
 import type { AttentionResult, BackendInfo, GraphNode, StepName, Tensor } from 'qkv';
 import './style.css';
 import { type BackendRun, CPU, Engine, resultDiff } from './engine';
+import { type LearnedChapter, mountLearnedChapter } from './learned/chapter';
 import { formatDiff, formatMs, formatNumber, formatShape } from './model/format';
 import { generateTokens } from './model/longtext';
 import {
@@ -62,6 +63,7 @@ const state: State = {
 let view: View | null = null;
 let backendInfos: BackendInfo[] = [];
 let busyLong = false;
+let learned: LearnedChapter | null = null;
 
 // ---------------------------------------------------------------------------------------------
 // Scheduling: latest input wins, runs never overlap.
@@ -589,6 +591,7 @@ function switchBackend(name: string): void {
   url.searchParams.set('backend', name);
   history.replaceState(null, '', url);
   schedule();
+  learned?.setBackend(name);
 }
 
 function renderBackendStatus(): void {
@@ -796,6 +799,9 @@ function exposeHook(): void {
     backends: () => backendInfos.map((b) => ({ ...b })),
     state: () => ({ ...state, settings: { ...state.settings } }),
     diff: () => view?.diff ?? null,
+    /** The learned-heads chapter: its scores and prediction, and a wait for its recompute. */
+    learned: () => learned?.snapshot() ?? null,
+    learnedIdle: async (): Promise<void> => learned?.idle(),
   };
   (globalThis as unknown as { qkvDemo: typeof hook }).qkvDemo = hook;
 }
@@ -815,6 +821,7 @@ async function start(): Promise<void> {
     }
   }
   renderBackendPicker();
+  learned = mountLearnedChapter(state.backend);
   const pendingMessage = byId('message').hidden ? null : byId('message').textContent;
   schedule();
   if (pendingMessage) {
@@ -828,5 +835,8 @@ async function hookIdle(): Promise<void> {
   while (running || dirty) await new Promise((r) => setTimeout(r, 20));
 }
 
-window.addEventListener('pagehide', () => void engine.dispose());
+window.addEventListener('pagehide', () => {
+  void engine.dispose();
+  void learned?.dispose();
+});
 void start();

@@ -1,13 +1,7 @@
-import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { chromiumLaunchOptions, chromiumPath } from '@qkv/chromium';
-import { type BrowserContext, chromium, type Page } from 'playwright-core';
-import { build } from 'vite';
+import { join } from 'node:path';
+import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type StaticServer, serveStatic } from './server';
+import { type DemoPage, missingChromium, openDemo, shots, suiteName } from './browser';
 
 /**
  * The demo as a person uses it: Debian's headless Chromium on a fresh production build served
@@ -15,16 +9,6 @@ import { type StaticServer, serveStatic } from './server';
  * reports available, and checks the numbers the heatmaps draw. Screenshots of each step land in
  * apps/demo/test-results/.
  */
-
-const here = dirname(fileURLToPath(import.meta.url));
-const appRoot = resolve(here, '../..');
-const shots = join(appRoot, 'test-results');
-// A missing browser is a missing capability of the machine, and the skip says so; in CI (where
-// scripts/setup.sh installs Debian's chromium) nothing is skipped: a missing browser fails.
-const missingChromium = existsSync(chromiumPath) || process.env.CI ? null : `no Chromium at ${chromiumPath}`;
-const suiteName = missingChromium
-  ? `demo in headless chromium (skipped: this machine has ${missingChromium}; apt-get install chromium or set QKV_CHROMIUM)`
-  : 'demo in headless chromium';
 
 interface Grid {
   rows: number;
@@ -40,13 +24,9 @@ declare const qkvDemo: Hook;
 
 const SENTENCE = 'the dog chased the ball and the dog caught it';
 
-describe.skipIf(missingChromium !== null)(suiteName, () => {
-  let server: StaticServer;
-  let context: BrowserContext;
+describe.skipIf(missingChromium !== null)(suiteName('demo in headless chromium'), () => {
+  let demo: DemoPage;
   let page: Page;
-  let profile: string;
-  let outDir: string;
-  const errors: string[] = [];
 
   const idle = () => page.evaluate(() => qkvDemo.idle());
   const grid = (name: string) => page.evaluate((n) => qkvDemo.heatmap(n), name) as Promise<Grid>;
@@ -55,36 +35,12 @@ describe.skipIf(missingChromium !== null)(suiteName, () => {
     page.locator(selector).screenshot({ path: join(shots, `${name}.png`) });
 
   beforeAll(async () => {
-    await mkdir(shots, { recursive: true });
-    outDir = await mkdtemp(join(tmpdir(), 'qkv-demo-build-'));
-    // A fresh build every time, so the test never runs against a stale dist/.
-    await build({
-      root: appRoot,
-      configFile: join(appRoot, 'vite.config.ts'),
-      logLevel: 'warn',
-      build: { outDir, emptyOutDir: true },
-    });
-    server = await serveStatic(outDir);
-    profile = await mkdtemp(join(tmpdir(), 'qkv-demo-chromium-'));
-    context = await chromium.launchPersistentContext(profile, {
-      ...chromiumLaunchOptions(),
-      headless: true,
-      viewport: { width: 1280, height: 900 },
-    });
-    page = context.pages()[0] ?? (await context.newPage());
-    page.on('console', (m) => {
-      if (m.type() === 'error') errors.push(`console: ${m.text()}`);
-    });
-    page.on('pageerror', (e) => errors.push(`pageerror: ${e.message}`));
-    await page.goto(server.url);
-    await page.waitForFunction(() => document.body.dataset.status === 'ready', null, { timeout: 30_000 });
+    demo = await openDemo();
+    page = demo.page;
   });
 
   afterAll(async () => {
-    await context?.close();
-    await server?.close();
-    if (profile) await rm(profile, { recursive: true, force: true });
-    if (outDir) await rm(outDir, { recursive: true, force: true });
+    await demo?.close();
   });
 
   it('opens on the cpu backend, cross-origin isolated, listing every backend with its availability', async () => {
@@ -284,20 +240,20 @@ describe.skipIf(missingChromium !== null)(suiteName, () => {
   });
 
   it('?backend=name picks the backend, and an unknown one says so and stays on cpu', async () => {
-    await page.goto(`${server.url}?backend=no-such-backend`);
+    await page.goto(`${demo.url}?backend=no-such-backend`);
     await page.waitForFunction(() => document.body.dataset.status === 'ready');
     await idle();
     await expect.poll(() => page.locator('#message').textContent()).toContain('“no-such-backend” is not registered');
     expect(await page.locator('[data-testid=active-backend]').textContent()).toBe('cpu');
     const available = (await page.evaluate(() => qkvDemo.backends())).filter((b) => b.available).map((b) => b.name);
     const last = available[available.length - 1] as string;
-    await page.goto(`${server.url}?backend=${last}`);
+    await page.goto(`${demo.url}?backend=${last}`);
     await page.waitForFunction(() => document.body.dataset.status === 'ready');
     await idle();
     expect(await page.locator('[data-testid=active-backend]').textContent()).toBe(last);
   });
 
   it('logged no console errors', () => {
-    expect(errors).toEqual([]);
+    expect(demo.errors).toEqual([]);
   });
 });
