@@ -19,9 +19,9 @@ import {
   hiddenLines,
   type MaskVariant,
   maskArgs,
+  maskInputs,
   maskVariant,
   modifiedScoreExpr,
-  modifierArgs,
   variantName,
 } from './mask.js';
 import { normalizeSpec, rowMaxSpec, rowSumSpec } from './softmax.js';
@@ -266,11 +266,7 @@ function fusedGpuJs(
   const rows = B * H * Lq;
   const tileRows = fusedTileRows(rows, Lk, ctx.fusedTileElements);
   const variant = maskVariant(attrs, pad !== null, am !== null);
-  const scoreArgs: unknown[] = [ctx.tex(q), ctx.tex(key)];
-  if (pad) scoreArgs.push(ctx.tex(pad));
-  if (am) scoreArgs.push(ctx.tex(am));
-  if (attrs.alibiSlopes) scoreArgs.push(Float32Array.from(attrs.alibiSlopes));
-  scoreArgs.push(...modifierArgs(attrs));
+  const scoreArgs: unknown[] = [ctx.tex(q), ctx.tex(key), ...maskInputs(ctx, pad, am, attrs)];
   const headsShape = [B, Lq, H * hd];
   let out: WebGLTensor | null = null;
   try {

@@ -107,10 +107,24 @@ export function mask(
   attrs: MaskAttrs,
 ): WebGLTensor {
   const v = maskVariant(attrs, pad !== null, am !== null);
-  const args: unknown[] = [ctx.tex(s)];
+  return ctx.run(maskSpec(attrs, v), s.shape, [ctx.tex(s), ...maskInputs(ctx, pad, am, attrs)]);
+}
+
+/**
+ * The kernel arguments after the scores that the masking code (`hiddenLines`,
+ * `modifiedScoreExpr`) reads, in `maskArgs` order: the masks present, the ALiBi slopes, then
+ * the query offset and window. Shared by `mask` and the gpu.js fused scores.
+ */
+export function maskInputs(
+  ctx: Textures,
+  pad: WebGLTensor | null,
+  am: WebGLTensor | null,
+  attrs: { alibiSlopes?: readonly number[]; queryOffset?: number; window?: number },
+): unknown[] {
+  const args: unknown[] = [];
   if (pad) args.push(ctx.tex(pad));
   if (am) args.push(ctx.tex(am));
   if (attrs.alibiSlopes) args.push(Float32Array.from(attrs.alibiSlopes));
   args.push(...modifierArgs(attrs));
-  return ctx.run(maskSpec(attrs, v), s.shape, args);
+  return args;
 }
