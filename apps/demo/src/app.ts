@@ -1,6 +1,7 @@
 import type { BackendInfo, Tensor } from 'qkv';
 import { type BackendRun, CPU, Engine } from './engine';
 import { type buildWeights, DEFAULT_SETTINGS, type HeadInfo, type Settings } from './model/model';
+import { Scheduler } from './ui/scheduler';
 
 /**
  * The page's state, in one object instead of module-level variables: what the controls say
@@ -41,64 +42,14 @@ export class App {
 
   constructor(text: string, recompute: (app: App) => Promise<void>, onError: (e: unknown) => void) {
     this.state = { text, settings: { ...DEFAULT_SETTINGS }, head: 0, backend: CPU, graphNode: 'weights' };
-    this.scheduler = new Scheduler(() => recompute(this), onError);
-  }
-}
-
-/**
- * Latest input wins, runs never overlap: a change during a run marks the state dirty and one
- * more run follows, so the page always ends showing the latest input.
- */
-export class Scheduler {
-  running = false;
-  dirty = false;
-  #typingTimer: ReturnType<typeof setTimeout> | null = null;
-  #updates = 0;
-  readonly #run: () => Promise<void>;
-  readonly #onError: (e: unknown) => void;
-
-  constructor(run: () => Promise<void>, onError: (e: unknown) => void) {
-    this.#run = run;
-    this.#onError = onError;
-  }
-
-  schedule = (): void => {
-    this.dirty = true;
-    if (!this.running) void this.#loop();
-  };
-
-  /** After a pause in typing. */
-  scheduleSoon = (): void => {
-    if (this.#typingTimer) clearTimeout(this.#typingTimer);
-    this.#typingTimer = setTimeout(() => {
-      this.#typingTimer = null;
-      this.schedule();
-    }, 150);
-  };
-
-  /** Resolves once no recompute is pending or running (`withTyping`: nor a typing pause). */
-  async idle(withTyping = true): Promise<void> {
-    while (this.running || this.dirty || (withTyping && this.#typingTimer)) {
-      await new Promise((r) => setTimeout(r, 20));
-    }
-  }
-
-  async #loop(): Promise<void> {
-    this.running = true;
-    document.body.dataset.status = 'busy';
-    try {
-      while (this.dirty) {
-        this.dirty = false;
-        try {
-          await this.#run();
-        } catch (e) {
-          this.#onError(e);
-        }
-      }
-    } finally {
-      this.running = false;
-      this.#updates++;
-      document.body.dataset.updates = String(this.#updates);
-    }
+    let updates = 0;
+    this.scheduler = new Scheduler(() => recompute(this), onError, {
+      onStart: () => {
+        document.body.dataset.status = 'busy';
+      },
+      onEnd: () => {
+        document.body.dataset.updates = String(++updates);
+      },
+    });
   }
 }

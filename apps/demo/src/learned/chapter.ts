@@ -4,6 +4,7 @@ import { tokenLabels } from '../model/tokenize';
 import { byId, fill, h } from '../ui/dom';
 import './learned.css';
 import { heatmap } from '../ui/heatmap';
+import { Scheduler } from '../ui/scheduler';
 import {
   headWeights,
   inductionExample,
@@ -62,8 +63,6 @@ export function mountLearnedChapter(initialBackend: string): LearnedChapter {
   let loading: Promise<LearnedRunner> | null = null;
   const scoreCache = new Map<string, LayerHeadScores[]>();
   let snap: LearnedSnapshot | null = null;
-  let running = false;
-  let dirty = true;
   let generated = 0;
 
   const load = (): Promise<LearnedRunner> => {
@@ -97,7 +96,7 @@ export function mountLearnedChapter(initialBackend: string): LearnedChapter {
       scoreCache.set(on, scores);
     }
     const run = await r.run(on, [encoded.ids]);
-    if (dirty) return; // a newer input or backend is waiting
+    if (scheduler.dirty) return; // a newer input or backend is waiting
     const [layer1, layer2] = run.layers.map((l) => l.weights as Tensor) as [Tensor, Tensor];
     const last = encoded.words.length - 1;
     const predictions = topPredictions(r.nextToken(run, 0, last), encoded.wordOf);
@@ -107,29 +106,22 @@ export function mountLearnedChapter(initialBackend: string): LearnedChapter {
     status.textContent = `Computed by qkv on ${on}: E → layer 1 → E′ → layer 2 → E″ → next-token prediction.`;
   }
 
-  async function loop(): Promise<void> {
-    running = true;
-    document.body.dataset.learned = 'busy';
-    try {
-      while (dirty) {
-        dirty = false;
-        try {
-          await recompute();
-        } catch (e) {
-          status.className = 'message error';
-          status.textContent = `The learned model could not run: ${e instanceof Error ? e.message : String(e)}`;
-        }
-      }
-    } finally {
-      running = false;
-      document.body.dataset.learned = 'ready';
-    }
-  }
-
-  const schedule = () => {
-    dirty = true;
-    if (!running) void loop();
-  };
+  const scheduler = new Scheduler(
+    recompute,
+    (e) => {
+      status.className = 'message error';
+      status.textContent = `The learned model could not run: ${e instanceof Error ? e.message : String(e)}`;
+    },
+    {
+      onStart: () => {
+        document.body.dataset.learned = 'busy';
+      },
+      onEnd: () => {
+        document.body.dataset.learned = 'ready';
+      },
+    },
+  );
+  const schedule = scheduler.schedule;
 
   input.addEventListener('input', schedule);
   byId('learned-generate').addEventListener('click', () => {
@@ -143,9 +135,7 @@ export function mountLearnedChapter(initialBackend: string): LearnedChapter {
       backend = name;
       schedule();
     },
-    async idle() {
-      while (running || dirty) await new Promise((r) => setTimeout(r, 20));
-    },
+    idle: () => scheduler.idle(),
     snapshot: () => snap,
     async dispose() {
       await loading?.catch(() => null);
