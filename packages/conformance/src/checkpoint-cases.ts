@@ -86,6 +86,8 @@ export function checkpointInputs(c: CheckpointCase): AttentionInputs {
     const m = i.attn_mask;
     inputs.attnMask = { shape: m.shape, data: Float32Array.from(m.data, (v) => (v <= -1e30 ? -Infinity : v)) };
   }
+  // Llama's position_ids [B, L] (0 … L−1 in these files, the model's default) → positionIds.
+  if (i.position_ids) inputs.positionIds = f32(i.position_ids);
   if (i.attention_mask) {
     const m = i.attention_mask;
     inputs.keyPaddingMask = { shape: m.shape, data: Float32Array.from(m.data, (v) => 1 - v) };

@@ -107,4 +107,81 @@ export function describeCheckpointFeatures(make: Make, options: { timeout: numbe
       }
     }
   });
+
+  describe('positionIds (RoPE, learned and sinusoidal PE at explicit positions)', () => {
+    const cases: [string, AttentionConfig][] = [
+      [
+        'RoPE, GQA, causal',
+        { dModel: 16, numHeads: 4, numKVHeads: 2, causal: true, positionalEncoding: 'rotary', rotaryBase: 500 },
+      ],
+      ['RoPE interleaved', { dModel: 12, numHeads: 2, positionalEncoding: 'rotary', rotaryPairing: 'interleaved' }],
+      ['learned', { dModel: 8, numHeads: 2, causal: true, positionalEncoding: 'learned' }],
+      ['sinusoidal', { dModel: 8, numHeads: 2, positionalEncoding: 'sinusoidal' }],
+    ];
+    for (const [name, config] of cases) {
+      it(`${name}: vs the float64 reference`, { timeout }, async () => {
+        const random = rng(name.length);
+        const weights = randomWeights(config, random);
+        if (config.positionalEncoding === 'learned')
+          weights.positionalEmbedding = randomTensor([40, config.dModel], random);
+        const inputs: AttentionInputs = {
+          query: randomTensor([2, 6, config.dModel], random),
+          // Batch 0 left-padded as Hugging Face numbers it (padding at 1), batch 1 far along.
+          positionIds: { shape: [2, 6], data: Int32Array.from([1, 1, 0, 1, 2, 3, 30, 31, 32, 33, 34, 35]) },
+        };
+        await agrees(make, config, weights, inputs);
+      });
+    }
+    // Learned PE, because RoPE scores depend only on relative positions and would not notice a shift.
+    it('left padding with positionIds reproduces the unpadded run for the real tokens (learned PE)', {
+      timeout,
+    }, async () => {
+      const config: AttentionConfig = { dModel: 16, numHeads: 2, causal: true, positionalEncoding: 'learned' };
+      const random = rng(99);
+      const weights = { ...randomWeights(config, random), positionalEmbedding: randomTensor([8, 16], random) };
+      const tokens = randomTensor([1, 5, 16], random);
+      const padded = new Float32Array(7 * 16);
+      padded.set(tokens.data, 2 * 16);
+      const attn = await make(config, weights);
+      try {
+        const alone = await attn.run({ query: tokens });
+        const query = { shape: [1, 7, 16], data: padded };
+        const keyPaddingMask = { shape: [1, 7], data: Uint8Array.from([1, 1, 0, 0, 0, 0, 0]) };
+        const positionIds = { shape: [1, 7], data: Int32Array.from([1, 1, 0, 1, 2, 3, 4]) };
+        const out = await attn.run({ query, keyPaddingMask, positionIds });
+        const real = (t: Tensor) => ({ shape: [1, 5, 16], data: t.data.subarray(2 * 16) });
+        close('attention of the real tokens', real(out.attention), alone.attention);
+        close('residual of the real tokens', real(out.residual), alone.residual);
+        // Without positionIds the real tokens sit at positions 2 … 6 and their outputs differ.
+        const shifted = await attn.run({ query, keyPaddingMask });
+        expect(compareArrays('shifted', real(shifted.residual), alone.residual, TOL).ok).toBe(false);
+      } finally {
+        await attn.dispose();
+      }
+    });
+    it('refuses positionIds nothing reads, of the wrong shape, or not integers', { timeout }, async () => {
+      const rope: AttentionConfig = { dModel: 8, numHeads: 2, positionalEncoding: 'rotary' };
+      const random = rng(5);
+      const query = randomTensor([1, 3, 8], random);
+      const attn = await make(rope, randomWeights(rope, random));
+      const plain = await make({ dModel: 8, numHeads: 2 }, randomWeights({ dModel: 8, numHeads: 2 }, random));
+      try {
+        await expect(attn.run({ query, positionIds: { shape: [1, 4], data: [0, 1, 2, 3] } })).rejects.toMatchObject({
+          code: 'INVALID_SHAPE',
+          message: 'positionIds: expected [1, 3] (batch × query length), got [1, 4]',
+        });
+        await expect(attn.run({ query, positionIds: { shape: [1, 3], data: [0, 1.5, 2] } })).rejects.toMatchObject({
+          code: 'INVALID_DATA',
+          message: /^positionIds\.data\[1\]: expected an integer position/,
+        });
+        await expect(plain.run({ query, positionIds: { shape: [1, 3], data: [0, 1, 2] } })).rejects.toMatchObject({
+          code: 'INVALID_OPTION',
+          message: /^positionIds: only used by positionalEncoding 'rotary', 'learned' or 'sinusoidal'/,
+        });
+      } finally {
+        await attn.dispose();
+        await plain.dispose();
+      }
+    });
+  });
 }

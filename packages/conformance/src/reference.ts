@@ -82,13 +82,18 @@ export function referenceAttention(
 
   const input = Float64Array.from(get('input') as Float32Array);
   const table = w.get('positionalEmbedding');
-  const pe =
+  // Query token (b, i) sits at positionIds[b, i] when given, else at i; self-attention keys too.
+  const ids = shape.positionIds;
+  const pos = (b: number, i: number) => (ids ? (ids[b * Lq + i] as number) : i);
+  const peRow = (p: number): ArrayLike<number> =>
     config.positionalEncoding === 'sinusoidal'
-      ? Float64Array.from(sinusoidalPositionalEncoding(Lq, D).data)
-      : config.positionalEncoding === 'learned' && table
-        ? Float64Array.from(table.data.subarray(0, Lq * D))
-        : null;
-  const x = Float64Array.from(input, (v, idx) => (pe ? v + (pe[idx % (Lq * D)] as number) : v));
+      ? sinusoidalPositionalEncoding(1, D, p).data
+      : (table as { data: Float32Array }).data.subarray(p * D, (p + 1) * D);
+  const additive = config.positionalEncoding === 'sinusoidal' || (config.positionalEncoding === 'learned' && table);
+  // PE as the API returns it: [Lq, dModel] at 0 … Lq−1, or [B, Lq, dModel] at positionIds.
+  const pe = additive ? f64((ids ? B : 1) * Lq * D) : null;
+  if (pe) for (let r = 0; r < pe.length / D; r++) pe.set(peRow(ids ? pos(Math.floor(r / Lq), r % Lq) : r), r * D);
+  const x = Float64Array.from(input, (v, idx) => (pe ? v + (pe[idx % pe.length] as number) : v));
   const kvIn = shape.selfAttention
     ? [x, x]
     : [Float64Array.from(get('key') as Float32Array), Float64Array.from(get('value') as Float32Array)];
@@ -120,9 +125,12 @@ export function referenceAttention(
     const inter = config.rotaryPairing === 'interleaved';
     for (let b = 0; b < B; b++) {
       for (let i = 0; i < Lq; i++)
-        for (let h = 0; h < H; h++) ropeInPlace(q, (b * Lq + i) * H * hd + h * hd, hd, i, config.rotaryBase, inter);
+        for (let h = 0; h < H; h++)
+          ropeInPlace(q, (b * Lq + i) * H * hd + h * hd, hd, pos(b, i), config.rotaryBase, inter);
+      // Self-attention keys are the query tokens (Lk = Lq), at the same positions.
       for (let j = 0; j < Lk; j++)
-        for (let h = 0; h < KVH; h++) ropeInPlace(k, (b * Lk + j) * KVH * hd + h * hd, hd, j, config.rotaryBase, inter);
+        for (let h = 0; h < KVH; h++)
+          ropeInPlace(k, (b * Lk + j) * KVH * hd + h * hd, hd, ids ? pos(b, j) : j, config.rotaryBase, inter);
     }
   }
   const slopes = config.positionalEncoding === 'alibi' ? referenceAlibiSlopes(H) : null;
@@ -182,7 +190,7 @@ export function referenceAttention(
   return {
     unbatched,
     input: { shape: bs([Lq, D]), data: input },
-    positionalEncoding: { shape: [Lq, D], data: pe ?? f64(0) },
+    positionalEncoding: { shape: ids ? bs([Lq, D]) : [Lq, D], data: pe ?? f64(0) },
     x: { shape: bs([Lq, D]), data: x },
     q: { shape: bs([Lq, H * hd]), data: q },
     k: { shape: bs([Lk, KVH * hd]), data: k },

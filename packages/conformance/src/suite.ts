@@ -18,6 +18,7 @@ import { describeCheckpointConformance } from './checkpoints.js';
 import { compareArrays, DEFAULT_TOLERANCE, type Tolerance } from './compare.js';
 import { describeFeatureConformance } from './features.js';
 import { GOLDEN_CASES, type GoldenCaseName, goldenToApi, loadGoldenCase } from './golden.js';
+import { describeMagnitudeConformance } from './magnitudes.js';
 import { randomCase } from './random.js';
 import { type RefTensor, referenceAttention } from './reference.js';
 
@@ -247,6 +248,8 @@ export function describeConformance(factory: BackendFactory, options: Conformanc
     describeCheckpointConformance((config, weights) => make(config, weights), { timeout });
     // What those checkpoints need from the core: keyDim/valueDim, partial biases, positionIds.
     describeCheckpointFeatures((config, weights) => make(config, weights), { timeout });
+    // Activations that overflow float32: the same NUMERIC_OVERFLOW on every backend.
+    describeMagnitudeConformance((config, weights) => make(config, weights), { timeout });
 
     describe('differential: random configs and masks', () => {
       const seed = Number(env('QKV_FUZZ_SEED') ?? options.seed ?? 20261128);

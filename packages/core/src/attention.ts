@@ -14,6 +14,8 @@ import {
   validateWeights,
 } from './inputs.js';
 import { readOutputs } from './outputs.js';
+import { checkOverflow, type WeightNorms, weightNorms } from './overflow.js';
+import { positionalEncodingAt } from './position-ids.js';
 import type { BackendRegistry, Selection } from './registry.js';
 import { type AttentionSession, Session, type SessionOptions } from './session.js';
 import type { Tensor } from './tensor.js';
@@ -93,6 +95,7 @@ export async function createAttention(
   assertKnownKeys('createAttention options', options, CREATE_KEYS);
   const resolved = resolveConfig(config);
   const hostWeights = validateWeights(resolved, weights);
+  const norms = weightNorms(resolved, hostWeights);
   const { backend, selection } = await options.registry.create(
     options.backend ?? 'auto',
     options.backendOptions,
@@ -109,7 +112,7 @@ export async function createAttention(
     await backend.destroy();
     throw e;
   }
-  return new AttentionHandle(resolved, backend, selection, params, table);
+  return new AttentionHandle(resolved, backend, selection, params, table, norms);
 }
 
 class AttentionHandle implements Attention {
@@ -123,6 +126,7 @@ class AttentionHandle implements Attention {
   #runs = 0;
   #disposing: Promise<void> | null = null;
   readonly #table: Tensor | null;
+  readonly #norms: WeightNorms;
   readonly #sessions = new Set<Session>();
 
   constructor(
@@ -131,12 +135,14 @@ class AttentionHandle implements Attention {
     selection: Selection,
     params: Map<string, BackendTensor>,
     table: Tensor | null,
+    norms: WeightNorms,
   ) {
     this.config = config;
     this.#backend = backend;
     this.selection = selection;
     this.#params = params;
     this.#table = table;
+    this.#norms = norms;
   }
 
   get backend(): string {
@@ -194,10 +200,17 @@ class AttentionHandle implements Attention {
     this.#checkAlive();
     const prepared = prepareInputs(this.config, inputs);
     const { outputs, captures } = validateRunOptions(this.config, options);
-    const graph = this.graph(prepared.shape);
-    if (this.#table) {
-      prepared.feeds.set('positionalEncoding', learnedPositionalEncoding(this.#table, prepared.shape.queryLength));
+    const { positionIds: ids, batch, queryLength } = prepared.shape;
+    // Explicit positions are per call: their graph is built for this call, not cached.
+    const graph = ids ? buildGraph(this.config, prepared.shape) : this.graph(prepared.shape);
+    const pe = this.config.positionalEncoding;
+    if (ids && (pe === 'learned' || pe === 'sinusoidal')) {
+      prepared.feeds.set('positionalEncoding', positionalEncodingAt(this.config, this.#table, ids, batch, queryLength));
+    } else if (this.#table) {
+      prepared.feeds.set('positionalEncoding', learnedPositionalEncoding(this.#table, queryLength));
     }
+    // NUMERIC_OVERFLOW is decided here, on the host, so every backend gives the same answer.
+    checkOverflow(this.config, this.#norms, prepared.feeds, prepared.shape);
     const { tensors, fused } = await execute({
       graph,
       backend: this.#backend,
@@ -228,6 +241,7 @@ class AttentionHandle implements Attention {
         backendName: this.backend,
         params: this.#params,
         table: this.#table,
+        norms: this.#norms,
         checkAlive: this.#checkAlive,
         track: (p) => {
           this.#runs++;

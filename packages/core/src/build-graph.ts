@@ -41,7 +41,17 @@ function inputNodes({ config, shape, offset, nodes }: Builder): void {
     nodes.push({ name, op: 'input', inputs: [], shape, dims, attrs: {}, doc });
   feed('input', [B, Lq, dModel], bld, 'E: the token embeddings');
   const pe = config.positionalEncoding;
-  if (pe === 'learned') {
+  if ((pe === 'learned' || pe === 'sinusoidal') && shape.positionIds) {
+    nodes.push({
+      name: 'positionalEncoding',
+      op: 'input',
+      inputs: [],
+      shape: [B, Lq, dModel],
+      dims: bld,
+      attrs: { kind: 'positionIds' },
+      doc: `PE at positionIds [B, Lq] (${pe === 'learned' ? 'rows of the learned table' : 'sinusoidal at each position'}, gathered by core)`,
+    });
+  } else if (pe === 'learned') {
     nodes.push({
       name: 'positionalEncoding',
       op: 'input',
@@ -52,7 +62,7 @@ function inputNodes({ config, shape, offset, nodes }: Builder): void {
       doc: `PE = positionalEmbedding[${offset} … ${offset + Lq - 1}, :] (rows of the learned table, sliced by core)`,
     });
   }
-  if (pe === 'sinusoidal') {
+  if (pe === 'sinusoidal' && !shape.positionIds) {
     nodes.push({
       name: 'positionalEncoding',
       op: 'positionalEncoding',
@@ -163,9 +173,18 @@ function projectionNodes({ config, shape, offset, nodes }: Builder): { keys: str
   linear(rotary ? 'kProj' : 'k', [kSource, 'wk', b('bk')], Lnew, config.keyDim, kvOut, kvDims, 'K = X·Wk + bk');
   linear('v', [vSource, 'wv', b('bv')], Lnew, config.valueDim, kvOut, kvDims, 'V = X·Wv + bv');
   if (rotary) {
-    const rope = { offset, base: config.rotaryBase, pairing: config.rotaryPairing, headDim: hd, batch: B };
+    // positionIds give every query row its position; self-attention keys are the same tokens.
+    const ids = shape.positionIds;
+    const rope = {
+      offset,
+      base: config.rotaryBase,
+      pairing: config.rotaryPairing,
+      headDim: hd,
+      batch: B,
+      ...(ids ? { positions: ids } : {}),
+    };
     const formula = `${config.rotaryPairing === 'half' ? 'rotate_half' : 'interleaved'} pairs, θ_c = ${config.rotaryBase}^(−2c/hd)`;
-    const at = `per head at positions ${offset}…: ${formula}`;
+    const at = `per head at positions ${ids ? 'positionIds' : `${offset}…`}: ${formula}`;
     nodes.push({
       name: 'q',
       op: 'rotary',

@@ -80,6 +80,8 @@ export interface GraphShape {
   hasAttnMask: boolean;
   /** Position of the first query token (KV-cache sessions). */
   positionOffset?: number;
+  /** Explicit positions of the query tokens [B·Lq] (`positionIds`); replaces offset + row. */
+  positionIds?: readonly number[];
   /**
    * A KV-cache session step: the k/v nodes project only the t = Lq new tokens, which are
    * appended to a cache of `capacity` rows per batch; Lk = positionOffset + Lq.

@@ -9,6 +9,8 @@ export * from './graph.js';
 export * from './inputs.js';
 export * from './ops.js';
 export * from './outputs.js';
+export * from './overflow.js';
+export * from './position-ids.js';
 export * from './positional.js';
 export * from './registry.js';
 export * from './session.js';

@@ -2,6 +2,7 @@ import { assertKnownKeys, type ResolvedConfig } from './config.js';
 import { describeValue, QkvError } from './errors.js';
 import type { GraphShape, StepName } from './graph.js';
 import { STEP_NAMES } from './graph.js';
+import { preparePositionIds } from './position-ids.js';
 import { formatShape, type Tensor, type TensorLike, toTensor } from './tensor.js';
 
 /**
@@ -32,6 +33,11 @@ export interface AttentionInputs {
   keyPaddingMask?: TensorLike;
   /** [Lq, Lk]: added to the scaled scores; -Infinity hides a key. */
   attnMask?: TensorLike;
+  /**
+   * [B, Lq] integer positions of the query tokens (Hugging Face's position_ids, e.g. under left
+   * padding) for RoPE, learned and sinusoidal PE; default 0 … Lq−1. Self-attention keys share them.
+   */
+  positionIds?: TensorLike;
 }
 
 export interface RunOptions {
@@ -47,7 +53,7 @@ export interface RunOptions {
 export type ReturnWeights = boolean | 'perHead' | 'averaged';
 
 const WEIGHT_KEYS = new Set(['wq', 'wk', 'wv', 'wo', 'bq', 'bk', 'bv', 'bo', 'positionalEmbedding']);
-const INPUT_KEYS = new Set(['query', 'key', 'value', 'keyPaddingMask', 'attnMask']);
+const INPUT_KEYS = new Set(['query', 'key', 'value', 'keyPaddingMask', 'attnMask', 'positionIds']);
 const RUN_KEYS = new Set(['returnWeights', 'capture']);
 
 function expectShape(name: string, t: Tensor, expected: readonly number[], meaning: string): void {
@@ -257,6 +263,12 @@ export function prepareInputs(config: ResolvedConfig, inputs: AttentionInputs): 
     expectShape('attnMask', m, [Lq, Lk], 'query length × key length, additive');
     feeds.set('attnMask', m);
   }
+  const positionIds = preparePositionIds(config, inputs.positionIds, {
+    batch: B,
+    queryLength: Lq,
+    unbatched,
+    selfAttention,
+  });
   return {
     unbatched,
     feeds,
@@ -267,6 +279,7 @@ export function prepareInputs(config: ResolvedConfig, inputs: AttentionInputs): 
       selfAttention,
       hasKeyPaddingMask: feeds.has('keyPaddingMask'),
       hasAttnMask: feeds.has('attnMask'),
+      ...(positionIds ? { positionIds } : {}),
     },
   };
 }

@@ -100,6 +100,8 @@ export interface RotaryAttrs {
   readonly offset: number;
   readonly base: number;
   readonly pairing: RotaryPairing;
+  /** Explicit position of every row [B·L] (`positionIds`); absent: offset + row position. */
+  readonly positions?: readonly number[];
 }
 /**
  * Copies rows [B, t, width] into a KV cache [B, maxLength, width] at rows offset … offset+t−1 of
@@ -115,7 +117,8 @@ export interface WriteRowsAttrs {
 
 /** Attrs of an `input` node: the learned positional rows also say which positions they are. */
 export interface InputAttrs {
-  readonly kind?: 'learned';
+  /** 'positionIds': PE rows at explicit positions, gathered by core ([B, Lq, dModel]). */
+  readonly kind?: 'learned' | 'positionIds';
   readonly offset?: number;
 }
 /** Ops whose node carries nothing beyond its inputs. */

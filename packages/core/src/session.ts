@@ -6,6 +6,7 @@ import { DEFAULT_MAX_TENSOR_ELEMENTS, execute } from './executor.js';
 import type { GraphShape } from './graph.js';
 import { learnedPositionalEncoding, type ReturnWeights, type RunOptions, validateRunOptions } from './inputs.js';
 import { readOutputs } from './outputs.js';
+import { type CachedNorms, checkOverflow, type WeightNorms } from './overflow.js';
 import { formatShape, sizeOf, type Tensor, type TensorLike, toTensor } from './tensor.js';
 
 /**
@@ -78,6 +79,8 @@ export interface SessionContext {
   readonly backendName: string;
   readonly params: ReadonlyMap<string, BackendTensor>;
   readonly table: Tensor | null;
+  /** The handle's weight norms, for the NUMERIC_OVERFLOW check of every step. */
+  readonly norms: WeightNorms;
   readonly checkAlive: () => void;
   /** Counts a step as an in-flight run of the handle (dispose waits for it). */
   readonly track: (p: Promise<unknown>) => void;
@@ -93,6 +96,8 @@ export class Session implements AttentionSession {
   readonly #ctx: SessionContext;
   #batch: number | null;
   #length = 0;
+  /** Largest K/V norm bounds of the cached tokens per (b, KV head), for the overflow check. */
+  #cachedNorms: CachedNorms | null = null;
   #disposed = false;
   /** Steps run one after another: each needs the cache the previous one wrote. */
   #queue: Promise<unknown> = Promise.resolve();
@@ -273,6 +278,10 @@ export class Session implements AttentionSession {
     const graph = buildGraph(config, shape);
     const feeds = new Map<string, Tensor>([['input', x]]);
     if (this.#ctx.table) feeds.set('positionalEncoding', learnedPositionalEncoding(this.#ctx.table, t, offset));
+    // Refused before anything runs; the cached tokens' K/V norm bounds grow only when it passes.
+    const kvh = config.numKVHeads;
+    this.#cachedNorms ??= { k: new Float64Array(B * kvh), v: new Float64Array(B * kvh) };
+    checkOverflow(config, this.#ctx.norms, feeds, shape, this.#cachedNorms);
     const checkpoint = () => this.#checkAlive();
     let params = this.#ctx.params;
 

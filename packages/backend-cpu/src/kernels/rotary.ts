@@ -2,7 +2,7 @@ import type { RotaryAttrs } from '@qkv/core';
 
 /**
  * RoPE (Su et al. 2021, "RoFormer"), rows r = (b, l) in [from, to) of x [B, L, heads·hd]:
- * position p = offset + l rotates each channel pair (x1, x2) of every head by p·θ_c,
+ * position p = offset + l (or positions[r] with positionIds) rotates each channel pair (x1, x2) of every head by p·θ_c,
  *   x1' = x1·cos(p·θ_c) − x2·sin(p·θ_c)
  *   x2' = x2·cos(p·θ_c) + x1·sin(p·θ_c),       θ_c = base^(−2c/hd), c = 0 … hd/2 − 1
  * 'half' pairs channel c with c + hd/2 (rotate_half: Llama, GPT-NeoX); 'interleaved' pairs 2c
@@ -15,13 +15,13 @@ export function rotary(
   from = 0,
   to = attrs.batch * attrs.length,
 ): void {
-  const { length: L, heads, headDim: hd, offset, base, pairing } = attrs;
+  const { length: L, heads, headDim: hd, offset, base, pairing, positions } = attrs;
   const half = hd / 2;
   const width = heads * hd;
   const cos = new Float64Array(half);
   const sin = new Float64Array(half);
   for (let r = from; r < to; r++) {
-    const p = offset + (r % L);
+    const p = positions ? (positions[r] as number) : offset + (r % L);
     for (let c = 0; c < half; c++) {
       const angle = p * base ** ((-2 * c) / hd);
       cos[c] = Math.cos(angle);

@@ -10,9 +10,12 @@ import { divmod } from './common.js';
  * cos, sin [L, hd/2] are tables the host computes in float64 (`rotaryTables`) and rounds once:
  * GLSL float32 angles p·θ_c lose ~1e-5 absolute at p ≈ 500, the tables lose nothing, and the
  * offset lives only in the table data, so one kernel serves every session step of L tokens.
+ * With explicit positions (positionIds) the tables have one row per (b, l): [B·L, hd/2].
  */
 export function rotarySpec(attrs: RotaryAttrs): KernelSpec {
   const { batch: B, length: L, heads, headDim: hd, pairing } = attrs;
+  // The table row: l (positions offset + l, shared by every batch) or b·L + l (positionIds).
+  const perRow = attrs.positions !== undefined;
   const half = hd / 2;
   // Partner channel and the angle index cc for channel c of a head, per pairing.
   const pairLines =
@@ -24,7 +27,7 @@ export function rotarySpec(attrs: RotaryAttrs): KernelSpec {
   const first = odd < 0.5 ? 1.0 : 0.0;
   const partner = first > 0.5 ? t + 1.0 : t - 1.0;`;
   return {
-    name: `rotary.${pairing}`,
+    name: `rotary.${pairing}${perRow ? '.ids' : ''}`,
     output: B * L * heads * hd,
     constants: { L, hd, half, width: heads * hd, two: 2 },
     source: `function rotary(x, cosT, sinT) {
@@ -33,7 +36,7 @@ export function rotarySpec(attrs: RotaryAttrs): KernelSpec {
   ${divmod('bb', 'l', 'row', 'L')}
   ${divmod('head', 'c', 'within', 'hd')}
   ${pairLines}
-  const a = l * this.constants.half + cc;
+  const a = ${perRow ? 'row' : 'l'} * this.constants.half + cc;
   const co = cosT[a];
   const si = sinT[a];
   if (first > 0.5) {
@@ -44,15 +47,20 @@ export function rotarySpec(attrs: RotaryAttrs): KernelSpec {
   };
 }
 
-/** cos/sin [L, hd/2] of (offset + l)·base^(−2c/hd), computed in float64 (as the cpu kernel does). */
+/**
+ * cos/sin [L, hd/2] of (offset + l)·base^(−2c/hd), or [B·L, hd/2] of positions[b·L + l]·…,
+ * computed in float64 (as the cpu kernel does).
+ */
 export function rotaryTables(attrs: RotaryAttrs): { cos: Float32Array; sin: Float32Array } {
-  const { length: L, headDim: hd, offset, base } = attrs;
+  const { length: L, headDim: hd, offset, base, positions } = attrs;
   const half = hd / 2;
-  const cos = new Float32Array(L * half);
-  const sin = new Float32Array(L * half);
-  for (let l = 0; l < L; l++) {
+  const rows = positions ? positions.length : L;
+  const cos = new Float32Array(rows * half);
+  const sin = new Float32Array(rows * half);
+  for (let l = 0; l < rows; l++) {
+    const p = positions ? (positions[l] as number) : offset + l;
     for (let c = 0; c < half; c++) {
-      const angle = (offset + l) * base ** ((-2 * c) / hd);
+      const angle = p * base ** ((-2 * c) / hd);
       cos[l * half + c] = Math.cos(angle);
       sin[l * half + c] = Math.sin(angle);
     }
