@@ -175,10 +175,14 @@ export class WebGPUBackend implements Backend<WebGPUTensor> {
   /** Refuses, before any upload, a graph whose buffers or grids this device cannot hold. */
   checkLimits(dims: GraphDims, fused: boolean): void {
     const { batch: B, queryLength: Lq, keyLength: Lk, dModel, numHeads: H, headDim: hd, numKVHeads: KVH } = dims;
+    const { keyDim, valueDim } = dims;
     const cap = dims.keyCapacity ?? Lk;
     const tensors: [string, number[]][] = [
       ['input, x, attention, residual [B, Lq, dModel]', [B, Lq, dModel]],
-      ['key, value [B, Lk, dModel]', [B, Lk, dModel]],
+      ['key [B, Lk, keyDim]', [B, Lk, keyDim]],
+      ['value [B, Lk, valueDim]', [B, Lk, valueDim]],
+      ['wk [keyDim, KVH·hd]', [keyDim, KVH * hd]],
+      ['wv [valueDim, KVH·hd]', [valueDim, KVH * hd]],
       ['q, heads [B, Lq, H·hd]', [B, Lq, H * hd]],
       ['k, v [B, Lk, KVH·hd]', [B, cap, KVH * hd]],
       ['wq, wo [dModel, H·hd]', [dModel, H * hd]],

@@ -11,7 +11,7 @@
 import { createAttention } from '../dist/index.js';
 
 const lengths = (process.env.QKV_PRECISION_LENGTHS ?? '1024,4096,16384').split(',').map(Number);
-const backends = (process.env.QKV_PRECISION_BACKENDS ?? 'cpu,workers,webgl').split(',');
+const backends = (process.env.QKV_PRECISION_BACKENDS ?? 'cpu,workers,webgl,webgpu').split(',');
 const D = 64;
 const H = 4;
 const hd = D / H;

@@ -8,10 +8,12 @@ import { declare, elementwise, perOutput } from './common.js';
  *   x1' = x1·cos − x2·sin,  x2' = x2·cos + x1·sin,   θ_c = base^(−2c/hd), c < hd/2;
  * 'half' pairs c with c + hd/2, 'interleaved' 2c with 2c + 1. The cos/sin table [L, hd/2] is
  * computed on the host in float64 (f32 sin/cos of p·θ lose digits at long positions) and
- * uploaded. One thread per pair (core refuses an odd headDim for RoPE).
+ * uploaded. With explicit positions (positionIds) the table has one row per (b, l): [B·L, hd/2].
+ * One thread per pair (core refuses an odd headDim for RoPE).
  */
 const wgsl = (
   interleaved: boolean,
+  perRow: boolean,
 ) => `${declare(['n: u32', 'L: u32', 'heads: u32', 'hd: u32'], ['x', 'cosT', 'sinT', 'out:rw'])}
 ${perOutput('p.n')}
   let half = p.hd / 2u;
@@ -22,7 +24,7 @@ ${perOutput('p.n')}
   let o = r * p.heads * p.hd + h * p.hd;
   let i1 = ${interleaved ? 'o + 2u * c' : 'o + c'};
   let i2 = ${interleaved ? 'o + 2u * c + 1u' : 'o + c + half'};
-  let tc = (r % p.L) * half + c;
+  let tc = ${perRow ? 'r' : '(r % p.L)'} * half + c;
   let x1 = x[i1];
   let x2 = x[i2];
   out[i1] = x1 * cosT[tc] - x2 * sinT[tc];
@@ -30,26 +32,31 @@ ${perOutput('p.n')}
 }`;
 
 export function rotary(rt: Runtime, x: WebGPUTensor, attrs: RotaryAttrs): WebGPUTensor {
-  const { batch: B, length: L, heads, headDim: hd, offset, base, pairing } = attrs;
+  const { batch: B, length: L, heads, headDim: hd, offset, base, pairing, positions } = attrs;
   const half = hd / 2;
-  const cos = new Float32Array(L * half);
-  const sin = new Float32Array(L * half);
-  for (let l = 0; l < L; l++) {
+  // Table rows: positions offset + l shared by every batch, or positionIds[b·L + l].
+  const rows = positions ? positions.length : L;
+  const cos = new Float32Array(rows * half);
+  const sin = new Float32Array(rows * half);
+  for (let l = 0; l < rows; l++) {
+    const at = positions ? (positions[l] as number) : offset + l;
     for (let c = 0; c < half; c++) {
-      const angle = (offset + l) * base ** ((-2 * c) / hd);
+      const angle = at * base ** ((-2 * c) / hd);
       cos[l * half + c] = Math.cos(angle);
       sin[l * half + c] = Math.sin(angle);
     }
   }
-  const cosT = rt.upload([L, half], cos);
-  const sinT = rt.upload([L, half], sin);
+  const cosT = rt.upload([rows, half], cos);
+  const sinT = rt.upload([rows, half], sin);
   const interleaved = pairing === 'interleaved';
   const params = new Params(4)
     .u(B * L * heads * half)
     .u(L)
     .u(heads)
     .u(hd);
-  const out = elementwise(rt, `rotary:${pairing}`, () => wgsl(interleaved), params, [x, cosT, sinT], x.shape);
+  const perRow = positions !== undefined;
+  const key = `rotary:${pairing}${perRow ? ':ids' : ''}`;
+  const out = elementwise(rt, key, () => wgsl(interleaved, perRow), params, [x, cosT, sinT], x.shape);
   rt.destroyBuffer(cosT.buffer);
   rt.destroyBuffer(sinT.buffer);
   return out;
