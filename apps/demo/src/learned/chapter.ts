@@ -95,12 +95,13 @@ export function mountLearnedChapter(initialBackend: string): LearnedChapter {
       scores = await r.scores(on);
       scoreCache.set(on, scores);
     }
-    const run = await r.run(on, [encoded.ids]);
+    const run = await r.run(on, [encoded.ids], ['scaled']);
     if (scheduler.dirty) return; // a newer input or backend is waiting
     const [layer1, layer2] = run.layers.map((l) => l.weights as Tensor) as [Tensor, Tensor];
+    const scaled2 = run.layers[1]?.captured.scaled as Tensor;
     const last = encoded.words.length - 1;
     const predictions = topPredictions(r.nextToken(run, 0, last), encoded.wordOf);
-    render(encoded.words, encoded.ids, [layer1, layer2], scores, predictions, on, model);
+    render(encoded.words, encoded.ids, [layer1, layer2], scaled2, scores, predictions, on, model);
     snap = { backend: on, words: encoded.words, scores, predictions };
     status.className = 'learned-status';
     status.textContent = `Computed by qkv on ${on}: E → layer 1 → E′ → layer 2 → E″ → next-token prediction.`;
@@ -148,6 +149,7 @@ function render(
   words: readonly string[],
   ids: readonly number[],
   weights: readonly [Tensor, Tensor],
+  scaled2: Tensor,
   scores: readonly LayerHeadScores[],
   predictions: readonly Prediction[],
   backend: string,
@@ -157,7 +159,7 @@ function render(
   const [layer1, layer2] = weights;
   const example = inductionExample(ids);
   const top = predictions[0] as Prediction;
-  const stories = [previousTokenStory(words, layer1), inductionStory(words, example, layer1, layer2, top)];
+  const stories = [previousTokenStory(words, layer1), inductionStory(words, example, layer1, layer2, scaled2, top)];
   const width = Math.min(520, document.documentElement.clientWidth - 64);
   fill(
     byId('learned-layers'),

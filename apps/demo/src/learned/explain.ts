@@ -101,6 +101,7 @@ export function inductionStory(
   example: InductionExample | null,
   layer1: Tensor,
   layer2: Tensor,
+  scaled2: Tensor,
   top: Prediction,
 ): string {
   const last = words[words.length - 1] ?? '';
@@ -115,6 +116,11 @@ export function inductionStory(
   const w1 = weightAt(layer1, 0, target, earlier);
   const w2 = weightAt(layer2, 0, query, target);
   const onStart = weightAt(layer2, 0, query, 0);
+  // The seed's scaled_score of the last token's Query against the target's Key, and against the
+  // other words' Keys on average (the start token and the target left out).
+  const scoreOf = (j: number) => weightAt(scaled2, 0, query, j);
+  const others = Array.from({ length: query }, (_, j) => j).filter((j) => j !== 0 && j !== target);
+  const otherMean = others.reduce((a, j) => a + scoreOf(j), 0) / Math.max(1, others.length);
   return (
     `The Query of the last ${q(last)} (position ${query}) matches the Key of ${q(next)} (position ${target}), ` +
     `the token AFTER the earlier ${q(last)} (position ${earlier}): ${percent(w2)} of its attention` +
@@ -124,7 +130,8 @@ export function inductionStory(
     `Why ${q(next)} and not the earlier ${q(last)} itself? Layer 1's previous-token head wrote ` +
     `“the token before me was ${last}” into E′ at ${q(next)} (its Query gave ${percent(w1)} to ${q(last)}). ` +
     `Layer 2's Wk learned to read that note and its Wq the current token, so Query(${last}) ⋅ Key(${next}) is high: ` +
-    `high attention ⟶ high alignment of Q_i and K_j. ΔE = Wa ⋅ V then copies ${q(next)} into E″ of the last token` +
+    `scaled_score = ${scoreOf(target).toFixed(2)}, against ${otherMean.toFixed(2)} on average for the other words' Keys ` +
+    `(high attention ⟶ high alignment of Q_i and K_j). ΔE = Wa ⋅ V then copies ${q(next)} into E″ of the last token` +
     (top.word === next
       ? `, and the model predicts ${q(next)} next (${percent(top.probability)}).`
       : `; here that was not enough: the model's top guess is ${top.word ? q(top.word) : `token #${top.id}`} (${percent(top.probability)}).`)

@@ -1,4 +1,4 @@
-import { type Attention, type AttentionResult, createAttention, type Tensor } from 'qkv';
+import { type Attention, type AttentionResult, createAttention, type StepName, type Tensor } from 'qkv';
 import { embed, type LearnedModel, logitsAt, softmax } from './model';
 import { type HeadScores, headScores, repeatedRandomSequences, type ScoreSet } from './scores';
 
@@ -51,14 +51,21 @@ export class LearnedRunner {
     return handles;
   }
 
-  /** The whole model on token ids [B][L]: every layer's weights and residual stream. */
-  async run(backend: string, ids: readonly (readonly number[])[]): Promise<ModelRun> {
+  /**
+   * The whole model on token ids [B][L]: every layer's weights and residual stream, plus the
+   * steps named in `capture` (e.g. 'scaled', the seed's scaled_score) of every layer.
+   */
+  async run(
+    backend: string,
+    ids: readonly (readonly number[])[],
+    capture: readonly StepName[] = [],
+  ): Promise<ModelRun> {
     const input = embed(this.model, ids);
     const handles = await this.#layers(backend);
     const layers: AttentionResult[] = [];
     let x = input;
     for (const attn of handles) {
-      const result = await attn.run({ query: x }, { returnWeights: true });
+      const result = await attn.run({ query: x }, { returnWeights: true, capture: [...capture] });
       layers.push(result);
       x = result.residual as Tensor;
     }

@@ -199,18 +199,22 @@ describe('the committed learned model, through qkv on every available backend', 
       model.bos,
     );
     expect(e.words[0]).toBe(START);
-    const run = await runner.run('cpu', [e.ids]);
+    const run = await runner.run('cpu', [e.ids], ['scaled']);
     const top = topPredictions(runner.nextToken(run, 0, e.ids.length - 1), e.wordOf);
     expect(top[0]?.word).toBe('potter');
     const [w1, w2] = run.layers.map((l) => l.weights as Tensor) as [Tensor, Tensor];
+    const scaled = run.layers[1]?.captured.scaled as Tensor;
     const example = inductionExample(e.ids);
     expect(example).toEqual({ query: 20, earlier: 8, target: 9 });
-    const story = inductionStory(e.words, example, w1, w2, top[0] as never);
+    const story = inductionStory(e.words, example, w1, w2, scaled, top[0] as never);
+    // The dot product the story quotes is the captured scaled score of that cell.
+    const L = e.ids.length;
+    const cell = (scaled.data[(L - 1) * L + 9] as number).toFixed(2);
+    expect(story).toContain(`scaled_score = ${cell}, against`);
     expect(story).toMatch(/Query of the last “harry” \(position 20\) matches the Key of “potter” \(position 9\)/);
     expect(story).toMatch(/the model predicts “potter” next/);
     expect(previousTokenStory(e.words, w1)).toMatch(/looks for the Key of the token just before it/);
     // The induction head's row for the last "harry" peaks on "potter".
-    const L = e.ids.length;
     const row = headWeights(w2, 0).data.subarray((L - 1) * L, L * L);
     expect(row.indexOf(Math.max(...row))).toBe(9);
   });
