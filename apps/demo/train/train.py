@@ -39,7 +39,10 @@ import struct
 import sys
 import time
 
-import torch
+try:
+    import torch
+except ImportError:
+    sys.exit('train.py needs PyTorch: apt-get install -y python3-torch (Debian\'s 1.13.1, for /usr/bin/python3)')
 
 SEED = 21
 WORDS = 64  # token ids for words; the demo maps words onto them (see src/learned/vocabulary.ts)
