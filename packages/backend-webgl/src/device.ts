@@ -28,10 +28,18 @@ export function loadGpuJs(): Promise<GpuJs> {
   return gpuJsModule;
 }
 
-/** headless-gl's factory. The specifier is a variable so browser bundlers never try to resolve the addon. */
+/**
+ * Imports a package named at run time, so that browser bundlers never try to resolve the addon:
+ * a parameter, not a local constant, which bundlers (Vite's dependency optimizer) inline into a
+ * literal `import('gl')` that they then fail to resolve.
+ */
+function importByName(name: string): Promise<unknown> {
+  return import(/* @vite-ignore */ /* webpackIgnore: true */ name);
+}
+
+/** headless-gl's factory. */
 async function loadHeadlessGl(): Promise<CreateGL> {
-  const specifier = 'gl';
-  const m = (await import(/* @vite-ignore */ /* webpackIgnore: true */ specifier)) as { default?: CreateGL };
+  const m = (await importByName('gl')) as CreateGL | { default?: CreateGL };
   return (typeof m === 'function' ? m : m.default) as CreateGL;
 }
 

@@ -135,7 +135,8 @@ export interface BackendFactory {
   /**
    * The `backendOptions` keys it reads. Under `auto` each backend that declares them is given
    * only its own keys, so one options object can hold every candidate's (`{ workerUrl }` for
-   * workers does not upset cpu); one without it gets them all.
+   * workers does not upset cpu); one without it gets them all. Asked for by name, a backend gets
+   * the whole object.
    */
   readonly optionKeys?: readonly string[];
   create(options?: BackendCreateOptions): Promise<Backend>;

@@ -272,7 +272,8 @@ export class BackendRegistry {
 
 /**
  * Under `auto`: the part of `backendOptions` that `factory` reads (all of it when it does not
- * declare `optionKeys`), undefined when that is nothing.
+ * declare `optionKeys`), undefined when that is nothing: one options object may hold every
+ * candidate's. A backend asked for by name gets the whole object and refuses what it does not know.
  */
 function ownOptions(factory: BackendFactory, options?: BackendCreateOptions): BackendCreateOptions | undefined {
   if (options === undefined || options === null || typeof options !== 'object' || !factory.optionKeys) return options;
@@ -292,7 +293,7 @@ function assertSomeBackendTakes(factories: readonly BackendFactory[], options?: 
   for (const key of Object.keys(options)) {
     if (known.has(key)) continue;
     throw new QkvError(
-      'INVALID_OPTION',
+      'UNKNOWN_OPTION',
       `backendOptions.${key}: no registered backend takes this option; known: ${[...known].sort().join(', ') || 'none'}`,
     );
   }

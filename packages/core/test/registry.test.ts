@@ -180,7 +180,7 @@ describe('backendOptions under auto', () => {
     await expect(
       createAttention(config, weights(), { registry: r, backendOptions: { workerURL: '/w.js' } }),
     ).rejects.toMatchObject({
-      code: 'INVALID_OPTION',
+      code: 'UNKNOWN_OPTION',
       message: 'backendOptions.workerURL: no registered backend takes this option; known: kernels',
     });
   });
