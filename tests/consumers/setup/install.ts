@@ -2,7 +2,8 @@
  * Vitest global setup: pack every publishable package and npm-install the tarballs into two
  * throwaway apps in os.tmpdir() (never workspace links), measuring what `npm install` costs:
  *  - `minimal`: what `npm install qkv` brings (qkv and the packages it depends on);
- *  - `full`: the same plus the optional `@qkv/backend-webgl`, installed with `--omit=optional`
+ *  - `full`: the same plus the optional `@qkv/backend-webgl` (and `@qkv/conformance`, whose
+ *    checkpoints the README examples read), installed with `--omit=optional`
  *    so that gpu.js's optional `gl` (headless-gl, a several-minute native build) is left out:
  *    webgl then runs in the browser apps and reports itself unavailable in Node.
  * Every test file reuses these installs; the bundler apps live in folders of `full`.
@@ -95,7 +96,8 @@ export default function setup(project: TestProject): () => void {
   const full = join(root, 'full');
   const stats = [
     npmInstall(minimal, qkvSet, []),
-    npmInstall(full, [...qkvSet, need('@qkv/backend-webgl')], ['--omit=optional']),
+    // conformance too: the README's checkpoint examples read the files it ships.
+    npmInstall(full, [...qkvSet, need('@qkv/backend-webgl'), need('@qkv/conformance')], ['--omit=optional']),
   ];
   project.provide('consumers', { root, tarballs, minimal, full, stats });
   return () => {

@@ -1,5 +1,6 @@
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { publint } from 'publint';
 import { formatMessage } from 'publint/utils';
@@ -7,6 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { consumers } from '../setup/apps.js';
 import { workspaceRoot } from '../setup/packages.js';
 
+const changeset = `${workspaceRoot}node_modules/.bin/changeset`;
 const attw = fileURLToPath(new URL('../node_modules/@arethetypeswrong/cli/dist/index.js', import.meta.url));
 const rootLicense = readFileSync(`${workspaceRoot}LICENSE`, 'utf8');
 
@@ -67,4 +69,44 @@ describe('every published tarball', () => {
       });
     });
   }
+});
+
+describe('the release flow', () => {
+  it('`changeset version` (in a temporary copy) writes a CHANGELOG.md for every published package', () => {
+    const copy = mkdtempSync(`${tmpdir()}/qkv-changeset-`);
+    try {
+      // What changesets reads: the workspace layout, every package.json and the pending changesets.
+      for (const f of ['package.json', 'pnpm-workspace.yaml', '.changeset']) {
+        cpSync(`${workspaceRoot}${f}`, `${copy}/${f}`, { recursive: true });
+      }
+      for (const group of ['packages', 'apps', 'tooling', 'tests']) {
+        for (const dir of readdirSync(`${workspaceRoot}${group}`)) {
+          const pkg = `${workspaceRoot}${group}/${dir}/package.json`;
+          if (existsSync(pkg)) cpSync(pkg, `${copy}/${group}/${dir}/package.json`);
+        }
+      }
+      cpSync(`${workspaceRoot}bench/package.json`, `${copy}/bench/package.json`);
+      const pending = readdirSync(`${copy}/.changeset`).filter((f) => f.endsWith('.md') && f !== 'README.md');
+      expect(pending.length).toBeGreaterThan(0);
+      execFileSync(changeset, ['version'], { cwd: copy, stdio: 'pipe' });
+      for (const name of Object.keys(consumers().tarballs)) {
+        const dir = name === 'qkv' ? 'qkv' : name.replace('@qkv/', '');
+        const log = readFileSync(`${copy}/packages/${dir}/CHANGELOG.md`, 'utf8');
+        expect(log, `${name}: CHANGELOG.md`).toMatch(
+          new RegExp(`^# ${name.replace('/', '\\/')}\\n\\n## \\d+\\.\\d+\\.\\d+`),
+        );
+      }
+    } finally {
+      rmSync(copy, { recursive: true, force: true });
+    }
+  });
+
+  it('`pnpm -r publish --dry-run` is clean', () => {
+    const out = execFileSync('pnpm', ['-r', 'publish', '--dry-run', '--no-git-checks'], {
+      cwd: workspaceRoot,
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    for (const name of Object.keys(consumers().tarballs)) expect(out).toContain(`Skip publishing ${name}@`);
+  });
 });
