@@ -24,7 +24,13 @@ export default defineConfig({
     projects: [
       {
         extends: true,
-        test: { name: 'node', environment: 'node', include: ['test/shared/**/*.test.ts', 'test/node/**/*.test.ts'] },
+        test: {
+          name: 'node',
+          environment: 'node',
+          include: ['test/shared/**/*.test.ts', 'test/node/**/*.test.ts'],
+          // `node --experimental-wasm-relaxed-simd …/vitest run` (Node 20) reaches the test workers.
+          execArgv: process.execArgv.filter((a) => a.startsWith('--experimental-wasm')),
+        },
       },
       {
         extends: true,

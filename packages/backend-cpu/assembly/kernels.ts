@@ -11,6 +11,18 @@
 // and a row of a packed 8-wide panel of B (two f32x4 loads). 8 mul + 8 add per 6 loads keeps the
 // 128-bit SIMD units busy; 11 live vectors fit the 16 xmm registers V8 has on x64 without spills.
 
+/**
+ * c + a·b per lane. The relaxed-SIMD build (ASC_FEATURE_RELAXED_SIMD, a compile-time constant:
+ * the other branch is not emitted) uses the fused multiply-add, one instruction and one rounding;
+ * the SIMD128 build a separate mul and add. The results differ by rounding only.
+ */
+// @ts-ignore: decorator
+@inline
+function madd(a: v128, b: v128, c: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) return f32x4.relaxed_madd(a, b, c);
+  return f32x4.add(f32x4.mul(a, b), c);
+}
+
 export function heapBase(): usize {
   return __heap_base;
 }
@@ -76,17 +88,17 @@ function micro4x8(a: usize, lda: usize, p: usize, K: i32, c: usize, ldc: usize, 
     const b0 = v128.load(pp);
     const b1 = v128.load(pp, 16);
     let s = f32x4.splat(load<f32>(a0));
-    c00 = f32x4.add(c00, f32x4.mul(s, b0));
-    c01 = f32x4.add(c01, f32x4.mul(s, b1));
+    c00 = madd(s, b0, c00);
+    c01 = madd(s, b1, c01);
     s = f32x4.splat(load<f32>(a0 + ldaB));
-    c10 = f32x4.add(c10, f32x4.mul(s, b0));
-    c11 = f32x4.add(c11, f32x4.mul(s, b1));
+    c10 = madd(s, b0, c10);
+    c11 = madd(s, b1, c11);
     s = f32x4.splat(load<f32>(a0 + 2 * ldaB));
-    c20 = f32x4.add(c20, f32x4.mul(s, b0));
-    c21 = f32x4.add(c21, f32x4.mul(s, b1));
+    c20 = madd(s, b0, c20);
+    c21 = madd(s, b1, c21);
     s = f32x4.splat(load<f32>(a0 + 3 * ldaB));
-    c30 = f32x4.add(c30, f32x4.mul(s, b0));
-    c31 = f32x4.add(c31, f32x4.mul(s, b1));
+    c30 = madd(s, b0, c30);
+    c31 = madd(s, b1, c31);
   }
   const ldcB = ldc << 2;
   if (accumulate) {
@@ -165,12 +177,12 @@ function exp2NonPositive(x: v128): v128 {
   const t = f32x4.add(xc, magic);
   const f = f32x4.sub(xc, f32x4.sub(t, magic));
   let y = f32x4.splat(1.5403530393381606e-4); // ln2^6 / 6!
-  y = f32x4.add(f32x4.mul(y, f), f32x4.splat(1.3333558146428443e-3)); // ln2^5 / 5!
-  y = f32x4.add(f32x4.mul(y, f), f32x4.splat(9.618129107628477e-3)); // ln2^4 / 4!
-  y = f32x4.add(f32x4.mul(y, f), f32x4.splat(5.550410866482158e-2)); // ln2^3 / 3!
-  y = f32x4.add(f32x4.mul(y, f), f32x4.splat(2.402265069591007e-1)); // ln2^2 / 2!
-  y = f32x4.add(f32x4.mul(y, f), f32x4.splat(6.931471805599453e-1)); // ln2
-  y = f32x4.add(f32x4.mul(y, f), f32x4.splat(1));
+  y = madd(y, f, f32x4.splat(1.3333558146428443e-3)); // ln2^5 / 5!
+  y = madd(y, f, f32x4.splat(9.618129107628477e-3)); // ln2^4 / 4!
+  y = madd(y, f, f32x4.splat(5.550410866482158e-2)); // ln2^3 / 3!
+  y = madd(y, f, f32x4.splat(2.402265069591007e-1)); // ln2^2 / 2!
+  y = madd(y, f, f32x4.splat(6.931471805599453e-1)); // ln2
+  y = madd(y, f, f32x4.splat(1));
   // t's bits are bits(magic) + n; shifting (bits + 127) left by 23 drops the magic's bits (all at
   // 2^9 and above) and leaves 2^n's exponent field: n ∈ [−126, 0] here, so 2^n is normal.
   const pow2n = i32x4.shl(i32x4.add(t, i32x4.splat(127)), 23);

@@ -11,22 +11,27 @@ import {
   sizeOf,
   type Tensor,
 } from '@qkv/core';
+import type { KernelBuild, KernelChoice } from './fast/index.js';
 import * as fast from './fast/index.js';
 import * as k from './kernels/index.js';
 
 /**
- * Which kernels the backend runs: 'fast' (default) = the WebAssembly SIMD `linear` and
- * `fusedAttention`, the reference kernels for every other op and for attrs the fast ones do not
- * implement; 'reference' = the plain TypeScript kernels only (the portable, readable path, and
- * the one the conformance suite also runs so both paths stay correct).
+ * Which kernels the backend runs (`backendOptions.kernels`):
+ * - 'fast' (default): the best WebAssembly build this runtime has — 'relaxed-simd' (FMA) where
+ *   the engine validates relaxed SIMD, else 'simd128' — for `linear` and `fusedAttention`, the
+ *   reference kernels for every other op and for attrs the fast ones do not implement; the
+ *   reference kernels alone where WebAssembly SIMD is missing (reported in `kernelBuild`);
+ * - 'relaxed-simd' | 'simd128': that build, refused with CAPABILITY where it cannot run;
+ * - 'reference': the plain TypeScript kernels only (the portable, readable path, and the one the
+ *   conformance suite also runs so every path stays correct).
  */
-export type CpuKernelPath = 'fast' | 'reference';
+export type CpuKernelChoice = KernelChoice;
 export interface CpuBackendOptions {
-  kernels?: CpuKernelPath;
+  kernels?: CpuKernelChoice;
 }
 const OPTION_KEYS = new Set(['kernels']);
 
-function resolveOptions(options: BackendCreateOptions | undefined): CpuKernelPath {
+function resolveOptions(options: BackendCreateOptions | undefined): KernelBuild {
   const o = options ?? {};
   if (typeof o !== 'object' || o === null) {
     throw new QkvError(
@@ -35,14 +40,7 @@ function resolveOptions(options: BackendCreateOptions | undefined): CpuKernelPat
     );
   }
   assertKnownKeys('backendOptions (cpu)', o, OPTION_KEYS);
-  const kernels = (o as CpuBackendOptions).kernels ?? 'fast';
-  if (kernels !== 'fast' && kernels !== 'reference') {
-    throw new QkvError(
-      'INVALID_OPTION',
-      `backendOptions (cpu): kernels must be 'fast' or 'reference', got ${describeValue(kernels)}`,
-    );
-  }
-  return kernels;
+  return fast.resolveKernelChoice((o as CpuBackendOptions).kernels, 'cpu');
 }
 
 /** A cpu tensor is just its data; `disposed` catches use-after-free in tests. */
@@ -66,16 +64,17 @@ const d = (t: CpuTensor) => data(t) as Float32Array;
 export class CpuBackend implements Backend<CpuTensor> {
   readonly name = 'cpu';
   readonly #live = new Set<CpuTensor>();
-  /** What actually runs: 'fast' only when asked for and WebAssembly SIMD works here. */
-  readonly kernelPath: CpuKernelPath;
+  /** What runs `linear` and `fusedAttention`: a WebAssembly build, or the reference kernels. */
+  readonly kernelBuild: KernelBuild;
   readonly #linear: typeof k.linear;
   readonly #fusedAttention: typeof k.fusedAttention;
 
+  /** Throws INVALID_OPTION / CAPABILITY for a choice that cannot run here (as `create` does). */
   constructor(options: CpuBackendOptions = {}) {
-    const wantFast = (options.kernels ?? 'fast') === 'fast';
-    this.kernelPath = wantFast && fast.fastKernelsAvailable() ? 'fast' : 'reference';
-    this.#linear = this.kernelPath === 'fast' ? fast.linear : k.linear;
-    this.#fusedAttention = this.kernelPath === 'fast' ? fast.fusedAttention : k.fusedAttention;
+    this.kernelBuild = fast.resolveKernelChoice(options.kernels, 'cpu');
+    const kernels = this.kernelBuild === 'reference' ? k : fast.fastKernels(this.kernelBuild);
+    this.#linear = kernels.linear;
+    this.#fusedAttention = kernels.fusedAttention;
   }
 
   #make(shape: readonly number[], arr?: Float32Array): CpuTensor {
@@ -171,7 +170,7 @@ export const cpuBackend: BackendFactory = {
   name: 'cpu',
   priority: 10,
   description:
-    'on the calling thread: WebAssembly SIMD matmul and flash attention where the runtime has SIMD, the plain TypeScript reference kernels otherwise (or with { kernels: "reference" })',
+    'on the calling thread: WebAssembly matmul and flash attention (relaxed-SIMD FMA build where the runtime has it, else SIMD128), the plain TypeScript reference kernels without SIMD (or with { kernels: "reference" })',
   isAvailable: async () => ({ available: true }),
   // The reference kernels implement every optional feature (rotary, alibi, window, maskMod, scoreMod).
   supports: () => true,
@@ -179,7 +178,10 @@ export const cpuBackend: BackendFactory = {
   create: async (options?: BackendCreateOptions) => {
     const kernels = resolveOptions(options);
     // Compile asynchronously up front: browsers refuse large synchronous compiles on the main thread.
-    if (kernels === 'fast') await fast.preloadFastKernels();
+    if (kernels !== 'reference') {
+      const problem = await fast.preloadFastKernels(kernels);
+      if (problem !== null) throw new QkvError('CAPABILITY', `cpu backend: kernels '${kernels}': ${problem}`);
+    }
     return new CpuBackend({ kernels });
   },
 };

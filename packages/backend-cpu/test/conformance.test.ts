@@ -1,7 +1,22 @@
 import { describeConformance } from '@qkv/conformance/suite';
-import { cpuBackend } from '../src/index.js';
+import { describe, expect, it } from 'vitest';
+import { cpuBackend, cpuKernels } from '../src/index.js';
 
-// Both kernel paths run the whole suite: the default (WebAssembly SIMD linear + flash attention)
-// and the plain TypeScript reference kernels.
-describeConformance(cpuBackend);
-describeConformance(cpuBackend, { backendOptions: { kernels: 'reference' } });
+// Every kernel path runs the whole suite: each WebAssembly build this runtime has (the default
+// 'fast' is the best of them), and the plain TypeScript reference kernels. A build the runtime
+// lacks (relaxed SIMD on Node 20 without --experimental-wasm-relaxed-simd) must be refused.
+const support = cpuKernels.wasmBuildSupport();
+for (const build of ['relaxed-simd', 'simd128'] as const) {
+  if (support[build]) {
+    describe(`kernels: '${build}'`, () => {
+      describeConformance(cpuBackend, { backendOptions: { kernels: build } });
+    });
+  } else {
+    it(`kernels: '${build}' is refused with CAPABILITY where the runtime lacks it`, async () => {
+      await expect(cpuBackend.create({ kernels: build })).rejects.toMatchObject({ code: 'CAPABILITY' });
+    });
+  }
+}
+describe("kernels: 'reference'", () => {
+  describeConformance(cpuBackend, { backendOptions: { kernels: 'reference' } });
+});

@@ -1,4 +1,4 @@
-import { cpuKernels } from '@qkv/backend-cpu';
+import { cpuKernels, type KernelBuild } from '@qkv/backend-cpu';
 import type {
   Availability,
   Backend,
@@ -93,15 +93,18 @@ export class WorkersBackend implements Backend<WorkersTensor> {
   readonly name = 'workers';
   readonly threads: number;
   readonly inlineThreshold: number;
+  /** The cpu kernel build every thread runs `linear` and `fusedAttention` with. */
+  readonly kernelBuild: KernelBuild;
   readonly #pool: WorkerPool;
   readonly #s: Scheduler;
   #destroyed: Promise<void> | null = null;
 
   /** Use `WorkersBackend.create` (or the factory): the pool must be up before the first op. */
-  private constructor(pool: WorkerPool, inlineThreshold: number) {
+  private constructor(pool: WorkerPool, inlineThreshold: number, kernelBuild: KernelBuild) {
     this.#pool = pool;
     this.threads = pool.threads;
     this.inlineThreshold = inlineThreshold;
+    this.kernelBuild = kernelBuild;
     this.#s = new Scheduler(pool, inlineThreshold);
     const q = this.#s.enqueueOp;
     this.kernels = {
@@ -112,7 +115,7 @@ export class WorkersBackend implements Backend<WorkersTensor> {
         return out;
       },
       add: OPS.add.kernel(q),
-      linear: OPS.linear.kernel(q),
+      linear: OPS.linear.kernel(q, kernelBuild),
       scores: OPS.scores.kernel(q),
       scale: OPS.scale.kernel(q),
       mask: OPS.mask.kernel(q),
@@ -121,22 +124,26 @@ export class WorkersBackend implements Backend<WorkersTensor> {
       rotary: OPS.rotary.kernel(q),
       writeRows: OPS.writeRows.kernel(q),
     };
-    this.fused = { fusedAttention: OPS.fusedAttention.kernel(q) };
+    this.fused = { fusedAttention: OPS.fusedAttention.kernel(q, kernelBuild) };
   }
 
   readonly kernels: Kernels<WorkersTensor>;
   readonly fused: FusedKernels<WorkersTensor>;
 
   static async create(options?: BackendCreateOptions): Promise<WorkersBackend> {
-    const { threads, inlineThreshold, start } = resolveOptions(options);
+    const { threads, inlineThreshold, start, kernelBuild } = resolveOptions(options);
     const problem = sharedMemoryProblem() ?? (await threadSupport());
     // Never fall back to copying tensors into messages: that would be a different, slower backend.
     if (problem) throw new QkvError('CAPABILITY', `workers backend: ${problem}`);
     // Compiled asynchronously here because queues under the threshold run these kernels on this
     // thread, and browsers refuse a synchronous compile of that size on the main thread.
-    await cpuKernels.preloadFastKernels();
+    if (kernelBuild !== 'reference') {
+      const kernelProblem = await cpuKernels.preloadFastKernels(kernelBuild);
+      if (kernelProblem)
+        throw new QkvError('CAPABILITY', `workers backend: kernels '${kernelBuild}': ${kernelProblem}`);
+    }
     const pool = await acquirePool(threads ?? (await defaultThreadCount()), start);
-    return new WorkersBackend(pool, inlineThreshold);
+    return new WorkersBackend(pool, inlineThreshold, kernelBuild);
   }
 
   upload(t: Tensor): WorkersTensor {

@@ -1,4 +1,4 @@
-import { cpuKernels as k } from '@qkv/backend-cpu';
+import { type KernelBuild, cpuKernels as k } from '@qkv/backend-cpu';
 import type {
   FusedAttentionAttrs,
   FusedKernels,
@@ -38,7 +38,8 @@ export interface Tasks {
   /** s [n] · scale → out [n]; rows = elements. */
   scale: { s: F32; out: F32; attrs: ScaleAttrs };
   /** x [rows, in] · w [in, out] + bias [out] → out [rows, out]; rows = attrs.rows. */
-  linear: { x: F32; w: F32; bias: F32 | null; out: F32; attrs: LinearAttrs };
+  /** `kernels`: the cpu kernel build that runs it, the backend's one choice, on every thread. */
+  linear: { x: F32; w: F32; bias: F32 | null; out: F32; attrs: LinearAttrs; kernels: KernelBuild };
   /** q [B, Lq, H·hd], k [B, Lk, KVH·hd] → out [B, H, Lq, Lk]; rows = B·H·Lq. */
   scores: { q: F32; k: F32; out: F32; attrs: ScoresAttrs };
   /** scaled [B, H, Lq, Lk] (+ masks) → out [B, H, Lq, Lk]; rows = B·H·Lq. */
@@ -60,6 +61,7 @@ export interface Tasks {
     attnMask: F32 | null;
     out: F32;
     attrs: FusedAttentionAttrs;
+    kernels: KernelBuild;
   };
 }
 export type SliceOp = keyof Tasks;
@@ -82,8 +84,11 @@ export type Enqueue = (
 type WorkersKernels = Required<Kernels<WorkersTensor>> & FusedKernels<WorkersTensor>;
 
 export interface OpRecord<K extends SliceOp> {
-  /** The backend's kernel for this op: queues the task through `enqueue`. */
-  kernel(enqueue: Enqueue): WorkersKernels[K];
+  /**
+   * The backend's kernel for this op: queues the task through `enqueue`; ops that have
+   * WebAssembly kernels name `build` (the backend's resolved `kernels` option) in their task.
+   */
+  kernel(enqueue: Enqueue, build: KernelBuild): WorkersKernels[K];
   /** Computes rows [from, to); blocks write disjoint ranges of the output, so they need no locking. */
   run(t: TaskOf<K>, from: number, to: number): void;
   /** Length of the parallel axis (what `run` ranges over). */
@@ -98,6 +103,15 @@ export interface OpRecord<K extends SliceOp> {
   plan?(t: TaskOf<K>, rows: number, threads: number): TaskPlan;
   /** Whether the WebAssembly kernels will run it (see `dispatchWork`); absent: never. */
   fast?(t: TaskOf<K>): boolean;
+}
+
+/**
+ * `linear` and `fusedAttention` of one kernel build: the cpu backend's own (`fastKernels(build)`;
+ * they fall back to the reference kernels themselves for attrs they do not implement), or the
+ * reference kernels. So each thread runs exactly what the cpu backend runs with that build.
+ */
+function kernelsOf(build: KernelBuild): Pick<typeof k, 'linear' | 'fusedAttention'> {
+  return build === 'reference' ? k : k.fastKernels(build);
 }
 
 /** [B, H, Lq, Lk]: the shape of every score-shaped output. */
@@ -119,7 +133,7 @@ export const OPS: { readonly [K in SliceOp]: OpRecord<K> } = {
     workPerRow: () => 1,
   },
   linear: {
-    kernel: (q) => (x, w, bias, attrs) =>
+    kernel: (q, kernels) => (x, w, bias, attrs) =>
       q([...x.shape.slice(0, -1), attrs.outFeatures], [x, w, bias], (out) => ({
         op: 'linear',
         x: d(x),
@@ -127,12 +141,13 @@ export const OPS: { readonly [K in SliceOp]: OpRecord<K> } = {
         bias: data(bias),
         out,
         attrs,
+        kernels,
       })),
-    run: (t, from, to) => k.linearFast(t.x, t.w, t.bias, t.out, t.attrs, from, to),
+    run: (t, from, to) => kernelsOf(t.kernels).linear(t.x, t.w, t.bias, t.out, t.attrs, from, to),
     rows: (t) => t.attrs.rows,
     workPerRow: (t) => t.attrs.inFeatures * t.attrs.outFeatures,
     plan: (_, rows, threads) => planLinear(rows, threads),
-    fast: () => true,
+    fast: (t) => t.kernels !== 'reference',
   },
   scores: {
     kernel: (q) => (qt, kt, attrs) =>
@@ -193,7 +208,7 @@ export const OPS: { readonly [K in SliceOp]: OpRecord<K> } = {
     workPerRow: (t) => t.attrs.rows * t.attrs.width,
   },
   fusedAttention: {
-    kernel: (q) => (qt, kt, v, pad, am, attrs) =>
+    kernel: (q, kernels) => (qt, kt, v, pad, am, attrs) =>
       q(headsShape(attrs), [qt, kt, v, pad, am], (out) => ({
         op: 'fusedAttention',
         q: d(qt),
@@ -203,13 +218,15 @@ export const OPS: { readonly [K in SliceOp]: OpRecord<K> } = {
         attnMask: data(am),
         out,
         attrs,
+        kernels,
       })),
-    run: (t, from, to) => k.fusedAttentionFast(t.q, t.k, t.v, t.keyPaddingMask, t.attnMask, t.out, t.attrs, from, to),
+    run: (t, from, to) =>
+      kernelsOf(t.kernels).fusedAttention(t.q, t.k, t.v, t.keyPaddingMask, t.attnMask, t.out, t.attrs, from, to),
     rows: (t) => k.rowsOf(t.attrs),
     // q·k and p·v per key, plus one exp.
     workPerRow: (t) => t.attrs.keyLength * (2 * t.attrs.headDim + 4),
     plan: (t, rows, threads) => planFused(rows, t.attrs.queryLength, threads),
-    fast: (t) => k.fusedAttentionIsFast(t.attrs),
+    fast: (t) => t.kernels !== 'reference' && k.fusedAttentionIsFast(t.attrs),
   },
 };
 
@@ -252,11 +269,10 @@ export const FAST_WORK_DIVISOR = 16;
 
 /**
  * Work of a whole task as the inline threshold sees it: `rows · workPerRow`, divided by
- * FAST_WORK_DIVISOR where the WebAssembly kernels will run it. Call `preloadFastKernels()` first
- * in browsers: the availability check would otherwise compile synchronously on the main thread.
+ * FAST_WORK_DIVISOR where a WebAssembly build will run it.
  */
 export function dispatchWork(t: SliceTask): number {
   const r = recordOf(t);
   const work = r.rows(t) * r.workPerRow(t);
-  return r.fast?.(t) === true && k.fastKernelsAvailable() ? work / FAST_WORK_DIVISOR : work;
+  return r.fast?.(t) === true ? work / FAST_WORK_DIVISOR : work;
 }

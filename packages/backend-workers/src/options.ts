@@ -1,3 +1,4 @@
+import { cpuKernels, type KernelBuild, type KernelChoice } from '@qkv/backend-cpu';
 import { assertKnownKeys, type BackendCreateOptions, describeValue, QkvError } from '@qkv/core';
 import { DEFAULT_START_TIMEOUT_MS, type PoolStart } from './pool.js';
 
@@ -26,9 +27,14 @@ export interface WorkersBackendOptions {
   workerUrl?: string | URL;
   /** Milliseconds the first thread may take to start before WORKER_FAILED; default `DEFAULT_START_TIMEOUT_MS`. */
   startTimeout?: number;
+  /**
+   * The cpu kernels every thread runs, as the cpu backend's option: 'fast' (default: the best
+   * WebAssembly build here, relaxed-SIMD FMA or SIMD128), 'relaxed-simd', 'simd128', 'reference'.
+   */
+  kernels?: KernelChoice;
 }
 
-export const OPTION_KEYS = new Set(['threads', 'inlineThreshold', 'workerUrl', 'startTimeout']);
+export const OPTION_KEYS = new Set(['threads', 'inlineThreshold', 'workerUrl', 'startTimeout', 'kernels']);
 
 /** Upper bound on `startTimeout` (ms): long enough for any real start, short of a hang. */
 const MAX_START_TIMEOUT_MS = 120_000;
@@ -37,6 +43,7 @@ export function resolveOptions(options: BackendCreateOptions | undefined): {
   threads: number | null;
   inlineThreshold: number;
   start: PoolStart;
+  kernelBuild: KernelBuild;
 } {
   const o = options ?? {};
   if (typeof o !== 'object' || o === null) {
@@ -68,7 +75,9 @@ export function resolveOptions(options: BackendCreateOptions | undefined): {
     }
     inlineThreshold = t;
   }
-  return { threads, inlineThreshold, start: resolveStart(o) };
+  // Resolved once, on the calling thread: the build travels to the threads in each task.
+  const kernelBuild = cpuKernels.resolveKernelChoice(o.kernels, 'workers');
+  return { threads, inlineThreshold, start: resolveStart(o), kernelBuild };
 }
 
 /** `workerUrl` and `startTimeout`: how the pool's threads start. */

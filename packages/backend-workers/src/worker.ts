@@ -149,10 +149,13 @@ async function start(): Promise<void> {
   // Not caught on purpose: an exception is a worker failure; the pool rejects the run and
   // replaces this thread.
   port.listen((lease) => port.post({ type: 'done', job: lease.job, blocks: work(lease) }));
-  // Compile the WebAssembly kernels before saying ready, not inside the first lease: that would
-  // charge ~the compile time to one block of the first run and unbalance it. A runtime without
-  // SIMD resolves with the reason and the kernels fall back to the reference ones by themselves.
-  await cpuKernels.preloadFastKernels();
+  // Compile every WebAssembly build this runtime has before saying ready, not inside the first
+  // lease: that would charge the compile time to one block of the first run and unbalance it.
+  // Each task names the build its backend chose (backends with different choices share this
+  // thread); a runtime without SIMD has none, and its backends resolve to the reference kernels.
+  const support = cpuKernels.wasmBuildSupport();
+  for (const build of ['relaxed-simd', 'simd128'] as const)
+    if (support[build]) await cpuKernels.preloadFastKernels(build);
   port.post({ type: 'ready' });
 }
 

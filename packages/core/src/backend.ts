@@ -101,6 +101,12 @@ export interface Backend<T extends BackendTensor = BackendTensor> {
   /** Live handle count, for leak tests. */
   liveTensors?(): number;
   /**
+   * Which build of its kernels runs, for a backend that has several (cpu and workers: the
+   * WebAssembly 'relaxed-simd' or 'simd128' build, or 'reference'); `selection.kernelBuild`
+   * reports it. Optional.
+   */
+  readonly kernelBuild?: string;
+  /**
    * Optional, for a backend that queues kernels and submits them in batches (workers). The
    * executor calls it with one token per run right before each of that run's kernel calls, and
    * with null right after (kernels are called synchronously in between), so the backend can

@@ -64,8 +64,15 @@ export interface Selection {
   readonly backend: string;
   readonly requested: string;
   readonly reason: string;
+  /** Which build of its kernels the backend runs, where it has several (`Backend.kernelBuild`). */
+  readonly kernelBuild?: string;
   /** Every other registered backend and why it does not run this handle. */
   readonly skipped: readonly SkippedBackend[];
+}
+
+/** `{ kernelBuild }` when the backend reports one, else nothing (the field stays absent). */
+function buildOf(backend: Backend): { kernelBuild?: string } {
+  return backend.kernelBuild === undefined ? {} : { kernelBuild: backend.kernelBuild };
 }
 
 /**
@@ -210,7 +217,7 @@ export class BackendRegistry {
       }
       return {
         backend,
-        selection: { backend: requested, requested, reason: 'requested by name', skipped },
+        selection: { backend: requested, requested, reason: 'requested by name', ...buildOf(backend), skipped },
       };
     }
     const skipped: SkippedBackend[] = [];
@@ -254,7 +261,7 @@ export class BackendRegistry {
               .slice(0, i)
               .map((s) => s.name)
               .join(', ')}`;
-      return { backend, selection: { backend: f.name, requested, reason, skipped } };
+      return { backend, selection: { backend: f.name, requested, reason, ...buildOf(backend), skipped } };
     }
     const refused = skipped.filter((s) => s.reason.startsWith('cannot run this config'));
     if (refused.length > 0 && config) {

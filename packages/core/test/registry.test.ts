@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { BackendRegistry, createAttention, QkvError } from '../src/index.js';
-import { naiveFactory } from './naive-backend.js';
+import { NaiveBackend, naiveFactory } from './naive-backend.js';
 
 const weights = (d = 4) => ({
   wq: { shape: [d, d], data: new Float32Array(d * d) },
@@ -112,6 +112,20 @@ describe('BackendRegistry', () => {
       reason: 'requested by name',
     });
     expect(attn.selection.skipped.map((s) => s.name)).toEqual(['gpu', 'threads']);
+  });
+
+  it("reports the backend's kernel build where it has one, by name and by auto", async () => {
+    const withBuild = naiveFactory({
+      name: 'wasm',
+      priority: 60,
+      create: async () => Object.assign(new NaiveBackend(), { kernelBuild: 'relaxed-simd' }),
+    });
+    for (const backend of ['auto', 'wasm']) {
+      const attn = await createAttention(config, weights(), { registry: registry().register(withBuild), backend });
+      expect(attn.selection.kernelBuild).toBe('relaxed-simd');
+    }
+    const plain = await createAttention(config, weights(), { registry: registry() });
+    expect('kernelBuild' in plain.selection).toBe(false);
   });
 
   it('refuses malformed factories', () => {

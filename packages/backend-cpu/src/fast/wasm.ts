@@ -2,13 +2,21 @@ import type { FusedAttentionAttrs, LinearAttrs } from '@qkv/core';
 import { fusedAttention as referenceFusedAttention } from '../kernels/fusedAttention.js';
 import { linear as referenceLinear } from '../kernels/linear.js';
 import { rowsOf } from '../kernels/scores.js';
-import { WASM_BASE64 } from './wasm-bytes.generated.js';
+import {
+  bestWasmBuild,
+  buildExports,
+  type KernelExports as Exports,
+  preloadBuild,
+  type WasmBuild,
+  wasmMemoryBytes,
+} from './builds.js';
 
 /**
  * The WebAssembly SIMD fast path: `linear` and `fusedAttention` with exactly the reference
  * kernels' row-range contract (`(…, out, attrs, from, to)`), so the cpu backend calls them over the
  * whole range and the workers backend on slices from each thread (each thread instantiates its own
- * module; nothing is shared but the caller's arrays).
+ * modules; nothing is shared but the caller's arrays). Each takes the module of one build
+ * (builds.ts): `fastKernels(build)` binds them to it.
  *
  * WebAssembly cannot read a JS Float32Array in place, so each call copies what it needs into the
  * module's linear memory: O(n²) copies in front of O(n³) (linear) or O(L²·hd) (attention) math.
@@ -19,42 +27,6 @@ import { WASM_BASE64 } from './wasm-bytes.generated.js';
  * that is ~1e-6 relative, well inside the conformance tolerance (atol 1e-4, rtol 1e-3).
  */
 
-interface Exports {
-  memory: WebAssembly.Memory;
-  heapBase(): number;
-  packPanels(b: number, K: number, N: number, ldb: number, out: number): void;
-  packTransposed(
-    src: number,
-    rows: number,
-    cols: number,
-    ld: number,
-    rowsPadded: number,
-    colsPadded: number,
-    out: number,
-  ): void;
-  gemm(a: number, M: number, K: number, bp: number, Np: number, bias: number, c: number): void;
-  attention(
-    q: number,
-    nq: number,
-    hdp: number,
-    kp: number,
-    vp: number,
-    Lkp: number,
-    keyBias: number,
-    am: number,
-    amStride: number,
-    o: number,
-    m: number,
-    l: number,
-    s: number,
-    scale: number,
-    causal: number,
-    iStart: number,
-    causalOffset: number,
-    vNonFinite: number,
-  ): void;
-}
-
 /** Rows of x copied into the module per gemm call. */
 const ROW_CHUNK = 256;
 /** Query rows per attention call (a multiple of the kernel's 64-row block). */
@@ -62,63 +34,30 @@ const Q_CHUNK = 256;
 /** The kernel's S scratch: BQ × BK floats (assembly/kernels.ts). */
 const S_SCRATCH = 64 * 64;
 
-let state: { exports: Exports } | { error: string } | undefined;
-
-function bytes(): Uint8Array {
-  const bin = atob(WASM_BASE64);
-  const out = new Uint8Array(bin.length);
-  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
-  return out;
-}
-
-function instantiate(module: WebAssembly.Module): void {
-  const instance = new WebAssembly.Instance(module, {
-    env: {
-      abort: () => {
-        throw new Error('qkv wasm kernels: abort');
-      },
-    },
-  });
-  state = { exports: instance.exports as unknown as Exports };
-}
-
 /**
- * Compiles the module asynchronously (browsers refuse synchronous compiles over 4 KiB on the main
- * thread). The cpu backend awaits this in `create()`; elsewhere the first call compiles
- * synchronously. Resolves to null when this runtime has WebAssembly SIMD, else to the reason.
+ * Compiles a build ahead of its first use (`build` defaults to the best this runtime has).
+ * Resolves to null when it is ready, else to the reason it cannot run here.
  */
-export async function preloadFastKernels(): Promise<string | null> {
-  if (state === undefined) {
-    try {
-      instantiate(await WebAssembly.compile(bytes() as BufferSource));
-    } catch (e) {
-      state = { error: `WebAssembly SIMD unavailable: ${(e as Error).message}` };
-    }
+export async function preloadFastKernels(build: WasmBuild | null = bestWasmBuild()): Promise<string | null> {
+  if (build === null) return 'WebAssembly SIMD unavailable in this runtime';
+  try {
+    await preloadBuild(build);
+    return null;
+  } catch (e) {
+    return (e as Error).message;
   }
-  const s = state as { exports: Exports } | { error: string };
-  return 'error' in s ? s.error : null;
 }
 
-function wasm(): Exports | null {
-  if (state === undefined) {
-    try {
-      instantiate(new WebAssembly.Module(bytes() as BufferSource));
-    } catch (e) {
-      state = { error: `WebAssembly SIMD unavailable: ${(e as Error).message}` };
-    }
-  }
-  return 'exports' in (state as object) ? (state as { exports: Exports }).exports : null;
-}
-
-/** Whether the SIMD kernels run here (compiles them on first ask). */
+/** Whether any WebAssembly build runs here (compiles the best on first ask). */
 export function fastKernelsAvailable(): boolean {
-  return wasm() !== null;
+  const build = bestWasmBuild();
+  if (build === null) return false;
+  buildExports(build);
+  return true;
 }
 
 /** Bytes of linear memory the kernels hold on this thread (0 before first use): it only grows. */
-export function fastKernelMemoryBytes(): number {
-  return state !== undefined && 'exports' in state ? state.exports.memory.buffer.byteLength : 0;
-}
+export const fastKernelMemoryBytes = wasmMemoryBytes;
 
 /**
  * Reuse of packed operands between calls on this thread. Packing W (linear) or one head's K/V
@@ -133,9 +72,10 @@ let scope = 0;
 let scopes = 0;
 /** What the module's memory holds from the previous call, for reuse inside the same scope. */
 let packed:
-  | { kind: 'linear'; scope: number; w: Float32Array; bias: Float32Array | null; K: number; N: number }
+  | { kind: 'linear'; m: Exports; scope: number; w: Float32Array; bias: Float32Array | null; K: number; N: number }
   | {
       kind: 'attention';
+      m: Exports;
       scope: number;
       k: Float32Array;
       v: Float32Array;
@@ -212,7 +152,8 @@ export function fusedAttentionIsFast(attrs: FusedAttentionAttrs): boolean {
  * x [rows, K], w [K, N], bias [N] | null → out [rows, N].
  * Memory per call: w raw + packed (2·K·N), then ROW_CHUNK rows of x and out at a time.
  */
-export function linear(
+function linearWith(
+  module: Exports | null,
   x: Float32Array,
   w: Float32Array,
   bias: Float32Array | null,
@@ -221,7 +162,7 @@ export function linear(
   from = 0,
   to = attrs.rows,
 ): void {
-  const m = onlyKnown(attrs, LINEAR_KEYS) ? wasm() : null;
+  const m = onlyKnown(attrs, LINEAR_KEYS) ? module : null;
   if (m === null || to <= from) {
     referenceLinear(x, w, bias, out, attrs, from, to);
     return;
@@ -237,6 +178,7 @@ export function linear(
   const reuse =
     scope !== 0 &&
     packed?.kind === 'linear' &&
+    packed.m === m &&
     packed.scope === scope &&
     packed.w === w &&
     packed.bias === bias &&
@@ -250,7 +192,7 @@ export function linear(
       f32.fill(0, at(biasP as number), at(biasP as number) + Np);
       f32.set(bias.subarray(0, N), at(biasP as number));
     }
-    packed = { kind: 'linear', scope, w, bias, K, N };
+    packed = { kind: 'linear', m, scope, w, bias, K, N };
   }
   for (let r0 = from; r0 < to; r0 += chunk) {
     const n = Math.min(chunk, to - r0);
@@ -273,7 +215,8 @@ export function linear(
  * share it, as grouped-query heads do), then queries go through the flash kernel Q_CHUNK at a time.
  * Memory per call: 3·Lk·hd floats for one head's K/V plus O(Q_CHUNK·(hd + Lk)) — never [Lq, Lk].
  */
-export function fusedAttention(
+function fusedAttentionWith(
+  module: Exports | null,
   q: Float32Array,
   k: Float32Array,
   v: Float32Array,
@@ -284,7 +227,7 @@ export function fusedAttention(
   from = 0,
   to = rowsOf(attrs),
 ): void {
-  const m = fusedAttentionIsFast(attrs) ? wasm() : null;
+  const m = fusedAttentionIsFast(attrs) ? module : null;
   if (m === null || to <= from) {
     referenceFusedAttention(q, k, v, keyPaddingMask, attnMask, out, attrs, from, to);
     return;
@@ -322,6 +265,7 @@ export function fusedAttention(
   if (
     scope !== 0 &&
     packed?.kind === 'attention' &&
+    packed.m === m &&
     packed.scope === scope &&
     packed.k === k &&
     packed.v === v &&
@@ -415,5 +359,61 @@ export function fusedAttention(
     }
     row = segEnd;
   }
-  packed = { kind: 'attention', scope, k, v, mask: keyPaddingMask, shape, kv: loadedKV, bias: loadedBias, vNonFinite };
+  packed = {
+    kind: 'attention',
+    m,
+    scope,
+    k,
+    v,
+    mask: keyPaddingMask,
+    shape,
+    kv: loadedKV,
+    bias: loadedBias,
+    vNonFinite,
+  };
 }
+
+/** `linear` and `fusedAttention` bound to one WebAssembly build (the reference contract each). */
+export interface FastKernels {
+  readonly build: WasmBuild;
+  readonly linear: typeof referenceLinear;
+  readonly fusedAttention: typeof referenceFusedAttention;
+}
+
+const bound = new Map<WasmBuild, FastKernels>();
+
+/**
+ * The kernels of one build on this thread (its module compiled on first call if not preloaded).
+ * Backends take them once, for the build they resolved, so no call decides anything.
+ */
+export function fastKernels(build: WasmBuild): FastKernels {
+  let fk = bound.get(build);
+  if (fk === undefined) {
+    const m = buildExports(build);
+    fk = {
+      build,
+      linear: (x, w, bias, out, attrs, from, to) => linearWith(m, x, w, bias, out, attrs, from, to),
+      fusedAttention: (q, k, v, pad, am, out, attrs, from, to) =>
+        fusedAttentionWith(m, q, k, v, pad, am, out, attrs, from, to),
+    };
+    bound.set(build, fk);
+  }
+  return fk;
+}
+
+/** The best build's exports, or null (then the reference kernels run). */
+function best(): Exports | null {
+  const build = bestWasmBuild();
+  return build === null ? null : buildExports(build);
+}
+
+/**
+ * Same contract as the reference `linear`: out[r, :] = x[r, :] · w + bias for r in [from, to),
+ * on the best build this runtime has (the reference kernel without WebAssembly SIMD).
+ */
+export const linear: typeof referenceLinear = (x, w, bias, out, attrs, from, to) =>
+  linearWith(best(), x, w, bias, out, attrs, from, to);
+
+/** Same contract as the reference `fusedAttention`, on the best build this runtime has. */
+export const fusedAttention: typeof referenceFusedAttention = (q, k, v, pad, am, out, attrs, from, to) =>
+  fusedAttentionWith(best(), q, k, v, pad, am, out, attrs, from, to);

@@ -6,16 +6,27 @@
  * `linearFast` and `fusedAttentionFast` are the WebAssembly SIMD versions of `linear` and
  * `fusedAttention` with the identical contract (same arguments, same row range); they fall back to
  * the reference function themselves when SIMD is missing or the attrs carry extras they do not
- * implement, so a caller can use them unconditionally.
+ * implement, so a caller can use them unconditionally. They run the best WebAssembly build this
+ * runtime has; `fastKernels(build)` gives the same pair for one build (`resolveKernelChoice`
+ * turns a `backendOptions.kernels` value into that build), so a thread pool runs what its
+ * backend chose on every thread.
  */
 export {
   beginPackScope,
+  bestWasmBuild,
   endPackScope,
+  type FastKernels,
+  fastKernels,
   fastKernelsAvailable,
   fusedAttention as fusedAttentionFast,
   fusedAttentionIsFast,
+  type KernelBuild,
+  type KernelChoice,
   linear as linearFast,
   preloadFastKernels,
+  resolveKernelChoice,
+  type WasmBuild,
+  wasmBuildSupport,
 } from '../fast/index.js';
 export { add } from './add.js';
 export { fusedAttention } from './fusedAttention.js';
