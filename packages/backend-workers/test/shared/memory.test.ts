@@ -25,12 +25,22 @@ function fusedTask(batch: number, numHeads: number, queryLength: number): SliceT
     scale: 0.125,
     causal: true,
   };
-  return { op: 'fusedAttention', q: none, k: none, v: none, keyPaddingMask: null, attnMask: null, out: none, attrs };
+  return {
+    op: 'fusedAttention',
+    q: none,
+    k: none,
+    v: none,
+    keyPaddingMask: null,
+    attnMask: null,
+    out: none,
+    attrs,
+    kernels: 'simd128',
+  };
 }
 
 function linearTask(rows: number): SliceTask {
   const attrs: LinearAttrs = { rows, inFeatures: 512, outFeatures: 512 };
-  return { op: 'linear', x: none, w: none, bias: null, out: none, attrs };
+  return { op: 'linear', x: none, w: none, bias: null, out: none, attrs, kernels: 'simd128' };
 }
 
 /** Every block's [from, to), checking that together they cover 0…rows once, in order. */
