@@ -114,15 +114,15 @@ export class WorkersBackend implements Backend<WorkersTensor> {
         out.data.set(cpuKernels.positionalEncoding(attrs));
         return out;
       },
-      add: OPS.add.kernel(q),
+      add: OPS.add.kernel(q, kernelBuild),
       linear: OPS.linear.kernel(q, kernelBuild),
-      scores: OPS.scores.kernel(q),
-      scale: OPS.scale.kernel(q),
-      mask: OPS.mask.kernel(q),
-      softmax: OPS.softmax.kernel(q),
-      weightedSum: OPS.weightedSum.kernel(q),
-      rotary: OPS.rotary.kernel(q),
-      writeRows: OPS.writeRows.kernel(q),
+      scores: OPS.scores.kernel(q, kernelBuild),
+      scale: OPS.scale.kernel(q, kernelBuild),
+      mask: OPS.mask.kernel(q, kernelBuild),
+      softmax: OPS.softmax.kernel(q, kernelBuild),
+      weightedSum: OPS.weightedSum.kernel(q, kernelBuild),
+      rotary: OPS.rotary.kernel(q, kernelBuild),
+      writeRows: OPS.writeRows.kernel(q, kernelBuild),
     };
     this.fused = { fusedAttention: OPS.fusedAttention.kernel(q, kernelBuild) };
   }
