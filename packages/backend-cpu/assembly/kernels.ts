@@ -190,10 +190,10 @@ function exp2NonPositive(x: v128): v128 {
   return v128.andnot(y, f32x4.lt(x, lo));
 }
 
-/** Query rows per block: S[BQ, BK] (16 KiB) and the Q block stay in L1 while a key block streams. */
+/** Query rows per block: S[BQ, BK] (32 KiB) and the Q block stay close while a key block streams. */
 const BQ: i32 = 64;
 /** Keys per block (a multiple of 8, the panel width). */
-const BK: i32 = 64;
+const BK: i32 = 128;
 
 /**
  * Flash attention for one (batch, head) and a chunk of its query rows, never holding more than a

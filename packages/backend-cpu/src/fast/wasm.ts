@@ -32,7 +32,7 @@ const ROW_CHUNK = 256;
 /** Query rows per attention call (a multiple of the kernel's 64-row block). */
 const Q_CHUNK = 256;
 /** The kernel's S scratch: BQ × BK floats (assembly/kernels.ts). */
-const S_SCRATCH = 64 * 64;
+const S_SCRATCH = 64 * 128;
 
 /**
  * Compiles a build ahead of its first use (`build` defaults to the best this runtime has).
