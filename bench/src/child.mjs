@@ -71,7 +71,8 @@ try {
   await run.dispose();
   times.sort((a, b) => a - b);
   const medianS = times[times.length >> 1];
-  report({ status: 'ok', maxAbsErr, warmupS, times, medianS, gflops: flopsOf(config) / medianS / 1e9 });
+  const kernelBuild = run.kernelBuild;
+  report({ status: 'ok', maxAbsErr, warmupS, times, medianS, gflops: flopsOf(config) / medianS / 1e9, kernelBuild });
   process.exit(0);
 } catch (e) {
   report({ status: 'error', detail: String(e?.message ?? e).slice(0, 300) });

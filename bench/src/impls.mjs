@@ -26,6 +26,8 @@ function qkv(backend, backendOptions) {
     });
     let query = { shape: [1, p.L, p.dModel], data: p.x };
     return {
+      /** Which cpu kernel build ran (the report says it next to the figure). */
+      kernelBuild: attn.selection.kernelBuild,
       next: () => {
         query = { shape: [1, p.L, p.dModel], data: p.x.slice() };
       },
@@ -93,7 +95,7 @@ function projections(withBias) {
   return nodes;
 }
 
-function onnx(graph) {
+function onnx(graph, threads = THREADS) {
   return async (p) => {
     const ort = (await import('onnxruntime-node')).default;
     const { L, dModel: D, H } = p;
@@ -155,7 +157,7 @@ function onnx(graph) {
     nodes.push(node('MatMul', ['o', 'wo'], ['o1']), node('Add', ['o1', 'bo'], ['Y']));
     const bytes = model({ nodes, initializers: init, inputs: [['X', [1, L, D]]], outputs: [['Y', [1, L, D]]] });
     const session = await ort.InferenceSession.create(bytes, {
-      intraOpNumThreads: THREADS,
+      intraOpNumThreads: threads,
       interOpNumThreads: 1,
       graphOptimizationLevel: 'all',
       executionMode: 'sequential',
@@ -176,7 +178,16 @@ function onnx(graph) {
  * memory grows with L²).
  */
 export const IMPLEMENTATIONS = {
-  'qkv-cpu': { create: qkv('cpu'), threads: 1, note: 'qkv cpu backend, WebAssembly SIMD kernels' },
+  'qkv-cpu': {
+    create: qkv('cpu'),
+    threads: 1,
+    note: 'qkv cpu backend, the best WebAssembly build this Node has (relaxed-SIMD FMA on Node 22+, else SIMD128)',
+  },
+  'qkv-cpu-simd128': {
+    create: qkv('cpu', { kernels: 'simd128' }),
+    threads: 1,
+    note: 'qkv cpu backend forced to the SIMD128 build (the FMA build’s A/B partner in one run)',
+  },
   'qkv-workers': {
     create: qkv('workers', { threads: THREADS }),
     threads: THREADS,
@@ -188,6 +199,11 @@ export const IMPLEMENTATIONS = {
     note: 'qkv cpu backend, plain TypeScript reference kernels',
   },
   'ort-mha': { create: onnx('mha'), threads: THREADS, note: 'onnxruntime-node, com.microsoft MultiHeadAttention' },
+  'ort-mha-1t': {
+    create: onnx('mha', 1),
+    threads: 1,
+    note: 'onnxruntime-node, com.microsoft MultiHeadAttention on one thread (what qkv-cpu is measured against)',
+  },
   'ort-standard': {
     create: onnx('standard'),
     threads: THREADS,

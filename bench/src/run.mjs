@@ -9,6 +9,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { ceilingGoals, ceilingLines, fractionsTable } from './ceiling-report.mjs';
 import { renderChart } from './chart.mjs';
 import { IMPLEMENTATIONS } from './impls.mjs';
 import { flopsOf } from './problem.mjs';
@@ -79,6 +80,7 @@ function rssMB(pid) {
 }
 
 function runChild(impl, c, script = 'child.mjs') {
+  // ceiling.mjs prints a line starting {"status" and takes no arguments.
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [join(here, script), impl, JSON.stringify({ ...c, runs: RUNS })], {
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -106,7 +108,7 @@ function runChild(impl, c, script = 'child.mjs') {
         .trim()
         .split('\n')
         .reverse()
-        .find((l) => l.startsWith('{"impl"'));
+        .find((l) => l.startsWith('{"impl"') || l.startsWith('{"status"'));
       if (killed) return resolve({ impl, ...c, status: killed });
       if (line) return resolve(JSON.parse(line));
       resolve({
@@ -242,6 +244,11 @@ function goals(results, core) {
 }
 
 const started = Date.now();
+// The machine's own limits first, in this run and this Node (ceiling.mjs), so every figure below
+// is also printed as a fraction of them.
+process.stderr.write('ceiling: WASM SIMD128 / relaxed-FMA peaks, onnxruntime MatMul 2048³ on 1 and 2 threads\n');
+const ceilingOut = await runChild('ceiling', {}, 'ceiling.mjs');
+const ceiling = ceilingOut.status === 'ok' ? ceilingOut : { status: ceilingOut.status, detail: ceilingOut.detail };
 const results = [];
 const jobs = CONFIGS.flatMap((c) => IMPLS.map((impl) => ({ impl, c })));
 process.stderr.write(
@@ -276,9 +283,10 @@ const report = {
   implementations: Object.fromEntries(
     IMPLS.map((n) => [n, { threads: IMPLEMENTATIONS[n].threads, note: IMPLEMENTATIONS[n].note }]),
   ),
+  ceiling,
   results,
   core,
-  goals: goals(results, core),
+  goals: { ...goals(results, core), ...ceilingGoals(results, ceiling, CONFIGS, label, process.version) },
   durationS: (Date.now() - started) / 1e3,
 };
 mkdirSync(resultsDir, { recursive: true });
@@ -299,6 +307,10 @@ if (core.length > 0) {
     );
   }
 }
+console.log(`\nCeiling (${process.version}, measured in this run before the table):`);
+for (const l of ceilingLines(ceiling)) console.log(l);
+console.log(`\nqkv as fractions of the ceilings and of onnxruntime MHA (${process.version}, this run):`);
+console.log(fractionsTable(results, ceiling, CONFIGS, label));
 console.log('\nGoals (ratios within this run):');
 for (const [name, g] of Object.entries(report.goals)) {
   const v = g.worst === null ? 'n/a' : g.worst.toFixed(2);
