@@ -62,17 +62,35 @@ try {
   await run.run(); // warm-up: JIT, thread start, wasm compile, allocator growth
   const warmupS = (performance.now() - t0) / 1e3;
   const times = [];
+  // CPU seconds of the whole process per run (every thread): for a one-thread implementation the
+  // work itself, whatever share of the cores the scheduler gave it on a loaded machine.
+  const cpuTimes = [];
   for (let r = 0; r < MIN_RUNS; r++) {
     run.next?.();
+    const c = process.cpuUsage();
     const t = performance.now();
     await run.run();
     times.push((performance.now() - t) / 1e3);
+    const dc = process.cpuUsage(c);
+    cpuTimes.push((dc.user + dc.system) / 1e6);
   }
   await run.dispose();
   times.sort((a, b) => a - b);
   const medianS = times[times.length >> 1];
+  cpuTimes.sort((a, b) => a - b);
+  const medianCpuS = cpuTimes[cpuTimes.length >> 1];
   const kernelBuild = run.kernelBuild;
-  report({ status: 'ok', maxAbsErr, warmupS, times, medianS, gflops: flopsOf(config) / medianS / 1e9, kernelBuild });
+  report({
+    status: 'ok',
+    maxAbsErr,
+    warmupS,
+    times,
+    medianS,
+    gflops: flopsOf(config) / medianS / 1e9,
+    medianCpuS,
+    gflopsPerCpuS: flopsOf(config) / medianCpuS / 1e9,
+    kernelBuild,
+  });
   process.exit(0);
 } catch (e) {
   report({ status: 'error', detail: String(e?.message ?? e).slice(0, 300) });

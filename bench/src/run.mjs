@@ -9,7 +9,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ceilingGoals, ceilingLines, fractionsTable } from './ceiling-report.mjs';
+import { ceilingGoals, ceilingLines, cpuTimeTable, fractionsTable } from './ceiling-report.mjs';
 import { renderChart } from './chart.mjs';
 import { IMPLEMENTATIONS } from './impls.mjs';
 import { flopsOf } from './problem.mjs';
@@ -311,6 +311,8 @@ console.log(`\nCeiling (${process.version}, measured in this run before the tabl
 for (const l of ceilingLines(ceiling)) console.log(l);
 console.log(`\nqkv as fractions of the ceilings and of onnxruntime MHA (${process.version}, this run):`);
 console.log(fractionsTable(results, ceiling, CONFIGS, label));
+console.log(`\nThe one-thread figures per CPU second (${process.version}, this run; robust to machine load):`);
+console.log(cpuTimeTable(results, ceiling, CONFIGS, label));
 console.log('\nGoals (ratios within this run):');
 for (const [name, g] of Object.entries(report.goals)) {
   const v = g.worst === null ? 'n/a' : g.worst.toFixed(2);
