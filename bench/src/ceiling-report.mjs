@@ -5,6 +5,15 @@ const fmt = (x, digits = 2) => (x === null || x === undefined ? 'n/a' : x.toFixe
 const ok = (results, impl, c) =>
   results.find((r) => r.impl === impl && r.L === c.L && r.causal === c.causal && r.status === 'ok') ?? null;
 
+const div = (a, b) => (a && b ? a / b : null);
+
+/** A padded markdown table. */
+function markdownTable(head, rows) {
+  const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const line = (r) => `| ${r.map((x, i) => x.padEnd(w[i])).join(' | ')} |`;
+  return [line(head), `|${w.map((n) => '-'.repeat(n + 2)).join('|')}|`, ...rows.map(line)].join('\n');
+}
+
 /** The ceiling figures as text lines (wall time; per CPU second in brackets). */
 export function ceilingLines(ceiling) {
   if (ceiling?.status !== 'ok') return [`  not measured: ${ceiling?.detail ?? ceiling?.status ?? 'no result'}`];
@@ -32,7 +41,6 @@ export function fractionsTable(results, ceiling, configs, label) {
     '÷ ort MatMul 2t',
     '÷ ort-mha 2t',
   ];
-  const div = (a, b) => (a && b ? a / b : null);
   const rows = configs.map((c) => {
     const cpu = ok(results, 'qkv-cpu', c);
     const workers = ok(results, 'qkv-workers', c);
@@ -50,9 +58,7 @@ export function fractionsTable(results, ceiling, configs, label) {
       fmt(div(workers?.gflops, mha2?.gflops)),
     ];
   });
-  const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-  const line = (r) => `| ${r.map((x, i) => x.padEnd(w[i])).join(' | ')} |`;
-  return [line(head), `|${w.map((n) => '-'.repeat(n + 2)).join('|')}|`, ...rows.map(line)].join('\n');
+  return markdownTable(head, rows);
 }
 
 /**
@@ -71,7 +77,6 @@ export function cpuTimeTable(results, ceiling, configs, label) {
     '÷ ort-mha 1t',
     'simd128 build ÷ SIMD128 peak',
   ];
-  const div = (a, b) => (a && b ? a / b : null);
   const rows = configs.map((c) => {
     const run = ok(results, 'qkv-cpu', c);
     const cpu = run?.gflopsPerCpuS;
@@ -86,9 +91,7 @@ export function cpuTimeTable(results, ceiling, configs, label) {
       fmt(div(simd, c1.wasmSimd128Cpu)),
     ];
   });
-  const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-  const line = (r) => `| ${r.map((x, i) => x.padEnd(w[i])).join(' | ')} |`;
-  return [line(head), `|${w.map((n) => '-'.repeat(n + 2)).join('|')}|`, ...rows.map(line)].join('\n');
+  return markdownTable(head, rows);
 }
 
 /**
