@@ -207,6 +207,7 @@ export class Session implements AttentionSession {
   reset(): Promise<void> {
     return this.#enqueue(async () => {
       this.#length = 0;
+      this.#cachedNorms = null;
     });
   }
 
