@@ -11,73 +11,44 @@ export const MAX_FUSED_HEAD_DIM = 1024;
 /** Keys per K/V tile: the K and V tiles together stay within 16 KiB of workgroup memory. */
 export function keyTile(hd: number): number {
   let bc = 32;
-  while (bc > 1 && bc * hd > 2048) bc /= 2;
+  while (bc > 1 && bc * Math.ceil(hd / 4) * 4 > 2048) bc /= 2;
   return bc;
 }
+
+/** `f(i)` for i = 0 … n−1, joined by `sep`: the per-channel work is unrolled in the source. */
+const unroll = (n: number, f: (i: number) => string, sep = '\n') => Array.from({ length: n }, (_, i) => f(i)).join(sep);
+/** vec4 number i of a row of hd floats at `base`, zero past hd. */
+const load4 = (buf: string, base: string, i: number, hd: number) =>
+  `vec4<f32>(${unroll(4, (t) => (4 * i + t < hd ? `${buf}[${base} + ${4 * i + t}u]` : '0.0'), ', ')})`;
 
 /**
  * Flash attention (Dao et al. 2022) with online softmax (Milakov & Gimelshein 2018), fp32:
  * scores → scale → mask → softmax → weightedSum without an [Lq, Lk] buffer. One workgroup per
- * (b, h, tile of BR query rows), one thread per query row holding q_i and its accumulator in
- * registers. Per K/V tile of BC keys:
+ * (b, h, tile of BR query rows), one thread per query row holding q_i and its accumulator as
+ * ⌈hd/4⌉ vec4 registers each (the source is generated per head width and unrolled: software
+ * Vulkan compilers such as SwiftShader's do not keep indexed private arrays in registers).
+ * Per K/V tile of BC keys:
  *   pass 1: the threads stage k_j, v_j (and which keys padding hides) in workgroup memory;
  *           a tile whose keys are all padding is skipped by the whole workgroup;
- *   pass 2: each row scores its visible keys, s = q_i·k_j·scale − ALiBi + attnMask, and the
- *           tile's max m̃;
- *   pass 3: rescale l and acc by exp(m − max(m, m̃)) once, then l += p_j, acc += p_j·v_j.
+ *   pass 2: each row, per visible key: s = q_i·k_j·scale − ALiBi + attnMask; when s raises the
+ *           running max m, rescale l and acc by exp(m − s) (rare after the first keys);
+ *           p = exp(s − m), l += p, acc += p·v_j.
  * Only tiles inside [visibleKeys(first row).start, visibleKeys(last row).end) are visited, so
  * causal and window tiles outside every row's range cost nothing. heads = acc / l, 0 when l = 0.
  * q [B, Lq, H·hd], k, v [B, Lk | keyCapacity, KVH·hd] → heads [B, Lq, H·hd].
  */
 const wgsl = (hd: number, m: MaskInputs) => {
   const BC = keyTile(hd);
+  const n4 = Math.ceil(hd / 4);
   return `${declare([...headFields, ...maskFields, 'scale: f32'], ['q', 'k', 'v', ...maskBuffers(m), 'out:rw'])}
 ${infinity}
 ${visibleKeys}
-const HD = ${hd}u;
+const HD4 = ${n4}u;
 const BC = ${BC}u;
-var<workgroup> kt: array<f32, ${BC * hd}>;
-var<workgroup> vt: array<f32, ${BC * hd}>;
+var<workgroup> kt: array<vec4<f32>, ${BC * n4}>;
+var<workgroup> vt: array<vec4<f32>, ${BC * n4}>;
 var<workgroup> live: array<u32, ${BC}>;
 var<workgroup> tileLive: u32;
-
-/** Passes 2 and 3 for one query row over the staged tile (no barriers: rows may skip it). */
-fn scoreTile(j0: u32, i: u32, h: u32, mine: vec2u, m: ptr<function, f32>, l: ptr<function, f32>,
-             acc: ptr<function, array<f32, ${hd}>>, qv: ptr<function, array<f32, ${hd}>>) {
-  // Pass 2.
-  var sc: array<f32, ${BC}>;
-  var vis: array<bool, ${BC}>;
-  var tileMax = -3.4028234e38;
-  var seen = false;
-  for (var jj = 0u; jj < BC; jj++) {
-    let j = j0 + jj;
-    var visible = live[jj] != 0u && j >= mine.x && j < mine.y;
-    var s = 0.0;
-    if (visible) {
-      var dot = 0.0;
-      for (var c = 0u; c < HD; c++) { dot += (*qv)[c] * kt[jj * HD + c]; }
-      s = dot * p.scale;
-      ${m.alibi ? 's -= slopes[h] * abs(f32(p.qoff + i) - f32(j));' : ''}
-      ${m.am ? 'let a = am[i * p.Lk + j]; if (isHidden(a)) { visible = false; } else { s += a; }' : ''}
-    }
-    vis[jj] = visible;
-    sc[jj] = s;
-    if (visible) { tileMax = max(tileMax, s); seen = true; }
-  }
-  if (!seen) { return; }
-  // Pass 3: the first visible key sets m (l = 0 until then: nothing to rescale).
-  let mNew = select(tileMax, max(*m, tileMax), *l > 0.0);
-  let corr = select(0.0, exp(*m - mNew), *l > 0.0);
-  *l *= corr;
-  for (var c = 0u; c < HD; c++) { (*acc)[c] *= corr; }
-  for (var jj = 0u; jj < BC; jj++) {
-    if (!vis[jj]) { continue; }
-    let pj = exp(sc[jj] - mNew);
-    *l += pj;
-    for (var c = 0u; c < HD; c++) { (*acc)[c] += pj * vt[jj * HD + c]; }
-  }
-  *m = mNew;
-}
 
 @compute @workgroup_size(${BR})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
@@ -89,28 +60,31 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   let kStart = visibleKeys(i0).x;
   let kEnd = visibleKeys(min(i0 + ${BR - 1}u, p.Lq - 1u)).y;
   let mine = visibleKeys(min(i, p.Lq - 1u));
-  let stride = p.KVH * HD;
-  let kvBase = b * p.cap * stride + (h / (p.H / p.KVH)) * HD;
-  let qOff = (b * p.Lq + i) * p.H * HD + h * HD;
-  var qv: array<f32, ${hd}>;
-  var acc: array<f32, ${hd}>;
-  if (inRange) { for (var c = 0u; c < HD; c++) { qv[c] = q[qOff + c]; } }
-  var m = 0.0;
+  let stride = p.KVH * ${hd}u;
+  let kvBase = b * p.cap * stride + (h / (p.H / p.KVH)) * ${hd}u;
+  let qOff = (b * p.Lq + min(i, p.Lq - 1u)) * p.H * ${hd}u + h * ${hd}u;
+${unroll(
+  n4,
+  (c) => `  let q${c} = ${load4('q', 'qOff', c, hd)};
+  var acc${c} = vec4<f32>(0.0);`,
+)}
+  var m = -3.4028234e38;
   var l = 0.0;
   for (var j0 = kStart; j0 < kEnd; j0 += BC) {
     // Pass 1 (the barrier first: the previous tile may still be in use).
     workgroupBarrier();
-    for (var e = lid; e < BC * HD; e += ${BR}u) {
-      let j = j0 + e / HD;
-      var kv = 0.0;
-      var vv = 0.0;
-      if (j < kEnd) { kv = k[kvBase + j * stride + e % HD]; vv = v[kvBase + j * stride + e % HD]; }
+    for (var e = lid; e < BC * HD4; e += ${BR}u) {
+      let j = min(j0 + e / HD4, kEnd - 1u);
+      let base = kvBase + j * stride + (e % HD4) * 4u;
+      var kv = vec4<f32>(0.0);
+      var vv = vec4<f32>(0.0);
+${unroll(4, (t) => `      if ((e % HD4) * 4u + ${t}u < ${hd}u) { kv[${t}] = k[base + ${t}u]; vv[${t}] = v[base + ${t}u]; }`)}
       kt[e] = kv;
       vt[e] = vv;
     }
     for (var jj = lid; jj < BC; jj += ${BR}u) {
       let j = j0 + jj;
-      live[jj] = select(0u, 1u, j < kEnd${m.pad ? ' && pad[b * p.Lk + j] == 0.0' : ''});
+      live[jj] = select(0u, 1u, j < kEnd${m.pad ? ' && pad[b * p.Lk + min(j, p.Lk - 1u)] == 0.0' : ''});
     }
     workgroupBarrier();
     if (lid == 0u) {
@@ -119,12 +93,30 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
       tileLive = anyLive;
     }
     if (workgroupUniformLoad(&tileLive) == 0u) { continue; }
-    // Rows past Lq only helped stage the tile.
-    if (inRange) { scoreTile(j0, i, h, mine, &m, &l, &acc, &qv); }
+    // Pass 2 (rows past Lq only helped stage the tile; no barrier below).
+    if (inRange) {
+      for (var jj = 0u; jj < BC; jj++) {
+        let j = j0 + jj;
+        if (live[jj] == 0u || j < mine.x || j >= mine.y) { continue; }
+        let t = jj * HD4;
+        var s = (${unroll(n4, (c) => `dot(q${c}, kt[t + ${c}u])`, ' + ')}) * p.scale;
+        ${m.alibi ? 's -= slopes[h] * abs(f32(p.qoff + i) - f32(j));' : ''}
+        ${m.am ? 'let a = am[i * p.Lk + j]; if (isHidden(a)) { continue; } s += a;' : ''}
+        if (s > m) {
+          let corr = select(exp(m - s), 0.0, l == 0.0);
+          l *= corr;
+${unroll(n4, (c) => `          acc${c} *= corr;`)}
+          m = s;
+        }
+        let pj = exp(s - m);
+        l += pj;
+${unroll(n4, (c) => `        acc${c} += pj * vt[t + ${c}u];`)}
+      }
+    }
   }
   if (!inRange) { return; }
   let inv = select(0.0, 1.0 / l, l > 0.0);
-  for (var c = 0u; c < HD; c++) { out[qOff + c] = acc[c] * inv; }
+${unroll(hd, (c) => `  out[qOff + ${c}u] = acc${Math.floor(c / 4)}[${c % 4}] * inv;`)}
 }`;
 };
 

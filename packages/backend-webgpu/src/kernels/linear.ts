@@ -8,61 +8,72 @@ export const TN = 64;
 /** Depth of the x and w tiles staged through workgroup memory per step. */
 const TK = 16;
 
+/** `f(i)` for i = 0 … n−1, joined: the kernel is unrolled in the generated source. */
+const unroll = (n: number, f: (i: number) => string) => Array.from({ length: n }, (_, i) => f(i)).join('\n');
+
 /**
  * out [M, N] = x [M, K] · w [K, N] (+ bias [N]), row-vector weights. Each step stages a
  * TM × TK tile of x and a TK × TN tile of w in workgroup memory (each value read from the
- * storage buffer once per workgroup instead of once per output), then every thread accumulates
- * its 4 × 4 outputs in registers, fp32. Rows r = lid.y + 16·a, columns c = lid.x + 16·b, so
- * neighbouring threads write neighbouring columns.
+ * storage buffer once per workgroup instead of once per output), then thread (tx, ty)
+ * accumulates rows 4·ty … 4·ty+3 × columns 4·tx … 4·tx+3 as four vec4 registers, fp32.
+ * The source is unrolled by hand (no private arrays, no index arithmetic in the inner loop):
+ * software Vulkan compilers (SwiftShader's Subzero, as in CI) do not unroll or keep dynamically
+ * indexed private arrays in registers.
  */
 const wgsl = (
   bias: boolean,
 ) => `${declare(['M: u32', 'K: u32', 'N: u32'], bias ? ['x', 'w', 'bias', 'out:rw'] : ['x', 'w', 'out:rw'])}
 var<workgroup> xs: array<f32, ${TM * TK}>;
-var<workgroup> ws: array<f32, ${TK * TN}>;
+var<workgroup> ws: array<vec4<f32>, ${(TK * TN) / 4}>;
 
 @compute @workgroup_size(16, 16)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u,
         @builtin(local_invocation_index) li: u32) {
   let row0 = wid.y * ${TM}u;
   let col0 = wid.x * ${TN}u;
-  var acc: array<f32, 16>;
+  let tx = lid.x;
+  let ty = lid.y;
+${unroll(4, (s) => `  var acc${s} = vec4<f32>(0.0);`)}
   for (var k0 = 0u; k0 < p.K; k0 += ${TK}u) {
-    for (var e = li; e < ${TM * TK}u; e += 256u) {
+    // Stage x: ${TM * TK} values, 4 per thread; w: ${TK} rows × ${TN / 4} vec4, one per thread.
+${unroll(
+  4,
+  (e) => `    {
+      let e = li + ${e * 256}u;
       let r = row0 + e / ${TK}u;
       let c = k0 + e % ${TK}u;
       var v = 0.0;
       if (r < p.M && c < p.K) { v = x[r * p.K + c]; }
       xs[e] = v;
-    }
-    for (var e = li; e < ${TK * TN}u; e += 256u) {
-      let r = k0 + e / ${TN}u;
-      let c = col0 + e % ${TN}u;
-      var v = 0.0;
-      if (r < p.K && c < p.N) { v = w[r * p.N + c]; }
-      ws[e] = v;
+    }`,
+)}
+    {
+      let r = k0 + li / ${TN / 4}u;
+      let c = col0 + (li % ${TN / 4}u) * 4u;
+      var v = vec4<f32>(0.0);
+      if (r < p.K) {
+        let o = r * p.N + c;
+${unroll(4, (t) => `        if (c + ${t}u < p.N) { v[${t}] = w[o + ${t}u]; }`)}
+      }
+      ws[li] = v;
     }
     workgroupBarrier();
     for (var kk = 0u; kk < ${TK}u; kk++) {
-      var a: array<f32, 4>;
-      var b: array<f32, 4>;
-      for (var t = 0u; t < 4u; t++) {
-        a[t] = xs[(lid.y + 16u * t) * ${TK}u + kk];
-        b[t] = ws[kk * ${TN}u + lid.x + 16u * t];
-      }
-      for (var s = 0u; s < 4u; s++) {
-        for (var t = 0u; t < 4u; t++) { acc[s * 4u + t] += a[s] * b[t]; }
-      }
+      let b = ws[kk * ${TN / 4}u + tx];
+${unroll(4, (s) => `      acc${s} += xs[(ty * 4u + ${s}u) * ${TK}u + kk] * b;`)}
     }
     workgroupBarrier();
   }
-  for (var s = 0u; s < 4u; s++) {
-    let r = row0 + lid.y + 16u * s;
-    for (var t = 0u; t < 4u; t++) {
-      let c = col0 + lid.x + 16u * t;
-      if (r < p.M && c < p.N) { out[r * p.N + c] = acc[s * 4u + t]${bias ? ' + bias[c]' : ''}; }
+  let c = col0 + tx * 4u;
+${unroll(
+  4,
+  (s) => `  {
+    let r = row0 + ty * 4u + ${s}u;
+    if (r < p.M) {
+${unroll(4, (t) => `      if (c + ${t}u < p.N) { out[r * p.N + c + ${t}u] = acc${s}[${t}]${bias ? ` + bias[c + ${t}u]` : ''}; }`)}
     }
-  }
+  }`,
+)}
 }`;
 
 export function linear(
