@@ -1,4 +1,5 @@
 import { webglBackend } from '@qkv/backend-webgl';
+import { webgpuBackend } from '@qkv/backend-webgpu';
 import {
   type Attention,
   type AttentionConfig,
@@ -56,8 +57,9 @@ export class Engine {
 
   /** Every registered backend with availability and reason, probed once. */
   async backends(): Promise<BackendInfo[]> {
-    // webgl is an optional package of qkv: a bundled app registers it itself.
+    // webgl and webgpu are optional packages of qkv: a bundled app registers them itself.
     registerBackend(webglBackend);
+    registerBackend(webgpuBackend);
     this.#backends ??= await listBackends();
     return this.#backends;
   }

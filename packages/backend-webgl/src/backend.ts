@@ -3,14 +3,12 @@ import {
   type Backend,
   type BackendCreateOptions,
   type BackendFactory,
-  FEATURE_OPTIONS,
   type FusedKernels,
   formatShape,
   type GraphDims,
   type Kernels,
   QkvError,
-  type ResolvedConfig,
-  requiredFeatures,
+  shaderSupports,
   sinusoidalPositionalEncoding,
   sizeOf,
   type Tensor,
@@ -247,15 +245,7 @@ export async function warmup(
  * maskMod/scoreMod, which are JavaScript callbacks evaluated per score that a GLSL shader cannot
  * call. Core turns a reason into CAPABILITY for an explicit 'webgl' and a skip under 'auto'.
  */
-export function webglSupports(config: ResolvedConfig): true | string {
-  const reasons = requiredFeatures(config)
-    .filter((f) => f === 'maskMod' || f === 'scoreMod')
-    .map(
-      (f) =>
-        `${FEATURE_OPTIONS[f]} is a JavaScript function, and webgl kernels are GLSL shaders that cannot call back into JavaScript`,
-    );
-  return reasons.length === 0 ? true : `webgl backend: ${reasons.join('; ')}`;
-}
+export const webglSupports = shaderSupports('webgl', 'GLSL');
 
 /**
  * The webgl backend's factory. Priority 30, above workers and cpu: a real GPU beats threads.

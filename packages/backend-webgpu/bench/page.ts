@@ -80,7 +80,7 @@ async function tfjsImpl(p: Problem): Promise<Impl> {
   };
 }
 
-async function ortImpl(p: Problem): Promise<Impl> {
+async function ortImpl(p: Problem, executionProvider = 'webgpu'): Promise<Impl> {
   // As the Node bench's 'ort-mha': bias-free projections, bq|bk|bv packed into the op's bias input.
   const init = Object.entries(p.weights)
     .filter(([n]) => !['bq', 'bk', 'bv'].includes(n))
@@ -101,7 +101,7 @@ async function ortImpl(p: Problem): Promise<Impl> {
     node('Add', ['o1', 'bo'], ['Y']),
   );
   const bytes = model({ nodes, initializers: init, inputs: [['X', [1, p.L, D]]], outputs: [['Y', [1, p.L, D]]] });
-  const session = await ort.InferenceSession.create(bytes, { executionProviders: ['webgpu'] });
+  const session = await ort.InferenceSession.create(bytes, { executionProviders: [executionProvider] });
   const X = new ort.Tensor('float32', p.x, [1, p.L, D]);
   return {
     run: async () => (await session.run({ X })).Y?.data as Float32Array,
@@ -142,6 +142,11 @@ async function main(): Promise<void> {
       }
     }
     for (const impl of Object.values(impls)) await impl.dispose();
+    // The same onnx model on onnxruntime-web's CPU (wasm) EP, for correctness only: tells a
+    // difference of the WebGPU EP from one of the model.
+    const wasm = await ortImpl(p, 'wasm');
+    const ortWasm = await wasm.run();
+    await wasm.dispose();
     // A fast wrong answer is no answer: all three must agree.
     const diff = (a: Float32Array, b: Float32Array) =>
       a.reduce((m, v, i) => Math.max(m, Math.abs(v - (b[i] as number))), 0);
@@ -153,12 +158,12 @@ async function main(): Promise<void> {
       runs: steady,
       qkvOverTfjs: median(steady.qkv.map((q, i) => q / (steady.tfjs[i] as number))),
       qkvOverOrt: median(steady.qkv.map((q, i) => q / (steady.ort[i] as number))),
-      maxAbsDiff: { tfjs: diff(outs.qkv, outs.tfjs), ort: diff(outs.qkv, outs.ort) },
+      maxAbsDiff: { tfjs: diff(outs.qkv, outs.tfjs), ort: diff(outs.qkv, outs.ort), ortWasm: diff(outs.qkv, ortWasm) },
       maxAbs,
     };
     results.push(r);
     log(
-      `L=${L}: first qkv ${first.qkv.toFixed(0)} / tfjs ${first.tfjs.toFixed(0)} / ort ${first.ort.toFixed(0)} ms; steady qkv ${r.steadyMs.qkv.toFixed(0)} / tfjs ${r.steadyMs.tfjs.toFixed(0)} / ort ${r.steadyMs.ort.toFixed(0)} ms; qkv/tfjs ${r.qkvOverTfjs.toFixed(2)}, qkv/ort ${r.qkvOverOrt.toFixed(2)}; max|Δ| tfjs ${r.maxAbsDiff.tfjs.toExponential(1)}, ort ${r.maxAbsDiff.ort.toExponential(1)}`,
+      `L=${L}: first qkv ${first.qkv.toFixed(0)} / tfjs ${first.tfjs.toFixed(0)} / ort ${first.ort.toFixed(0)} ms; steady qkv ${r.steadyMs.qkv.toFixed(0)} / tfjs ${r.steadyMs.tfjs.toFixed(0)} / ort ${r.steadyMs.ort.toFixed(0)} ms; qkv/tfjs ${r.qkvOverTfjs.toFixed(2)}, qkv/ort ${r.qkvOverOrt.toFixed(2)}; max|Δ| vs qkv: tfjs ${r.maxAbsDiff.tfjs.toExponential(1)}, ort-webgpu ${r.maxAbsDiff.ort.toExponential(1)}, ort-wasm ${r.maxAbsDiff.ortWasm.toExponential(1)}`,
     );
   }
   (window as unknown as { __bench: unknown }).__bench = { adapter: gpu, runs, dModel: D, numHeads: H, results };

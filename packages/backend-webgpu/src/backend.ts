@@ -4,20 +4,17 @@ import {
   type Backend,
   type BackendCreateOptions,
   type BackendFactory,
-  buildGraph,
+  compileByRunning,
   describeValue,
-  execute,
-  FEATURE_OPTIONS,
   type FusedKernels,
   formatShape,
   type GraphDims,
   type Kernels,
   QkvError,
-  type ResolvedConfig,
-  requiredFeatures,
-  resolveConfig,
+  shaderSupports,
   sizeOf,
   type Tensor,
+  type WarmupShape,
 } from '@qkv/core';
 import { acquireDevice, describeAdapter, type GpuDevice, probeGpu, releaseDevice } from './device.js';
 import { BR, MAX_FUSED_HEAD_DIM } from './kernels/fusedAttention.js';
@@ -227,40 +224,8 @@ export class WebGPUBackend implements Backend<WebGPUTensor> {
    * and returns how long that took. Later handles share the device while any backend holds it,
    * and find the pipelines compiled.
    */
-  async warmup(config: AttentionConfig, shape: WarmupShape): Promise<number> {
-    const t0 = performance.now();
-    const resolved = resolveConfig(config);
-    const Lk = shape.keyLength ?? shape.queryLength;
-    const graph = buildGraph(resolved, {
-      batch: shape.batch,
-      queryLength: shape.queryLength,
-      keyLength: Lk,
-      selfAttention: shape.keyLength === undefined || (resolved.selfAttention ?? false),
-      hasKeyPaddingMask: shape.keyPaddingMask ?? false,
-      hasAttnMask: shape.attnMask ?? false,
-    });
-    const zeros = (s: readonly number[]): Tensor => ({ shape: [...s], data: new Float32Array(sizeOf(s)) });
-    const params = new Map<string, WebGPUTensor>();
-    const feeds = new Map<string, Tensor>();
-    for (const n of graph.nodes) {
-      if (n.op === 'param') params.set(n.name, this.upload(zeros(n.shape)));
-      if (n.op === 'input') feeds.set(n.name, zeros(n.shape));
-    }
-    const paths = shape.paths ?? 'both';
-    try {
-      for (const withWeights of paths === 'fused' ? [false] : paths === 'unfused' ? [true] : [false, true]) {
-        await execute({
-          graph,
-          backend: this,
-          params,
-          feeds,
-          outputs: withWeights ? ['attention', 'residual', 'weights'] : ['attention', 'residual'],
-        });
-      }
-    } finally {
-      for (const p of params.values()) this.dispose(p);
-    }
-    return performance.now() - t0;
+  warmup(config: AttentionConfig, shape: WarmupShape): Promise<number> {
+    return compileByRunning(this, config, shape);
   }
 
   /** Test hook: makes the device lost, as a driver reset or a GPU process crash would. */
@@ -277,16 +242,7 @@ export class WebGPUBackend implements Backend<WebGPUTensor> {
   }
 }
 
-/** The shape `warmup` compiles for. keyLength absent = self-attention. */
-export interface WarmupShape {
-  batch: number;
-  queryLength: number;
-  keyLength?: number;
-  keyPaddingMask?: boolean;
-  attnMask?: boolean;
-  /** Which paths to compile: 'fused' (no weights asked), 'unfused' (weights/captures) or 'both' (default). */
-  paths?: 'fused' | 'unfused' | 'both';
-}
+export type { WarmupShape };
 
 export interface Warmup {
   /** The adapter, e.g. "google swiftshader SwiftShader driver 5.0.0". */
@@ -326,18 +282,9 @@ export async function warmup(
 
 /**
  * Which optional features the WGSL kernels run: rotary, ALiBi and window, not maskMod/scoreMod,
- * JavaScript callbacks per score that a shader cannot call. Core turns a reason into CAPABILITY
- * for an explicit 'webgpu' and a skip under 'auto'.
+ * JavaScript callbacks per score that a shader cannot call.
  */
-export function webgpuSupports(config: ResolvedConfig): true | string {
-  const reasons = requiredFeatures(config)
-    .filter((f) => f === 'maskMod' || f === 'scoreMod')
-    .map(
-      (f) =>
-        `${FEATURE_OPTIONS[f]} is a JavaScript function, and webgpu kernels are WGSL shaders that cannot call back into JavaScript`,
-    );
-  return reasons.length === 0 ? true : `webgpu backend: ${reasons.join('; ')}`;
-}
+export const webgpuSupports = shaderSupports('webgpu', 'WGSL');
 
 /**
  * The webgpu backend's factory. Priority 40, above webgl: compute shaders share workgroup memory

@@ -126,6 +126,23 @@ export function requiredFeatures(config: ResolvedConfig): BackendFeature[] {
   return out;
 }
 
+/**
+ * `supports` for a shader backend: every feature but maskMod/scoreMod, JavaScript callbacks per
+ * score that a shader (`language`: GLSL, WGSL) cannot call. Core turns the reason into
+ * CAPABILITY for an explicit request and a skip under 'auto'.
+ */
+export function shaderSupports(backend: string, language: string): (config: ResolvedConfig) => true | string {
+  return (config) => {
+    const reasons = requiredFeatures(config)
+      .filter((f) => f === 'maskMod' || f === 'scoreMod')
+      .map(
+        (f) =>
+          `${FEATURE_OPTIONS[f]} is a JavaScript function, and ${backend} kernels are ${language} shaders that cannot call back into JavaScript`,
+      );
+    return reasons.length === 0 ? true : `${backend} backend: ${reasons.join('; ')}`;
+  };
+}
+
 const CONFIG_KEYS = new Set([
   'dModel',
   'numHeads',

@@ -15,3 +15,4 @@ export * from './positional.js';
 export * from './registry.js';
 export * from './session.js';
 export * from './tensor.js';
+export * from './warmup.js';

@@ -1,3 +1,4 @@
+import type { RotaryAttrs } from './ops.js';
 import type { Tensor } from './tensor.js';
 
 /**
@@ -38,4 +39,30 @@ export function alibiSlopes(numHeads: number): number[] {
   if (n === numHeads) return pow2(n);
   const extra = pow2(2 * n).filter((_, i) => i % 2 === 0);
   return [...pow2(n), ...extra.slice(0, numHeads - n)];
+}
+
+/**
+ * RoPE's cos/sin tables [L, hd/2] of (offset + l)·base^(−2c/hd), or [B·L, hd/2] of
+ * positions[b·L + l]·base^(−2c/hd) with `positionIds`, computed in float64 and rounded once: GPU
+ * backends upload them (f32 sin/cos of long positions lose digits), the cpu kernel computes the
+ * same angles per row.
+ */
+export function rotaryTables(attrs: Pick<RotaryAttrs, 'length' | 'headDim' | 'offset' | 'base' | 'positions'>): {
+  cos: Float32Array;
+  sin: Float32Array;
+} {
+  const { length: L, headDim: hd, offset, base, positions } = attrs;
+  const half = hd / 2;
+  const rows = positions ? positions.length : L;
+  const cos = new Float32Array(rows * half);
+  const sin = new Float32Array(rows * half);
+  for (let l = 0; l < rows; l++) {
+    const at = positions ? (positions[l] as number) : offset + l;
+    for (let c = 0; c < half; c++) {
+      const angle = at * base ** ((-2 * c) / hd);
+      cos[l * half + c] = Math.cos(angle);
+      sin[l * half + c] = Math.sin(angle);
+    }
+  }
+  return { cos, sin };
 }

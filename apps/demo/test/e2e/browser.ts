@@ -51,7 +51,8 @@ export async function openDemo(): Promise<DemoPage> {
   const server: StaticServer = await serveStatic(outDir);
   const profile = await mkdtemp(join(tmpdir(), 'qkv-demo-chromium-'));
   const context: BrowserContext = await chromium.launchPersistentContext(profile, {
-    ...chromiumLaunchOptions(),
+    // WebGPU on: the demo offers webgpu like every other backend (SwiftShader without a GPU).
+    ...chromiumLaunchOptions({ webgpu: true }),
     headless: true,
     viewport: { width: 1280, height: 900 },
   });

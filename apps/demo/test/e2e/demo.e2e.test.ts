@@ -49,6 +49,9 @@ describe.skipIf(missingChromium !== null)(suiteName('demo in headless chromium')
     expect(await page.evaluate(() => globalThis.crossOriginIsolated)).toBe(true);
     const backends = await page.evaluate(() => qkvDemo.backends());
     expect(backends.find((b) => b.name === 'cpu')?.available).toBe(true);
+    // Chromium runs with WebGPU enabled (SwiftShader here), so webgpu is offered and picked by the
+    // switch-through test below like every other backend.
+    expect(backends.find((b) => b.name === 'webgpu')).toMatchObject({ available: true });
     for (const b of backends) {
       const option = page.locator(`.backend-option[data-backend="${b.name}"]`);
       expect(await option.textContent()).toContain(b.available ? 'available' : `unavailable: ${b.reason}`);

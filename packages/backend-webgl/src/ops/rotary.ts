@@ -1,4 +1,4 @@
-import type { RotaryAttrs } from '@qkv/core';
+import { type RotaryAttrs, rotaryTables } from '@qkv/core';
 import type { KernelSpec } from '../device.js';
 import type { Textures, WebGLTensor } from '../tensor.js';
 import { divmod } from './common.js';
@@ -45,27 +45,6 @@ export function rotarySpec(attrs: RotaryAttrs): KernelSpec {
   return x[t] * co + x[partner] * si;
 }`,
   };
-}
-
-/**
- * cos/sin [L, hd/2] of (offset + l)·base^(−2c/hd), or [B·L, hd/2] of positions[b·L + l]·…,
- * computed in float64 (as the cpu kernel does).
- */
-export function rotaryTables(attrs: RotaryAttrs): { cos: Float32Array; sin: Float32Array } {
-  const { length: L, headDim: hd, offset, base, positions } = attrs;
-  const half = hd / 2;
-  const rows = positions ? positions.length : L;
-  const cos = new Float32Array(rows * half);
-  const sin = new Float32Array(rows * half);
-  for (let l = 0; l < rows; l++) {
-    const p = positions ? (positions[l] as number) : offset + l;
-    for (let c = 0; c < half; c++) {
-      const angle = p * base ** ((-2 * c) / hd);
-      cos[l * half + c] = Math.cos(angle);
-      sin[l * half + c] = Math.sin(angle);
-    }
-  }
-  return { cos, sin };
 }
 
 /** RoPE on x [B, L, heads·hd] (gpu.js; the cos/sin tables are computed on the host). */

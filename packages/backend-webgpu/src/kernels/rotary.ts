@@ -1,4 +1,4 @@
-import type { RotaryAttrs } from '@qkv/core';
+import { type RotaryAttrs, rotaryTables } from '@qkv/core';
 import { Params, type Runtime, type WebGPUTensor } from '../runtime.js';
 import { declare, elementwise, perOutput } from './common.js';
 
@@ -32,20 +32,11 @@ ${perOutput('p.n')}
 }`;
 
 export function rotary(rt: Runtime, x: WebGPUTensor, attrs: RotaryAttrs): WebGPUTensor {
-  const { batch: B, length: L, heads, headDim: hd, offset, base, pairing, positions } = attrs;
+  const { batch: B, length: L, heads, headDim: hd, pairing, positions } = attrs;
   const half = hd / 2;
   // Table rows: positions offset + l shared by every batch, or positionIds[b·L + l].
   const rows = positions ? positions.length : L;
-  const cos = new Float32Array(rows * half);
-  const sin = new Float32Array(rows * half);
-  for (let l = 0; l < rows; l++) {
-    const at = positions ? (positions[l] as number) : offset + l;
-    for (let c = 0; c < half; c++) {
-      const angle = at * base ** ((-2 * c) / hd);
-      cos[l * half + c] = Math.cos(angle);
-      sin[l * half + c] = Math.sin(angle);
-    }
-  }
+  const { cos, sin } = rotaryTables(attrs);
   const cosT = rt.upload([rows, half], cos);
   const sinT = rt.upload([rows, half], sin);
   const interleaved = pairing === 'interleaved';
