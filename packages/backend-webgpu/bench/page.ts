@@ -53,10 +53,9 @@ async function qkvImpl(p: Problem): Promise<Impl> {
 
 async function tfjsImpl(p: Problem): Promise<Impl> {
   const hd = D / H;
-  const w = Object.fromEntries(Object.entries(p.weights).map(([n, a]) => [n, tf.tensor(a, p.shapes[n])])) as Record<
-    string,
-    tf.Tensor2D
-  >;
+  const w = Object.fromEntries(
+    Object.entries(p.weights).map(([n, a]) => [n, tf.tensor<tf.Rank>(a, p.shapes[n] as number[])]),
+  ) as Record<string, tf.Tensor2D>;
   const x = tf.tensor2d(p.x, [p.L, D]);
   const heads = (t: tf.Tensor) => tf.transpose(tf.reshape(t, [p.L, H, hd]), [1, 0, 2]) as tf.Tensor3D;
   return {

@@ -67,12 +67,18 @@ try {
         `| ${r.L} | ${f(r.firstMs.qkv)} | ${f(r.firstMs.tfjs)} | ${f(r.firstMs.ort)} | ${f(r.steadyMs.qkv)} | ${f(r.steadyMs.tfjs)} | ${f(r.steadyMs.ort)} | ${r.qkvOverTfjs.toFixed(2)} | ${r.qkvOverOrt.toFixed(2)} |`,
       );
     }
-    const bad = result.results.filter(
-      (r) => !(Math.max(r.maxAbsDiff.tfjs, r.maxAbsDiff.ort) <= 1e-3 * Math.max(1, r.maxAbs)),
-    );
+    // qkv must agree with tfjs and with onnxruntime's own CPU (wasm) EP before a time means
+    // anything; where ort's WebGPU EP disagrees with its wasm EP, that is said next to its time.
+    const tol = (r) => 1e-3 * Math.max(1, r.maxAbs);
+    const bad = result.results.filter((r) => !(Math.max(r.maxAbsDiff.tfjs, r.maxAbsDiff.ortWasm) <= tol(r)));
     if (bad.length) {
-      console.error(`the implementations disagree at L=${bad.map((r) => r.L).join(', ')}`);
+      console.error(`qkv disagrees with tfjs or onnxruntime (wasm) at L=${bad.map((r) => r.L).join(', ')}`);
       status = 1;
+    }
+    for (const r of result.results.filter((x) => !(x.maxAbsDiff.ort <= tol(x)))) {
+      console.log(
+        `note: at L=${r.L} onnxruntime-web's WebGPU EP differs from its own wasm EP (and from qkv and tfjs) by up to ${r.maxAbsDiff.ort.toExponential(1)}: its time is for a wrong result`,
+      );
     }
   }
 } finally {

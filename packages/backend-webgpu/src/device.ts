@@ -16,13 +16,18 @@ type Probe = { ok: true; gpu: GPU; adapter: GPUAdapter; provider: string } | { o
 const isNode = () => typeof process !== 'undefined' && typeof process.versions?.node === 'string';
 
 let nodeGpu: Promise<GPU> | null = null;
+/** Where the Vulkan loader finds installed drivers (their ICD manifests) on Linux. */
+const ICD_DIRS = ['/etc/vulkan/icd.d', '/usr/share/vulkan/icd.d', '/usr/local/share/vulkan/icd.d'];
+
 async function loadNodeProvider(): Promise<GPU> {
-  // Dawn reads the Vulkan loader's variables when its instance is created. With none set and
-  // Debian's SwiftShader driver present, point the loader at it: this machine class has no GPU.
+  // Dawn's Vulkan loader reads its variables when the instance is created. With none set, no
+  // driver installed (a machine without a GPU) and Debian Chromium's SwiftShader driver present,
+  // point the loader at SwiftShader; a machine with a real driver keeps it.
   const env = process.env;
   if (env.VK_ICD_FILENAMES === undefined && env.VK_DRIVER_FILES === undefined) {
-    const { existsSync } = await import('node:fs');
-    if (existsSync(SWIFTSHADER_ICD)) env.VK_ICD_FILENAMES = SWIFTSHADER_ICD;
+    const { existsSync, readdirSync } = await import('node:fs');
+    const installed = ICD_DIRS.some((d) => existsSync(d) && readdirSync(d).some((f) => f.endsWith('.json')));
+    if (!installed && existsSync(SWIFTSHADER_ICD)) env.VK_ICD_FILENAMES = SWIFTSHADER_ICD;
   }
   // A computed specifier: bundlers for browsers must not try to resolve the Node addon.
   const spec = NODE_PROVIDER;
