@@ -63,6 +63,7 @@ const d = (t: CpuTensor) => data(t) as Float32Array;
 
 export class CpuBackend implements Backend<CpuTensor> {
   readonly name = 'cpu';
+  readonly inputs = ['sequenceIds'] as const;
   readonly #live = new Set<CpuTensor>();
   /** What runs `linear` and `fusedAttention`: a WebAssembly build, or the reference kernels. */
   readonly kernelBuild: KernelBuild;
@@ -124,9 +125,9 @@ export class CpuBackend implements Backend<CpuTensor> {
       k.scale(d(s), out.data, attrs);
       return out;
     },
-    mask: (s, pad, am, attrs) => {
+    mask: (s, pad, am, attrs, ids) => {
       const out = this.#make(s.shape);
-      k.mask(d(s), data(pad), data(am), out.data, attrs);
+      k.mask(d(s), data(pad), data(am), out.data, attrs, 0, k.rowsOf(attrs), data(ids ?? null));
       return out;
     },
     softmax: (s, attrs) => {
@@ -152,9 +153,26 @@ export class CpuBackend implements Backend<CpuTensor> {
   };
 
   readonly fused: FusedKernels<CpuTensor> = {
-    fusedAttention: (q, key, v, pad, am, attrs) => {
+    fusedAttention: (q, key, v, pad, am, attrs, ids) => {
       const out = this.#make([attrs.batch, attrs.queryLength, attrs.numHeads * attrs.headDim]);
-      this.#fusedAttention(d(q), d(key), d(v), data(pad), data(am), out.data, attrs);
+      if (ids) {
+        const rows = k.rowsOf(attrs);
+        k.packedFusedAttention(
+          this.#fusedAttention,
+          d(q),
+          d(key),
+          d(v),
+          data(pad),
+          data(am),
+          out.data,
+          attrs,
+          0,
+          rows,
+          d(ids),
+        );
+      } else {
+        this.#fusedAttention(d(q), d(key), d(v), data(pad), data(am), out.data, attrs);
+      }
       return out;
     },
   };

@@ -26,7 +26,14 @@ describe('KV-cache session on cpu: device cache vs host cache', () => {
     const device = attn.createSession({ maxLength: L });
     const host = attn.createSession({ maxLength: L, cache: 'host' });
     expect(device.info.cache).toBe('device');
-    expect(host.info).toEqual({ backend: 'cpu', cache: 'host', maxLength: L, reason: "requested cache: 'host'" });
+    // A window of 6 keeps 2·6 − 1 = 11 rows per batch (compacted twice over 20 tokens).
+    expect(host.info).toEqual({
+      backend: 'cpu',
+      cache: 'host',
+      maxLength: L,
+      capacity: 11,
+      reason: "requested cache: 'host'",
+    });
     for (let i = 0; i < L; i++) {
       const x: Tensor = { shape: [B, 1, 16], data: new Float32Array(B * 16) };
       for (let b = 0; b < B; b++) x.data.set(E.data.subarray((b * L + i) * 16, (b * L + i + 1) * 16), b * 16);

@@ -17,7 +17,7 @@ import { compareArrays, type Tolerance } from './compare.js';
 import { randomTensor, randomWeights, rng } from './random.js';
 import { referenceAlibiSlopes, referenceAttention } from './reference.js';
 
-type Make = (config: AttentionConfig, weights: AttentionWeights) => Promise<Attention>;
+export type Make = (config: AttentionConfig, weights: AttentionWeights) => Promise<Attention>;
 
 export interface FeatureSuiteOptions {
   timeout: number;
@@ -25,9 +25,9 @@ export interface FeatureSuiteOptions {
   sessionLength?: number;
 }
 
-const TOL: Tolerance = { atol: 1e-4, rtol: 1e-3 };
+export const TOL: Tolerance = { atol: 1e-4, rtol: 1e-3 };
 
-function close(
+export function close(
   name: string,
   actual: Tensor | undefined,
   expected: { shape: readonly number[]; data: ArrayLike<number> },
@@ -44,7 +44,7 @@ function close(
  * CAPABILITY error naming the option, so an unsupported feature is still tested: it must never
  * run silently wrong.
  */
-async function withSupport(
+export async function withSupport(
   factory: BackendFactory,
   make: Make,
   config: AttentionConfig,
@@ -68,7 +68,7 @@ async function withSupport(
   }
 }
 
-function setup(config: AttentionConfig, seed: number, B = 2, L = 7, extra: Partial<AttentionWeights> = {}) {
+export function setup(config: AttentionConfig, seed: number, B = 2, L = 7, extra: Partial<AttentionWeights> = {}) {
   const random = rng(seed);
   const weights = { ...randomWeights(config, random), ...extra };
   const inputs: AttentionInputs = { query: randomTensor([B, L, config.dModel], random) };
@@ -76,7 +76,7 @@ function setup(config: AttentionConfig, seed: number, B = 2, L = 7, extra: Parti
 }
 
 /** Each run: perHead weights (unfused), averaged weights, and the fused path, vs the float64 reference. */
-async function checkAgainstReference(
+export async function checkAgainstReference(
   attn: Attention,
   config: AttentionConfig,
   weights: AttentionWeights,

@@ -65,6 +65,11 @@ function ropeInPlace(x: Float64Array, off: number, d: number, p: number, base: n
  *   window w    hidden unless i−w < j ≤ i (causal) or |i − j| < w
  *   scoreMod    score = scoreMod(score, b, h, i, j) after ALiBi, before attnMask
  *   maskMod     hidden where maskMod(b, h, i, j) is false
+ *   softcap c   score = c·tanh(score / c) right after scaling (Gemma 2)
+ *   sinkTokens  keys j < s visible besides the window, unless causal hides them (StreamingLLM)
+ *   sequenceIds hidden unless ids[b, i] = ids[b, j] (packed sequences)
+ *   sinks       weights = exp(s_j) / (Σ_k exp(s_k) + exp(sink_h)) over visible keys (gpt-oss);
+ *               a row with no visible key stays zero
  */
 export function referenceAttention(
   configIn: AttentionConfig,
@@ -135,6 +140,9 @@ export function referenceAttention(
   }
   const slopes = config.positionalEncoding === 'alibi' ? referenceAlibiSlopes(H) : null;
   const win = config.window;
+  const { softcap, sinkTokens } = config;
+  const sinks = w.get('sinks')?.data ?? null;
+  const ids = get('sequenceIds');
 
   const S = B * H * Lq * Lk;
   const scores = f64(S);
@@ -156,13 +164,16 @@ export function referenceAttention(
               (q[(b * Lq + i) * H * hd + h * hd + c] as number) * (k[(b * Lk + j) * KVH * hd + kvh * hd + c] as number);
           scores[row + j] = s;
           scaled[row + j] = s * scale;
+          const sinkToken = sinkTokens !== null && j < sinkTokens;
           const outsideWindow = win !== null && (causal ? j <= i - win || j > i : Math.abs(i - j) >= win);
           const hidden =
             (causal && j > i + (Lk - Lq)) ||
             (pad !== null && pad[b * Lk + j] !== 0) ||
-            outsideWindow ||
+            (outsideWindow && !sinkToken) ||
+            (ids !== null && ids[b * Lk + j] !== ids[b * Lk + i]) ||
             (config.maskMod !== null && !config.maskMod(b, h, i, j));
           let biased = s * scale;
+          if (softcap !== null) biased = softcap * Math.tanh(biased / softcap);
           if (slopes) biased -= (slopes[h] as number) * Math.abs(i - j);
           if (config.scoreMod) biased = config.scoreMod(biased, b, h, i, j);
           masked[row + j] = hidden ? Number.NEGATIVE_INFINITY : biased + (am ? (am[i * Lk + j] as number) : 0);
@@ -170,7 +181,9 @@ export function referenceAttention(
         let max = Number.NEGATIVE_INFINITY;
         for (let j = 0; j < Lk; j++) max = Math.max(max, masked[row + j] as number);
         if (max === Number.NEGATIVE_INFINITY) continue; // nothing visible: weights stay 0
-        let sum = 0;
+        const sink = sinks === null ? null : (sinks[h] as number);
+        if (sink !== null) max = Math.max(max, sink);
+        let sum = sink === null ? 0 : Math.exp(sink - max);
         for (let j = 0; j < Lk; j++) sum += Math.exp((masked[row + j] as number) - max);
         for (let j = 0; j < Lk; j++) weights[row + j] = Math.exp((masked[row + j] as number) - max) / sum;
         for (let c = 0; c < hd; c++) {

@@ -21,6 +21,7 @@ import { GOLDEN_CASES, type GoldenCaseName, goldenToApi, loadGoldenCase } from '
 import { describeMagnitudeConformance } from './magnitudes.js';
 import { randomCase } from './random.js';
 import { type RefTensor, referenceAttention } from './reference.js';
+import { describeServingConformance } from './serving.js';
 
 export interface ConformanceOptions {
   /** Differential tests compare against this backend (e.g. cpu); default: the float64 reference. */
@@ -243,6 +244,8 @@ export function describeConformance(factory: BackendFactory, options: Conformanc
       timeout,
       ...(options.sessionLength !== undefined ? { sessionLength: options.sessionLength } : {}),
     });
+    // softcap, sinks, sinkTokens, sequenceIds, window caches, fork and truncate (issue #18).
+    describeServingConformance(factory, (config, weights) => make(config, weights), { timeout });
 
     // Real-layout checkpoints (torch MHA, GPT-2, BERT, Llama/Qwen2/Mistral) through the loader.
     describeCheckpointConformance((config, weights) => make(config, weights), { timeout });

@@ -3,7 +3,7 @@ import { buildGraph } from './build-graph.js';
 import { type AttentionConfig, assertKnownKeys, type ResolvedConfig, resolveConfig } from './config.js';
 import { describeValue, QkvError } from './errors.js';
 import { execute } from './executor.js';
-import { type AttentionGraph, formatGraph, type GraphShape, type StepName } from './graph.js';
+import { type AttentionGraph, formatGraph, type GraphConstants, type GraphShape, type StepName } from './graph.js';
 import {
   type AttentionInputs,
   type AttentionWeights,
@@ -17,6 +17,7 @@ import { readOutputs } from './outputs.js';
 import { checkOverflow, type WeightNorms, weightNorms } from './overflow.js';
 import { positionalEncodingAt } from './position-ids.js';
 import type { BackendRegistry, Selection } from './registry.js';
+import { checkInputs } from './serving.js';
 import { type AttentionSession, Session, type SessionOptions } from './session.js';
 import type { Tensor } from './tensor.js';
 
@@ -104,6 +105,10 @@ export async function createAttention(
   // The learned table stays on the host: core slices the rows a call needs and feeds them.
   const table = hostWeights.get('positionalEmbedding') ?? null;
   hostWeights.delete('positionalEmbedding');
+  // Sink logits reach the kernels as attrs (a number per head), not as an uploaded tensor.
+  const sinks = hostWeights.get('sinks');
+  hostWeights.delete('sinks');
+  const constants: GraphConstants = sinks ? { sinks: Array.from(sinks.data) } : {};
   const params = new Map<string, BackendTensor>();
   try {
     for (const [name, t] of hostWeights) params.set(name, await backend.upload(t));
@@ -112,7 +117,7 @@ export async function createAttention(
     await backend.destroy();
     throw e;
   }
-  return new AttentionHandle(resolved, backend, selection, params, table, norms);
+  return new AttentionHandle(resolved, backend, selection, params, table, norms, constants);
 }
 
 class AttentionHandle implements Attention {
@@ -127,6 +132,7 @@ class AttentionHandle implements Attention {
   #disposing: Promise<void> | null = null;
   readonly #table: Tensor | null;
   readonly #norms: WeightNorms;
+  readonly #constants: GraphConstants;
   readonly #sessions = new Set<Session>();
 
   constructor(
@@ -136,8 +142,10 @@ class AttentionHandle implements Attention {
     params: Map<string, BackendTensor>,
     table: Tensor | null,
     norms: WeightNorms,
+    constants: GraphConstants,
   ) {
     this.config = config;
+    this.#constants = constants;
     this.#backend = backend;
     this.selection = selection;
     this.#params = params;
@@ -166,7 +174,7 @@ class AttentionHandle implements Attention {
     const key = JSON.stringify(full);
     let g = this.#graphs.get(key);
     if (!g) {
-      g = buildGraph(this.config, full);
+      g = buildGraph(this.config, full, this.#constants);
       if (this.#graphs.size > 64) this.#graphs.clear();
       this.#graphs.set(key, g);
     }
@@ -200,9 +208,10 @@ class AttentionHandle implements Attention {
     this.#checkAlive();
     const prepared = prepareInputs(this.config, inputs);
     const { outputs, captures } = validateRunOptions(this.config, options);
+    checkInputs(this.#backend, this.backend, prepared.feeds);
     const { positionIds: ids, batch, queryLength } = prepared.shape;
     // Explicit positions are per call: their graph is built for this call, not cached.
-    const graph = ids ? buildGraph(this.config, prepared.shape) : this.graph(prepared.shape);
+    const graph = ids ? buildGraph(this.config, prepared.shape, this.#constants) : this.graph(prepared.shape);
     const pe = this.config.positionalEncoding;
     if (ids && (pe === 'learned' || pe === 'sinusoidal')) {
       prepared.feeds.set('positionalEncoding', positionalEncodingAt(this.config, this.#table, ids, batch, queryLength));
@@ -242,6 +251,7 @@ class AttentionHandle implements Attention {
         params: this.#params,
         table: this.#table,
         norms: this.#norms,
+        constants: this.#constants,
         checkAlive: this.#checkAlive,
         track: (p) => {
           this.#runs++;
@@ -250,6 +260,7 @@ class AttentionHandle implements Attention {
           p.then(done, done);
         },
         forget: (s) => this.#sessions.delete(s),
+        adopt: (s) => this.#sessions.add(s),
       },
       options,
     );

@@ -25,6 +25,9 @@ export interface BackendTensor {
 
 export type MaybePromise<T> = T | Promise<T>;
 
+/** Run inputs a backend handles only when it says so (`Backend.inputs`). */
+export type OptionalInput = 'sequenceIds';
+
 /**
  * One kernel per graph op. Inputs are never mutated; every call returns a new handle that the
  * executor disposes once no later node needs it. Shapes in comments use the graph's dim names.
@@ -43,10 +46,16 @@ export interface Kernels<T extends BackendTensor = BackendTensor> {
   /**
    * scaled [B, H, Lq, Lk] (+ attnMask [Lq, Lk]); −∞ where causal hides a key or
    * keyPaddingMask [B, Lk] is nonzero. The optional `ScoreModifiers` in attrs (window, ALiBi,
-   * maskMod, scoreMod) arrive only on backends whose `supports()` accepted them.
+   * maskMod, scoreMod, softcap, sinkTokens, keyOffset) arrive only on backends whose
+   * `supports()` accepted them. `sequenceIds` [B, Lk] (integers as floats, packed sequences)
+   * arrives only on backends whose `inputs` list it: key j is hidden from query row i unless
+   * ids[b, j] = ids[b, i + Lk − Lq].
    */
-  mask(s: T, keyPaddingMask: T | null, attnMask: T | null, attrs: MaskAttrs): MaybePromise<T>;
-  /** Row softmax over the last axis, max-subtracted; a row that is all −∞ gives zeros. */
+  mask(s: T, keyPaddingMask: T | null, attnMask: T | null, attrs: MaskAttrs, sequenceIds?: T | null): MaybePromise<T>;
+  /**
+   * Row softmax over the last axis, max-subtracted; a row that is all −∞ gives zeros. With
+   * `attrs.sinks` (config.sinks) exp(sinks[h]) joins each row's denominator (rows sum to < 1).
+   */
   softmax(s: T, attrs: SoftmaxAttrs): MaybePromise<T>;
   /** weights [B, H, Lq, Lk] · v [B, Lk, KVH·hd] → heads [B, Lq, H·hd]. */
   weightedSum(weights: T, v: T, attrs: WeightedSumAttrs): MaybePromise<T>;
@@ -78,6 +87,8 @@ export interface FusedKernels<T extends BackendTensor = BackendTensor> {
     keyPaddingMask: T | null,
     attnMask: T | null,
     attrs: FusedAttentionAttrs,
+    /** [B, Lk], as in `Kernels.mask`; blocks of keys with no id of the query's are skipped. */
+    sequenceIds?: T | null,
   ): MaybePromise<T>;
 }
 
@@ -93,6 +104,12 @@ export interface Backend<T extends BackendTensor = BackendTensor> {
   readonly fused?: FusedKernels<T>;
   /** As on the factory, for what only the created backend knows (e.g. what gpu.js can compile). */
   readonly supports?: SupportsFn;
+  /**
+   * Optional run inputs it accepts beyond the base ones. 'sequenceIds': mask and fusedAttention
+   * take the packed-sequence ids. A run passing an input its backend does not list is refused
+   * with CAPABILITY (a backend unaware of an input would silently ignore it).
+   */
+  readonly inputs?: readonly OptionalInput[];
   /**
    * Throws a `QkvError('LIMIT_EXCEEDED' | 'CAPABILITY')` before any work when a graph with these
    * dims cannot run here (texture limits, memory). Optional.

@@ -1,5 +1,5 @@
 import type { ResolvedConfig } from './config.js';
-import type { AttentionGraph, GraphNode, GraphShape, ParamName } from './graph.js';
+import type { AttentionGraph, GraphConstants, GraphNode, GraphShape, ParamName } from './graph.js';
 import type { AttentionDims, ScoreModifiers } from './ops.js';
 import { alibiSlopes } from './positional.js';
 
@@ -9,11 +9,11 @@ import { alibiSlopes } from './positional.js';
  */
 
 /** Builds the graph for one call's shapes. Cheap; the handle caches graphs per shape. */
-export function buildGraph(config: ResolvedConfig, shape: GraphShape): AttentionGraph {
+export function buildGraph(config: ResolvedConfig, shape: GraphShape, constants: GraphConstants = {}): AttentionGraph {
   const { dModel, numHeads: H, numKVHeads: KVH, headDim: hd } = config;
   const { batch: B, queryLength: Lq, keyLength: Lk } = shape;
   const att: AttentionDims = { batch: B, numHeads: H, numKVHeads: KVH, queryLength: Lq, keyLength: Lk, headDim: hd };
-  const g: Builder = { config, shape, att, offset: shape.positionOffset ?? 0, nodes: [] };
+  const g: Builder = { config, shape, att, offset: shape.positionOffset ?? 0, constants, nodes: [] };
   inputNodes(g);
   paramNodes(g);
   const { keys, values } = projectionNodes(g);
@@ -29,6 +29,7 @@ interface Builder {
   readonly att: AttentionDims;
   /** Position of query row 0. */
   readonly offset: number;
+  readonly constants: GraphConstants;
   readonly nodes: GraphNode[];
 }
 
@@ -98,6 +99,9 @@ function inputNodes({ config, shape, offset, nodes }: Builder): void {
   }
   if (shape.hasAttnMask) {
     feed('attnMask', [Lq, Lk], ['Lq', 'Lk'], 'additive bias on the scaled scores; -Infinity hides a key');
+  }
+  if (shape.hasSequenceIds) {
+    feed('sequenceIds', [B, Lk], ['B', 'Lk'], 'packed sequences: query i sees key j only when their ids are equal');
   }
 }
 
@@ -226,8 +230,8 @@ function projectionNodes({ config, shape, offset, nodes }: Builder): { keys: str
         inputs: [cacheName, src],
         shape: [B, Lk, kvOut],
         dims: allDims,
-        attrs: { batch: B, rows: Lq, capacity: cache.capacity, offset, width: kvOut },
-        doc: `${cacheName}[:, ${offset} … ${offset + Lq - 1}, :] = ${src} (append in place); Lk = ${Lk} rows valid`,
+        attrs: { batch: B, rows: Lq, capacity: cache.capacity, offset: Lk - Lq, width: kvOut },
+        doc: `${cacheName}[:, ${Lk - Lq} … ${Lk - 1}, :] = ${src} (append in place); Lk = ${Lk} rows valid`,
       });
     } else {
       nodes.push({
@@ -245,7 +249,7 @@ function projectionNodes({ config, shape, offset, nodes }: Builder): { keys: str
 }
 
 /** The seed's attention: scores → scale → mask → softmax → weighted sum, Wo, residual. */
-function attentionNodes({ config, shape, att, offset, nodes }: Builder, keys: string, values: string): void {
+function attentionNodes({ config, shape, att, offset, constants, nodes }: Builder, keys: string, values: string): void {
   const { dModel, numHeads: H, headDim: hd } = config;
   const { batch: B, queryLength: Lq, keyLength: Lk, cache } = shape;
   const qOut = H * hd;
@@ -257,12 +261,17 @@ function attentionNodes({ config, shape, att, offset, nodes }: Builder, keys: st
   if (config.positionalEncoding === 'alibi') mods.alibiSlopes = alibiSlopes(H);
   if (config.maskMod !== null) mods.maskMod = config.maskMod;
   if (config.scoreMod !== null) mods.scoreMod = config.scoreMod;
+  Object.assign(mods, servingModifiers(config, cache?.rowOffset ?? 0));
   const modDoc = [
     mods.alibiSlopes ? 'ALiBi −m_h·|p − j| added' : '',
     config.scoreMod ? 'scoreMod applied' : '',
     config.window !== null ? `keys outside the window of ${config.window} hidden` : '',
     config.maskMod ? 'maskMod false → −∞' : '',
+    config.softcap !== null ? `softcap ${config.softcap}·tanh(s/${config.softcap}) first` : '',
+    config.sinkTokens !== null ? `the first ${config.sinkTokens} tokens stay visible` : '',
+    shape.hasSequenceIds ? 'keys of other sequences hidden' : '',
   ].filter((x) => x !== '');
+  const sinks = constants.sinks;
   const dims = ['B', 'H', 'Lq', 'Lk'];
   const sshape = [B, H, Lq, Lk];
   const bld = ['B', 'Lq', 'dModel'];
@@ -287,7 +296,12 @@ function attentionNodes({ config, shape, att, offset, nodes }: Builder, keys: st
   nodes.push({
     name: 'masked',
     op: 'mask',
-    inputs: ['scaled', shape.hasKeyPaddingMask ? 'keyPaddingMask' : null, shape.hasAttnMask ? 'attnMask' : null],
+    inputs: [
+      'scaled',
+      shape.hasKeyPaddingMask ? 'keyPaddingMask' : null,
+      shape.hasAttnMask ? 'attnMask' : null,
+      shape.hasSequenceIds ? 'sequenceIds' : null,
+    ],
     shape: sshape,
     dims,
     attrs: { ...att, causal: config.causal, ...mods },
@@ -299,8 +313,8 @@ function attentionNodes({ config, shape, att, offset, nodes }: Builder, keys: st
     inputs: ['masked'],
     shape: sshape,
     dims,
-    attrs: { rows: B * H * Lq, cols: Lk },
-    doc: 'attention weights W_a = softmax over keys; rows with no visible key are 0',
+    attrs: sinks ? { rows: B * H * Lq, cols: Lk, sinks, queryLength: Lq } : { rows: B * H * Lq, cols: Lk },
+    doc: `attention weights W_a = softmax over keys; rows with no visible key are 0${sinks ? '; exp(sinks[h]) joins each denominator (rows sum to < 1)' : ''}`,
   });
   nodes.push({
     name: 'heads',
@@ -332,3 +346,12 @@ function attentionNodes({ config, shape, att, offset, nodes }: Builder, keys: st
 }
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
+
+/** The serving options' score modifiers (softcap, sinkTokens, a compacted cache's keyOffset). */
+function servingModifiers(config: ResolvedConfig, rowOffset: number): ScoreModifiers {
+  const mods: Mutable<ScoreModifiers> = {};
+  if (config.softcap !== null) mods.softcap = config.softcap;
+  if (config.sinkTokens !== null) mods.sinkTokens = config.sinkTokens;
+  if (rowOffset !== 0) mods.keyOffset = rowOffset;
+  return mods;
+}

@@ -71,6 +71,15 @@ export interface AttentionConfig {
   maskMod?: MaskMod | null;
   /** Rewrites each scaled score (softcapping, custom biases). Must be a pure function. */
   scoreMod?: ScoreMod | null;
+  /** Logit softcapping (Gemma 2): after scaling, s = c·tanh(s/c), before ALiBi and masks. c > 0. */
+  softcap?: number | null;
+  /**
+   * Learned attention sinks (gpt-oss): `weights.sinks` [numHeads] holds one logit per head that
+   * joins every row's softmax denominator and carries no value, so a row's weights sum to < 1.
+   */
+  sinks?: boolean;
+  /** StreamingLLM: with `window`, the first s tokens stay visible to every query (causal permitting). */
+  sinkTokens?: number | null;
   /**
    * true: K and V are projected from X (key/value inputs, if given, must equal the query).
    * false: cross-attention, key/value inputs are required. Absent: inferred per run.
@@ -98,10 +107,25 @@ export interface ResolvedConfig {
   readonly maskMod: MaskMod | null;
   readonly scoreMod: ScoreMod | null;
   readonly selfAttention: boolean | undefined;
+  /** Logit softcap c (Gemma 2): s = c·tanh(s/c) after scaling; null: none. */
+  readonly softcap: number | null;
+  /** Learned sink logits (gpt-oss): `weights.sinks` [numHeads] joins each row's denominator. */
+  readonly sinks: boolean;
+  /** StreamingLLM sink tokens: the first s positions stay visible next to the window; null: none. */
+  readonly sinkTokens: number | null;
 }
 
 /** Optional features a backend must declare (via `supports`) before it is given such a config. */
-export type BackendFeature = 'rotary' | 'alibi' | 'window' | 'maskMod' | 'scoreMod';
+export type BackendFeature =
+  | 'rotary'
+  | 'alibi'
+  | 'window'
+  | 'maskMod'
+  | 'scoreMod'
+  | 'softcap'
+  | 'sinks'
+  | 'sinkTokens'
+  | 'sequenceIds';
 
 /** The option a user sets to ask for each feature, for error messages. */
 export const FEATURE_OPTIONS: Readonly<Record<BackendFeature, string>> = {
@@ -110,6 +134,10 @@ export const FEATURE_OPTIONS: Readonly<Record<BackendFeature, string>> = {
   window: 'config.window',
   maskMod: 'config.maskMod',
   scoreMod: 'config.scoreMod',
+  softcap: 'config.softcap',
+  sinks: 'config.sinks',
+  sinkTokens: 'config.sinkTokens',
+  sequenceIds: 'inputs.sequenceIds',
 };
 
 /**
@@ -123,6 +151,9 @@ export function requiredFeatures(config: ResolvedConfig): BackendFeature[] {
   if (config.window !== null) out.push('window');
   if (config.maskMod !== null) out.push('maskMod');
   if (config.scoreMod !== null) out.push('scoreMod');
+  if (config.softcap !== null) out.push('softcap');
+  if (config.sinks) out.push('sinks');
+  if (config.sinkTokens !== null) out.push('sinkTokens');
   return out;
 }
 
@@ -139,6 +170,12 @@ export function shaderSupports(backend: string, language: string): (config: Reso
         (f) =>
           `${FEATURE_OPTIONS[f]} is a JavaScript function, and ${backend} kernels are ${language} shaders that cannot call back into JavaScript`,
       );
+    // The serving features (issue #18) the shader backends do not implement yet.
+    for (const f of requiredFeatures(config)) {
+      if (f === 'softcap' || f === 'sinks' || f === 'sinkTokens') {
+        reasons.push(`${FEATURE_OPTIONS[f]} is not implemented in the ${language} kernels yet`);
+      }
+    }
     return reasons.length === 0 ? true : `${backend} backend: ${reasons.join('; ')}`;
   };
 }
@@ -160,6 +197,9 @@ const CONFIG_KEYS = new Set([
   'maskMod',
   'scoreMod',
   'selfAttention',
+  'softcap',
+  'sinks',
+  'sinkTokens',
 ]);
 
 /** Throws unless every key of `obj` is in `allowed`, naming the offender and the valid ones. */
@@ -278,6 +318,7 @@ export function resolveConfig(config: AttentionConfig): ResolvedConfig {
   }
   const selfAttention =
     config.selfAttention === undefined ? undefined : optionalBool('config.selfAttention', config.selfAttention, true);
+  const serving = resolveServing(config, window);
   return {
     dModel,
     numHeads,
@@ -293,6 +334,7 @@ export function resolveConfig(config: AttentionConfig): ResolvedConfig {
     maskMod: config.maskMod ?? null,
     scoreMod: config.scoreMod ?? null,
     selfAttention,
+    ...serving,
   };
 }
 
@@ -336,4 +378,39 @@ function resolveProjectionWidths(
     );
   }
   return { bias: biases.length === 4, biases, keyDim, valueDim };
+}
+
+/**
+ * The serving options (issue #18), validated apart from the rest so each reads on its own:
+ *   softcap c     a finite number > 0 (Gemma 2 uses 50 for attention logits)
+ *   sinks         true or false; true needs `weights.sinks` [numHeads] (checked with the weights)
+ *   sinkTokens s  a positive integer, only together with `window` (StreamingLLM keeps the first
+ *                 s tokens next to a sliding window; without a window every key is visible anyway)
+ */
+function resolveServing(
+  config: AttentionConfig,
+  window: number | null,
+): Pick<ResolvedConfig, 'softcap' | 'sinks' | 'sinkTokens'> {
+  let softcap: number | null = null;
+  if (config.softcap !== undefined && config.softcap !== null) {
+    if (typeof config.softcap !== 'number' || !Number.isFinite(config.softcap) || config.softcap <= 0) {
+      throw new QkvError(
+        'INVALID_CONFIG',
+        `config.softcap: expected a finite number > 0 (s = c·tanh(s/c)) or null, got ${describeValue(config.softcap)}`,
+      );
+    }
+    softcap = config.softcap;
+  }
+  const sinks = optionalBool('config.sinks', config.sinks, false);
+  let sinkTokens: number | null = null;
+  if (config.sinkTokens !== undefined && config.sinkTokens !== null) {
+    sinkTokens = positiveInt('config.sinkTokens', config.sinkTokens);
+    if (window === null) {
+      throw new QkvError(
+        'INVALID_CONFIG',
+        `config.sinkTokens: needs config.window (sink tokens stay visible next to a sliding window), got sinkTokens ${sinkTokens} without a window`,
+      );
+    }
+  }
+  return { softcap, sinks, sinkTokens };
 }

@@ -95,13 +95,22 @@ function fusedStep(graph: AttentionGraph): StepOf<'fusedAttention'> {
   const scores = nodeOf(graph, 'scores', 'scores');
   const masked = nodeOf(graph, 'masked', 'mask');
   const heads = nodeOf(graph, 'heads', 'weightedSum');
+  const sinkLogits = nodeOf(graph, 'weights', 'softmax').attrs.sinks;
+  const sinks = sinkLogits ? { sinks: sinkLogits } : {};
   return {
     name: heads.name,
     shape: heads.shape,
     dims: heads.dims,
     op: 'fusedAttention',
-    inputs: ['q', scores.inputs[1] ?? 'k', heads.inputs[1] ?? 'v', masked.inputs[1] ?? null, masked.inputs[2] ?? null],
-    attrs: { ...masked.attrs, ...scores.attrs, scale: nodeOf(graph, 'scaled', 'scale').attrs.scale },
+    inputs: [
+      'q',
+      scores.inputs[1] ?? 'k',
+      heads.inputs[1] ?? 'v',
+      masked.inputs[1] ?? null,
+      masked.inputs[2] ?? null,
+      masked.inputs[3] ?? null,
+    ],
+    attrs: { ...masked.attrs, ...scores.attrs, scale: nodeOf(graph, 'scaled', 'scale').attrs.scale, ...sinks },
   };
 }
 
@@ -199,7 +208,11 @@ function need(t: BackendTensor | null | undefined): BackendTensor {
 /** Mask attrs that hide or bias nothing: masked = scaled, no kernel, no copy. */
 function masksNothing(m: MaskAttrs, keyPaddingMask: BackendTensor | null, attnMask: BackendTensor | null): boolean {
   const modifies =
-    m.window !== undefined || m.alibiSlopes !== undefined || m.maskMod !== undefined || m.scoreMod !== undefined;
+    m.window !== undefined ||
+    m.alibiSlopes !== undefined ||
+    m.maskMod !== undefined ||
+    m.scoreMod !== undefined ||
+    m.softcap !== undefined;
   return !m.causal && !modifies && keyPaddingMask === null && attnMask === null;
 }
 
@@ -225,8 +238,13 @@ const CALLS: { readonly [K in StepOp]: Call<K> } = {
   linear: ({ backend }, { attrs }, [x, w, bias]) => backend.kernels.linear(need(x), need(w), bias ?? null, attrs),
   scores: ({ backend }, { attrs }, [q, k]) => backend.kernels.scores(need(q), need(k), attrs),
   scale: ({ backend }, { attrs }, [s]) => backend.kernels.scale(need(s), attrs),
-  mask: ({ backend }, { attrs }, [s, pad = null, am = null]) =>
-    masksNothing(attrs, pad, am) ? need(s) : backend.kernels.mask(need(s), pad, am, attrs),
+  // The packed-sequence ids go only to backends that declare them (Backend.inputs).
+  mask: ({ backend }, { attrs }, [s, pad = null, am = null, ids = null]) =>
+    ids !== null
+      ? backend.kernels.mask(need(s), pad, am, attrs, ids)
+      : masksNothing(attrs, pad, am)
+        ? need(s)
+        : backend.kernels.mask(need(s), pad, am, attrs),
   softmax: ({ backend }, { attrs }, [s]) => backend.kernels.softmax(need(s), attrs),
   weightedSum: ({ backend }, { attrs }, [w, v]) => backend.kernels.weightedSum(need(w), need(v), attrs),
   rotary: ({ backend }, { attrs }, [x]) =>
@@ -235,10 +253,12 @@ const CALLS: { readonly [K in StepOp]: Call<K> } = {
     backend.kernels.writeRows
       ? backend.kernels.writeRows(need(cache), need(rows), attrs)
       : capability(backend, 'writeRows'),
-  fusedAttention: ({ backend }, { attrs }, [q, k, v, pad = null, am = null]) =>
-    backend.fused
-      ? backend.fused.fusedAttention(need(q), need(k), need(v), pad, am, attrs)
-      : capability(backend, 'fusedAttention'),
+  fusedAttention: ({ backend }, { attrs }, [q, k, v, pad = null, am = null, ids = null]) =>
+    !backend.fused
+      ? capability(backend, 'fusedAttention')
+      : ids === null
+        ? backend.fused.fusedAttention(need(q), need(k), need(v), pad, am, attrs)
+        : backend.fused.fusedAttention(need(q), need(k), need(v), pad, am, attrs, ids),
 };
 
 function call<K extends StepOp>(c: CallContext, step: StepOf<K>, ins: Inputs): MaybePromise<BackendTensor> {

@@ -37,7 +37,7 @@ export const STEP_NAMES = [
 export type StepName = (typeof STEP_NAMES)[number];
 
 /** Data nodes that are fed rather than computed. */
-export const FEED_NAMES = ['key', 'value', 'keyPaddingMask', 'attnMask'] as const;
+export const FEED_NAMES = ['key', 'value', 'keyPaddingMask', 'attnMask', 'sequenceIds'] as const;
 export const PARAM_NAMES = ['wq', 'bq', 'wk', 'bk', 'wv', 'bv', 'wo', 'bo'] as const;
 export type ParamName = (typeof PARAM_NAMES)[number];
 
@@ -78,6 +78,8 @@ export interface GraphShape {
   selfAttention: boolean;
   hasKeyPaddingMask: boolean;
   hasAttnMask: boolean;
+  /** A `sequenceIds` input [B, Lk] (packed sequences) is fed. */
+  hasSequenceIds?: boolean;
   /** Position of the first query token (KV-cache sessions). */
   positionOffset?: number;
   /** Explicit positions of the query tokens [B·Lq] (`positionIds`); replaces offset + row. */
@@ -87,8 +89,16 @@ export interface GraphShape {
    * appended to a cache of `capacity` rows per batch; Lk = positionOffset + Lq.
    * 'device': the cache is a backend tensor (params `kCache`, `vCache`) written by `writeRows`.
    * 'host': core keeps the cache and feeds all Lk rows as inputs `kAll`, `vAll` each step.
+   * `rowOffset`: a compacted window cache, whose row j (past the sink rows) holds position
+   * j + rowOffset; Lk is then the number of rows held, not positionOffset + Lq.
    */
-  cache?: { readonly capacity: number; readonly mode: 'device' | 'host' };
+  cache?: { readonly capacity: number; readonly mode: 'device' | 'host'; readonly rowOffset?: number };
+}
+
+/** Values of the weights that reach kernels as attrs (plain numbers, uploaded nowhere). */
+export interface GraphConstants {
+  /** `weights.sinks` [H] when config.sinks. */
+  readonly sinks?: readonly number[];
 }
 
 /** The node `name`, checked to be an `op` node (the executor reads attrs across nodes). */

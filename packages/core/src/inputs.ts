@@ -3,6 +3,7 @@ import { describeValue, QkvError } from './errors.js';
 import type { GraphShape, StepName } from './graph.js';
 import { STEP_NAMES } from './graph.js';
 import { preparePositionIds } from './position-ids.js';
+import { expectShape, validateSequenceIds, validateSinks } from './serving.js';
 import { formatShape, type Tensor, type TensorLike, toTensor } from './tensor.js';
 
 /**
@@ -21,6 +22,8 @@ export interface AttentionWeights {
   bo?: TensorLike;
   /** The learned position table [maxLength, dModel], with positionalEncoding 'learned' only. */
   positionalEmbedding?: TensorLike;
+  /** One sink logit per head [numHeads], with config.sinks only. */
+  sinks?: TensorLike;
 }
 
 export interface AttentionInputs {
@@ -38,6 +41,11 @@ export interface AttentionInputs {
    * padding) for RoPE, learned and sinusoidal PE; default 0 … Lq−1. Self-attention keys share them.
    */
   positionIds?: TensorLike;
+  /**
+   * [B, L] integers (self-attention): packed sequences, query i sees key j only when their ids
+   * are equal (besides the other masks), like flash-attn's cu_seqlens without padding.
+   */
+  sequenceIds?: TensorLike;
 }
 
 export interface RunOptions {
@@ -52,18 +60,9 @@ export interface RunOptions {
 
 export type ReturnWeights = boolean | 'perHead' | 'averaged';
 
-const WEIGHT_KEYS = new Set(['wq', 'wk', 'wv', 'wo', 'bq', 'bk', 'bv', 'bo', 'positionalEmbedding']);
-const INPUT_KEYS = new Set(['query', 'key', 'value', 'keyPaddingMask', 'attnMask', 'positionIds']);
+const WEIGHT_KEYS = new Set(['wq', 'wk', 'wv', 'wo', 'bq', 'bk', 'bv', 'bo', 'positionalEmbedding', 'sinks']);
+const INPUT_KEYS = new Set(['query', 'key', 'value', 'keyPaddingMask', 'attnMask', 'positionIds', 'sequenceIds']);
 const RUN_KEYS = new Set(['returnWeights', 'capture']);
-
-function expectShape(name: string, t: Tensor, expected: readonly number[], meaning: string): void {
-  if (t.shape.length !== expected.length || t.shape.some((d, i) => d !== expected[i])) {
-    throw new QkvError(
-      'INVALID_SHAPE',
-      `${name}: expected ${formatShape(expected)} (${meaning}), got ${formatShape(t.shape)}`,
-    );
-  }
-}
 
 /** Validates weights against the config; returns float32 tensors by name. */
 export function validateWeights(config: ResolvedConfig, weights: AttentionWeights): Map<string, Tensor> {
@@ -135,6 +134,8 @@ export function validateWeights(config: ResolvedConfig, weights: AttentionWeight
       `weights.positionalEmbedding: only used with positionalEncoding 'learned', got positionalEncoding '${config.positionalEncoding}'`,
     );
   }
+  const sinks = validateSinks(config, weights.sinks);
+  if (sinks) out.set('sinks', sinks);
   return out;
 }
 
@@ -269,6 +270,9 @@ export function prepareInputs(config: ResolvedConfig, inputs: AttentionInputs): 
     unbatched,
     selfAttention,
   });
+  if (inputs.sequenceIds !== undefined) {
+    feeds.set('sequenceIds', validateSequenceIds(inputs.sequenceIds, B, Lq, unbatched, selfAttention));
+  }
   return {
     unbatched,
     feeds,
@@ -280,6 +284,7 @@ export function prepareInputs(config: ResolvedConfig, inputs: AttentionInputs): 
       hasKeyPaddingMask: feeds.has('keyPaddingMask'),
       hasAttnMask: feeds.has('attnMask'),
       ...(positionIds ? { positionIds } : {}),
+      ...(feeds.has('sequenceIds') ? { hasSequenceIds: true } : {}),
     },
   };
 }

@@ -39,11 +39,16 @@ export interface AttentionDims {
  * Optional score modifiers, shared by `mask` and `fusedAttention`. Every field absent = the base
  * behaviour, so kernels written before them stay correct for configs that do not use them (and
  * a backend only gets them once its `supports()` says yes).
- * Per visible key, in this order:  s = scaled − slope_h·|p − j|  (ALiBi)
+ * Per visible key, in this order:  s = c·tanh(scaled / c)        (softcap)
+ *                                  s = s − slope_h·|p − j|        (ALiBi)
  *                                  s = scoreMod(s, b, h, p, j)
  *                                  s = s + attnMask[i, j]
  * and the key is hidden (−∞) when causal/padding hide it, when outside the window, or when
- * maskMod(b, h, p, j) is false; p = queryOffset + i is query row i's position.
+ * maskMod(b, h, p, j) is false; p = queryOffset + i is query row i's position and j the key's
+ * position (row j, or j + keyOffset in a compacted window cache; see `keyPosition`). With
+ * sinkTokens s, keys at positions 0 … s−1 are visible besides the window (causal permitting).
+ * A `sequenceIds` input [B, Lk] (when given) hides key row j from query row i unless
+ * ids[b, j] = ids[b, i + Lk − Lq] (the query's own row: queries are the last Lq key rows).
  */
 export interface ScoreModifiers {
   /** Position of query row 0: 0 in run(), the cache length before the step in a session. */
@@ -54,6 +59,17 @@ export interface ScoreModifiers {
   readonly alibiSlopes?: readonly number[];
   readonly maskMod?: MaskMod;
   readonly scoreMod?: ScoreMod;
+  /** Softcap c: s = c·tanh(s/c), applied first (right after scaling). */
+  readonly softcap?: number;
+  /** StreamingLLM: key rows 0 … s−1 (positions 0 … s−1) stay visible besides the window. */
+  readonly sinkTokens?: number;
+  /** A compacted window cache: key row j ≥ sinkTokens sits at position j + keyOffset. */
+  readonly keyOffset?: number;
+}
+
+/** The position of key row j (rows of a compacted window cache are shifted past the sink rows). */
+export function keyPosition(j: number, mods: Pick<ScoreModifiers, 'sinkTokens' | 'keyOffset'>): number {
+  return mods.keyOffset === undefined || j < (mods.sinkTokens ?? 0) ? j : j + mods.keyOffset;
 }
 
 export interface PositionalEncodingAttrs {
@@ -77,6 +93,12 @@ export interface MaskAttrs extends AttentionDims, ScoreModifiers {
 export interface SoftmaxAttrs {
   readonly rows: number;
   readonly cols: number;
+  /**
+   * Sink logits [H] (config.sinks): row r belongs to head floor(r / queryLength) mod H, and
+   * exp(sinks[h]) joins its denominator: w_j = exp(s_j) / (Σ_k exp(s_k) + exp(sinks[h])).
+   */
+  readonly sinks?: readonly number[];
+  readonly queryLength?: number;
 }
 export type ScoresAttrs = AttentionDims;
 export type WeightedSumAttrs = AttentionDims;
@@ -84,6 +106,8 @@ export type WeightedSumAttrs = AttentionDims;
 export interface FusedAttentionAttrs extends AttentionDims, ScoreModifiers {
   readonly scale: number;
   readonly causal: boolean;
+  /** Sink logits [H], as in `SoftmaxAttrs`. */
+  readonly sinks?: readonly number[];
 }
 /**
  * RoPE (Su et al. 2021) on x [B, L, heads·hd], each head's channels rotated in pairs (x1, x2):

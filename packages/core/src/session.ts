@@ -3,10 +3,13 @@ import { buildGraph } from './build-graph.js';
 import { assertKnownKeys, positiveInt, type ResolvedConfig } from './config.js';
 import { describeValue, QkvError } from './errors.js';
 import { DEFAULT_MAX_TENSOR_ELEMENTS, execute } from './executor.js';
-import type { GraphShape } from './graph.js';
+import type { GraphConstants, GraphShape } from './graph.js';
 import { learnedPositionalEncoding, type ReturnWeights, type RunOptions, validateRunOptions } from './inputs.js';
-import { readOutputs } from './outputs.js';
+import { keyPosition } from './ops.js';
+import { averageHeads, unbatch } from './outputs.js';
 import { type CachedNorms, checkOverflow, type WeightNorms } from './overflow.js';
+import { KvCache } from './session-cache.js';
+import { concatQueries, concatTokens, sliceTokens, weightsByPosition } from './session-pieces.js';
 import { formatShape, sizeOf, type Tensor, type TensorLike, toTensor } from './tensor.js';
 
 /**
@@ -23,6 +26,16 @@ import { formatShape, sizeOf, type Tensor, type TensorLike, toTensor } from './t
  *   'host'    it does not: core keeps K/V in Float32Arrays, runs the step's k/v projection,
  *             downloads the t new rows, and uploads all Lk rows for the attention (correct,
  *             O(Lk) transfer per step).
+ *
+ * Window sessions (config.window w, optional sinkTokens s) keep only what a future query can see:
+ * the s sink rows and the last w − 1 rows, plus room for w new ones, so the cache has
+ * min(maxLength, s + 2w − 1) rows per batch however long the session runs. When a step would not
+ * fit, the cache is compacted (the last w − 1 rows move down behind the sinks, once per ≥ w
+ * tokens) and its rows past the sinks sit at positions row + rowOffset (`keyOffset` of the
+ * kernels). A step of more than w tokens runs as consecutive steps of at most w.
+ *
+ * fork() shares the cache (copy on write: the first step of a session whose cache is shared
+ * copies it, O(rows)); truncate(n) drops the cache back to n tokens.
  */
 
 export interface SessionOptions {
@@ -56,6 +69,11 @@ export interface SessionInfo {
   /** Why the cache lives there. */
   readonly reason: string;
   readonly maxLength: number;
+  /**
+   * Cache rows per batch: maxLength, or min(maxLength, s + 2w − 1) for a window session (the
+   * sinks, the last w − 1 keys and room for w new ones), whatever the session's length.
+   */
+  readonly capacity: number;
 }
 
 export interface AttentionSession {
@@ -68,6 +86,18 @@ export interface AttentionSession {
   step(x: TensorLike, options?: SessionStepOptions): Promise<SessionStepResult>;
   /** Empties the cache (after queued steps); positions restart at 0. */
   reset(): Promise<void>;
+  /**
+   * Drops the cache back to its first `length` tokens (after queued steps): later steps equal a
+   * fresh session fed those tokens. INVALID_OPTION unless 0 ≤ length ≤ this.length is an integer
+   * (or, in a compacted window session, when positions it needs were already dropped).
+   */
+  truncate(length: number): Promise<void>;
+  /**
+   * A new session continuing from this one's tokens (after the steps queued before the call);
+   * stepping either never changes the other. O(1): the cache is shared until one of them writes,
+   * which copies it once. DISPOSED for a disposed session.
+   */
+  fork(): AttentionSession;
   /** Frees the cache; later steps reject with DISPOSED. */
   dispose(): Promise<void>;
 }
@@ -81,10 +111,13 @@ export interface SessionContext {
   readonly table: Tensor | null;
   /** The handle's weight norms, for the NUMERIC_OVERFLOW check of every step. */
   readonly norms: WeightNorms;
+  readonly constants: GraphConstants;
   readonly checkAlive: () => void;
   /** Counts a step as an in-flight run of the handle (dispose waits for it). */
   readonly track: (p: Promise<unknown>) => void;
   readonly forget: (s: Session) => void;
+  /** Registers a forked session with the handle (disposed with it). */
+  readonly adopt: (s: Session) => void;
 }
 
 const SESSION_KEYS = new Set(['maxLength', 'batch', 'cache']);
@@ -94,21 +127,26 @@ export class Session implements AttentionSession {
   readonly info: SessionInfo;
   readonly maxLength: number;
   readonly #ctx: SessionContext;
+  readonly #options: SessionOptions;
   #batch: number | null;
+  /** Tokens fed (positions 0 … length − 1). */
   #length = 0;
   /** Largest K/V norm bounds of the cached tokens per (b, KV head), for the overflow check. */
   #cachedNorms: CachedNorms | null = null;
+  /** Cache rows in use; equal to #length until a window cache is compacted. */
+  #rows = 0;
+  /** A compacted window cache: row j past the sink rows holds position j + #rowOffset. */
+  #rowOffset = 0;
   #disposed = false;
   /** Steps run one after another: each needs the cache the previous one wrote. */
   #queue: Promise<unknown> = Promise.resolve();
-  /** 'device': the two backend caches [B, maxLength, KVH·hd], allocated on the first step. */
-  #kCache: BackendTensor | null = null;
-  #vCache: BackendTensor | null = null;
-  /** 'host': the same caches in host memory. */
-  #kHost: Float32Array | null = null;
-  #vHost: Float32Array | null = null;
+  /** [B, capacity, KVH·hd] K and V, allocated on the first step (maybe shared with forks). */
+  #cache: KvCache | null = null;
+  /** Window sessions: the sink rows kept (s or 0) and the window w. */
+  readonly #window: { sinks: number; w: number } | null;
 
   constructor(ctx: SessionContext, options: SessionOptions) {
+    this.#options = options;
     this.#ctx = ctx;
     const { config } = ctx;
     if (options === null || typeof options !== 'object') {
@@ -159,9 +197,14 @@ export class Session implements AttentionSession {
       );
     }
     const device = mode === 'device' || (mode === 'auto' && canDevice);
+    this.#window = config.window === null ? null : { sinks: config.sinkTokens ?? 0, w: config.window };
+    const capacity = this.#window
+      ? Math.min(this.maxLength, this.#window.sinks + 2 * this.#window.w - 1)
+      : this.maxLength;
     this.info = {
       backend: ctx.backendName,
       maxLength: this.maxLength,
+      capacity,
       cache: device ? 'device' : 'host',
       reason: device
         ? `backend "${ctx.backendName}" holds the K/V cache and appends with writeRows`
@@ -169,12 +212,16 @@ export class Session implements AttentionSession {
           ? "requested cache: 'host'"
           : `backend "${ctx.backendName}" has no writeRows kernel: K/V are kept on the host and uploaded every step (O(length) transfer per token)`,
     };
-    const width = config.numKVHeads * config.headDim;
     // Refuse a cache that could never be allocated, before the first step.
-    if (this.#batch !== null && this.#batch * this.maxLength * width > DEFAULT_MAX_TENSOR_ELEMENTS) {
+    if (this.#batch !== null) this.#checkCacheSize(this.#batch);
+  }
+
+  #checkCacheSize(B: number): void {
+    const width = this.#ctx.config.numKVHeads * this.#ctx.config.headDim;
+    if (sizeOf([B, this.info.capacity, width]) > DEFAULT_MAX_TENSOR_ELEMENTS) {
       throw new QkvError(
         'LIMIT_EXCEEDED',
-        `createSession.maxLength: a cache of ${formatShape([this.#batch, this.maxLength, width])} (B × maxLength × KVH·hd) is over the limit of ${DEFAULT_MAX_TENSOR_ELEMENTS} elements`,
+        `createSession.maxLength: a cache of ${formatShape([B, this.info.capacity, width])} (B × ${this.#window ? 'cache rows' : 'maxLength'} × KVH·hd) is over the limit of ${DEFAULT_MAX_TENSOR_ELEMENTS} elements`,
       );
     }
   }
@@ -206,27 +253,67 @@ export class Session implements AttentionSession {
 
   reset(): Promise<void> {
     return this.#enqueue(async () => {
-      this.#length = 0;
+      this.#length = this.#rows = this.#rowOffset = 0;
       this.#cachedNorms = null;
     });
+  }
+
+  truncate(length: number): Promise<void> {
+    return this.#enqueue(async () => {
+      this.#checkAlive();
+      if (typeof length !== 'number' || !Number.isInteger(length) || length < 0 || length > this.#length) {
+        throw new QkvError(
+          'INVALID_OPTION',
+          `session.truncate(length): expected an integer 0 … ${this.#length} (the tokens in the cache), got ${describeValue(length)}`,
+        );
+      }
+      const sinks = this.#window?.sinks ?? 0;
+      if (this.#rowOffset === 0 || length <= sinks) {
+        this.#rows = length;
+        this.#rowOffset = 0;
+      } else if (length - (this.#window as { w: number }).w + 1 >= sinks + this.#rowOffset) {
+        this.#rows = length - this.#rowOffset;
+      } else {
+        throw new QkvError(
+          'INVALID_OPTION',
+          `session.truncate(length): this window session keeps ${sinks ? `the ${sinks} sink tokens and ` : ''}positions ≥ ${sinks + this.#rowOffset}; a query after ${length} tokens needs positions from ${length - (this.#window as { w: number }).w + 1}, got length ${length}`,
+        );
+      }
+      this.#length = length;
+    });
+  }
+
+  fork(): AttentionSession {
+    this.#checkAlive();
+    const child = new Session(this.#ctx, this.#options);
+    // The child starts once every step queued on this session before fork() has settled.
+    child.#queue = this.#enqueue(async () => {
+      child.#batch = this.#batch;
+      child.#length = this.#length;
+      child.#rows = this.#rows;
+      child.#rowOffset = this.#rowOffset;
+      child.#cache = this.#cache;
+      if (this.#cache) this.#cache.refs++;
+      // The overflow bounds cover every token either session holds from here on.
+      child.#cachedNorms = this.#cachedNorms && { k: this.#cachedNorms.k.slice(), v: this.#cachedNorms.v.slice() };
+    });
+    this.#ctx.adopt(child);
+    return child;
   }
 
   dispose(): Promise<void> {
     if (this.#disposed) return this.#queue.then(() => undefined);
     this.#disposed = true;
     this.#ctx.forget(this);
-    return this.#enqueue(async () => this.#free());
-  }
-
-  #free(): void {
-    for (const h of [this.#kCache, this.#vCache]) if (h) this.#ctx.backend.dispose(h);
-    this.#kCache = this.#vCache = null;
-    this.#kHost = this.#vHost = null;
+    return this.#enqueue(async () => {
+      this.#cache?.release(this.#ctx.backend);
+      this.#cache = null;
+    });
   }
 
   async #step(xIn: TensorLike, options: SessionStepOptions): Promise<SessionStepResult> {
     this.#checkAlive();
-    const { config, backend } = this.#ctx;
+    const { config } = this.#ctx;
     const { dModel } = config;
     if (options === null || typeof options !== 'object') {
       throw new QkvError('INVALID_OPTION', `session.step options: expected an object, got ${describeValue(options)}`);
@@ -251,21 +338,77 @@ export class Session implements AttentionSession {
       );
     }
     const offset = this.#length;
-    const Lk = offset + t;
-    if (Lk > this.maxLength) {
+    if (offset + t > this.maxLength) {
       throw new QkvError(
         'SESSION_FULL',
-        `session.step: ${t} new token(s) after ${offset} would make ${Lk}, over maxLength ${this.maxLength}; call reset() or create a session with a larger maxLength`,
+        `session.step: ${t} new token(s) after ${offset} would make ${offset + t}, over maxLength ${this.maxLength}; call reset() or create a session with a larger maxLength`,
       );
     }
+    this.#checkCacheSize(B);
+    // A window cache holds at most w new rows past the kept ones: longer steps run in pieces.
+    const piece = this.#window ? this.#window.w : t;
+    const parts: SessionStepResult[] = [];
+    for (let at = 0; at < t; at += piece) {
+      const n = Math.min(piece, t - at);
+      const xs = n === t ? x : sliceTokens(x, at, n);
+      parts.push(
+        await this.#stepRows(xs, outputs, options.returnWeights !== undefined && options.returnWeights !== false),
+      );
+    }
+    const Lk = offset + t;
+    const take = (name: 'attention' | 'residual'): Tensor => {
+      const tt = parts.length === 1 ? (parts[0] as SessionStepResult)[name] : concatTokens(parts.map((r) => r[name]));
+      return unbatched ? unbatch(tt, ['B']) : tt;
+    };
+    const result: SessionStepResult = {
+      attention: take('attention'),
+      residual: take('residual'),
+      positions: [offset, Lk],
+      fused: parts.every((r) => r.fused),
+    };
+    if (options.returnWeights) {
+      // [B, H, t, Lk] over every position so far (columns past a piece's own keys are 0).
+      const w = concatQueries(
+        parts.map((r) => r.weights as Tensor),
+        Lk,
+      );
+      result.weights =
+        options.returnWeights === 'averaged'
+          ? unbatched
+            ? unbatch(averageHeads(w), ['B'])
+            : averageHeads(w)
+          : unbatched
+            ? unbatch(w, ['B'])
+            : w;
+    }
+    return result;
+  }
+
+  /** One step of t ≤ (window or maxLength) tokens x [B, t, dModel] through the cache. */
+  async #stepRows(x: Tensor, outputs: string[], withWeights: boolean): Promise<SessionStepResult> {
+    const { config, backend } = this.#ctx;
+    const [B, t] = x.shape as [number, number, number];
     const width = config.numKVHeads * config.headDim;
-    if (sizeOf([B, this.maxLength, width]) > DEFAULT_MAX_TENSOR_ELEMENTS) {
-      throw new QkvError(
-        'LIMIT_EXCEEDED',
-        `createSession.maxLength: a cache of ${formatShape([B, this.maxLength, width])} (B × maxLength × KVH·hd) is over the limit of ${DEFAULT_MAX_TENSOR_ELEMENTS} elements`,
-      );
-    }
+    const capacity = this.info.capacity;
     const device = this.info.cache === 'device';
+    if (!this.#cache) this.#cache = await KvCache.allocate(backend, device, B, capacity, width);
+    if (this.#window && this.#rows + t > capacity) {
+      // Compaction: keep the sink rows and the last w − 1 rows, the only ones a query from now
+      // on can see; they move down to just behind the sinks.
+      const { sinks, w } = this.#window;
+      const keep = w - 1;
+      const from = this.#rows - keep;
+      this.#cache = await this.#cache.copy(backend, { from, to: sinks, count: keep });
+      this.#rowOffset = keyPosition(from, { sinkTokens: sinks, keyOffset: this.#rowOffset }) - sinks;
+      this.#rows = sinks + keep;
+    } else if (this.#cache.refs > 1) {
+      // Shared with a fork: this session's writes go to its own copy.
+      this.#cache = await this.#cache.copy(backend);
+    }
+    const cache = this.#cache;
+    const offset = this.#length;
+    const rows = this.#rows;
+    const Lk = rows + t;
     const shape: GraphShape = {
       batch: B,
       queryLength: t,
@@ -274,9 +417,9 @@ export class Session implements AttentionSession {
       hasKeyPaddingMask: false,
       hasAttnMask: false,
       positionOffset: offset,
-      cache: { capacity: this.maxLength, mode: device ? 'device' : 'host' },
+      cache: { capacity, mode: device ? 'device' : 'host', rowOffset: this.#rowOffset },
     };
-    const graph = buildGraph(config, shape);
+    const graph = buildGraph(config, shape, this.#ctx.constants);
     const feeds = new Map<string, Tensor>([['input', x]]);
     if (this.#ctx.table) feeds.set('positionalEncoding', learnedPositionalEncoding(this.#ctx.table, t, offset));
     // Refused before anything runs; the cached tokens' K/V norm bounds grow only when it passes.
@@ -285,48 +428,31 @@ export class Session implements AttentionSession {
     checkOverflow(config, this.#ctx.norms, feeds, shape, this.#cachedNorms);
     const checkpoint = () => this.#checkAlive();
     let params = this.#ctx.params;
-
     if (device) {
-      if (!this.#kCache || !this.#vCache) {
-        const zeros = { shape: [B, this.maxLength, width], data: new Float32Array(B * this.maxLength * width) };
-        this.#kCache = await backend.upload(zeros);
-        this.#vCache = await backend.upload(zeros);
-      }
-      params = new Map([...params, ['kCache', this.#kCache], ['vCache', this.#vCache]]);
+      params = new Map([...params, ['kCache', cache.k as BackendTensor], ['vCache', cache.v as BackendTensor]]);
     } else {
       // Phase 1: project the new tokens' K and V (RoPE applied) and bring them to the host.
-      if (!this.#kHost || !this.#vHost) {
-        this.#kHost = new Float32Array(B * this.maxLength * width);
-        this.#vHost = new Float32Array(B * this.maxLength * width);
-      }
       const kv = await execute({ graph, backend, params, feeds, outputs: ['k', 'v'], checkpoint, unfused: true });
-      for (const [name, cache] of [
-        ['k', this.#kHost],
-        ['v', this.#vHost],
-      ] as const) {
-        const rows = (kv.tensors.get(name) as Tensor).data; // [B, t, width]
-        for (let b = 0; b < B; b++) {
-          cache.set(rows.subarray(b * t * width, (b + 1) * t * width), (b * this.maxLength + offset) * width);
-        }
-      }
-      // Phase 2 feeds all Lk rows of each batch, densely packed [B, Lk, width].
-      for (const [name, cache] of [
-        ['kAll', this.#kHost],
-        ['vAll', this.#vHost],
-      ] as const) {
-        const all = new Float32Array(B * Lk * width);
-        for (let b = 0; b < B; b++) {
-          all.set(cache.subarray(b * this.maxLength * width, (b * this.maxLength + Lk) * width), b * Lk * width);
-        }
-        feeds.set(name, { shape: [B, Lk, width], data: all });
-      }
+      cache.writeHost('k', (kv.tensors.get('k') as Tensor).data, t, rows);
+      cache.writeHost('v', (kv.tensors.get('v') as Tensor).data, t, rows);
+      // Phase 2 feeds all Lk rows of each batch.
+      feeds.set('kAll', cache.hostRows('k', Lk));
+      feeds.set('vAll', cache.hostRows('v', Lk));
     }
     const { tensors, fused } = await execute({ graph, backend, params, feeds, outputs, checkpoint });
     // Only a step that completed extends the cache; a failed one is overwritten by the next.
-    this.#length = Lk;
-    const { attention, residual, weights } = readOutputs(graph, tensors, unbatched, options.returnWeights);
-    const result: SessionStepResult = { attention, residual, positions: [offset, Lk], fused };
-    if (weights) result.weights = weights;
+    this.#length = offset + t;
+    this.#rows = Lk;
+    const result: SessionStepResult = {
+      attention: tensors.get('attention') as Tensor,
+      residual: tensors.get('residual') as Tensor,
+      positions: [offset, offset + t],
+      fused,
+    };
+    if (withWeights) {
+      const mods = { sinkTokens: this.#window?.sinks ?? 0, keyOffset: shape.cache?.rowOffset ?? 0 };
+      result.weights = weightsByPosition(tensors.get('weights') as Tensor, offset + t, (j) => keyPosition(j, mods));
+    }
     return result;
   }
 }

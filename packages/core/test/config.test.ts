@@ -46,6 +46,9 @@ describe('resolveConfig', () => {
       maskMod: null,
       scoreMod: null,
       selfAttention: undefined,
+      softcap: null,
+      sinks: false,
+      sinkTokens: null,
     });
   });
   it('takes grouped-query, explicit headDim, scale and null as default', () => {

@@ -29,13 +29,14 @@ export {
   wasmBuildSupport,
 } from '../fast/index.js';
 export { add } from './add.js';
-export { fusedAttention } from './fusedAttention.js';
+export { fusedAttention, packedFusedAttention } from './fusedAttention.js';
 export { linear } from './linear.js';
-export { hasScoreModifiers, mask, modifiedScore, visibleKeys } from './mask.js';
+export { hasScoreModifiers, mask, modifiedScore, sinkKeysEnd, visibleKeys } from './mask.js';
 export { positionalEncoding } from './positionalEncoding.js';
 export { rotary } from './rotary.js';
 export { scale } from './scale.js';
 export { rowsOf, scores } from './scores.js';
+export { contiguousRuns, SEQUENCE_BLOCK, sequenceBlocks } from './sequences.js';
 export { softmax } from './softmax.js';
 export { weightedSum } from './weightedSum.js';
 export { writeRows } from './writeRows.js';

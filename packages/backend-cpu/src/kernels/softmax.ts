@@ -7,9 +7,12 @@ import type { SoftmaxAttrs } from '@qkv/core';
  * Pass 3: normalise.
  * A row that is entirely −∞ (a query that can see no key) yields zeros, not NaN. NaN anywhere in
  * a row propagates to the whole row, as in PyTorch.
+ * With attrs.sinks (learned sink logits, gpt-oss) the head's sink joins the max and the sum of
+ * passes 1–2 and carries no value, so the row sums to < 1; a row with no visible key stays zero.
  */
 export function softmax(s: Float32Array, out: Float32Array, attrs: SoftmaxAttrs, from = 0, to = attrs.rows): void {
   const n = attrs.cols;
+  const sinks = attrs.sinks;
   for (let r = from; r < to; r++) {
     const off = r * n;
     let max = Number.NEGATIVE_INFINITY;
@@ -28,6 +31,11 @@ export function softmax(s: Float32Array, out: Float32Array, attrs: SoftmaxAttrs,
       continue;
     }
     let sum = 0;
+    if (sinks !== undefined) {
+      const sink = sinks[Math.floor(r / (attrs.queryLength as number)) % sinks.length] as number;
+      if (sink > max) max = sink;
+      sum = Math.exp(sink - max);
+    }
     for (let j = 0; j < n; j++) {
       const e = Math.exp((s[off + j] as number) - max);
       out[off + j] = e;

@@ -1,0 +1,395 @@
+import {
+  type Attention,
+  type AttentionConfig,
+  type AttentionInputs,
+  type AttentionSession,
+  type AttentionWeights,
+  type BackendFactory,
+  isQkvError,
+  type Tensor,
+} from '@qkv/core';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { compareArrays } from './compare.js';
+import { checkAgainstReference, close, type FeatureSuiteOptions, type Make, setup, withSupport } from './features.js';
+import { randomTensor, rng } from './random.js';
+import { referenceAttention } from './reference.js';
+
+/**
+ * The serving features (issue #18) on one backend, against the float64 reference: softcap, sink
+ * logits, sink tokens with a window, packed sequences (`sequenceIds`), and the session controls
+ * (bounded window caches, fork, truncate). Config features run where `supports()` accepts them
+ * and are otherwise checked to be refused with CAPABILITY; `sequenceIds` runs where the backend
+ * lists it in `Backend.inputs`, and is otherwise checked to be refused with CAPABILITY at run().
+ */
+
+/** Tokens at … at+t−1 of E [B, L, D] → [B, t, D]. */
+function tokens(E: Tensor, at: number, t: number): Tensor {
+  const [B, L, D] = E.shape as [number, number, number];
+  const x = new Float32Array(B * t * D);
+  for (let b = 0; b < B; b++) x.set(E.data.subarray((b * L + at) * D, (b * L + at + t) * D), b * t * D);
+  return { shape: [B, t, D], data: x };
+}
+
+/** Feeds E through `session` in steps of `sizes` (cycled); returns the attention [B, L, D]. */
+async function feed(session: AttentionSession, E: Tensor, from: number, to: number, sizes: number[]) {
+  const [B, , D] = E.shape as [number, number, number];
+  const out = new Float32Array(B * (to - from) * D);
+  let k = 0;
+  for (let at = from; at < to; ) {
+    const t = Math.min(sizes[k++ % sizes.length] as number, to - at);
+    const r = await session.step(tokens(E, at, t));
+    expect(r.positions).toEqual([at, at + t]);
+    for (let b = 0; b < B; b++)
+      out.set(r.attention.data.subarray(b * t * D, (b + 1) * t * D), (b * (to - from) + at - from) * D);
+    at += t;
+  }
+  return { shape: [B, to - from, D], data: out };
+}
+
+/** Rows at … at+t−1 of a [B, L, D] result. */
+const rowsOf = (full: Tensor, at: number, t: number) => tokens(full, at, t);
+
+/** Runs `body`, or checks that a backend without packed sequences refuses them with CAPABILITY. */
+async function packed(attn: Attention, body: () => Promise<void>): Promise<void> {
+  try {
+    await body();
+  } catch (e) {
+    if (!isQkvError(e, 'CAPABILITY')) throw e;
+    expect((e as Error).message).toMatch(/^inputs.sequenceIds: backend "[^"]+" does not run packed sequences/);
+    expect(attn.backend, 'cpu runs packed sequences').not.toBe('cpu');
+  }
+}
+
+const ids = (B: number, L: number, rows: number[][]): Tensor => ({
+  shape: [B, L],
+  data: Float32Array.from(rows.flat()),
+});
+
+export function describeServingConformance(factory: BackendFactory, make: Make, options: FeatureSuiteOptions): void {
+  const { timeout } = options;
+  const runs = (name: string, config: AttentionConfig, seed: number, L = 7, inputs?: (i: AttentionInputs) => void) =>
+    it(name, { timeout }, async () => {
+      const extra = config.sinks ? { sinks: randomTensor([config.numHeads], rng(seed + 1000), 2) } : {};
+      const { weights, inputs: inp } = setup(config, seed, 2, L, extra);
+      inputs?.(inp);
+      await withSupport(factory, make, config, weights, (attn) => checkAgainstReference(attn, config, weights, inp));
+    });
+  const sinkWeights = (config: AttentionConfig, seed: number): Partial<AttentionWeights> =>
+    config.sinks ? { sinks: randomTensor([config.numHeads], rng(seed), 2) } : {};
+
+  describe('serving features', () => {
+    describe('softcap', () => {
+      runs('c = 2 with large scores, causal', { dModel: 8, numHeads: 2, causal: true, scale: 4, softcap: 2 }, 71);
+      runs(
+        'before ALiBi and the window, grouped-query',
+        { dModel: 12, numHeads: 4, numKVHeads: 2, positionalEncoding: 'alibi', window: 3, scale: 3, softcap: 1.5 },
+        72,
+      );
+    });
+
+    describe('sink logits (sinks: true)', () => {
+      runs(
+        'one logit per head joins the denominator, causal',
+        { dModel: 12, numHeads: 3, causal: true, sinks: true },
+        81,
+      );
+      it('rows sum to < 1, and a row that sees no key stays zero', { timeout }, async () => {
+        const config = { dModel: 8, numHeads: 2, causal: true, sinks: true, softcap: 3 };
+        const { weights, inputs } = setup(config, 82, 1, 5, sinkWeights(config, 820));
+        inputs.keyPaddingMask = { shape: [1, 5], data: Float32Array.from([1, 0, 0, 1, 0]) };
+        await withSupport(factory, make, config, weights, async (attn) => {
+          await checkAgainstReference(attn, config, weights, inputs);
+          const w = (await attn.run(inputs, { returnWeights: true })).weights as Tensor;
+          for (let r = 0; r < 2 * 5; r++) {
+            const sum = w.data.subarray(r * 5, r * 5 + 5).reduce((a, b) => a + b, 0);
+            // Query 0 sees only padding: zeros; every other row loses the sink's share.
+            if (r % 5 === 0) expect(sum).toBe(0);
+            else expect(sum).toBeLessThan(1);
+          }
+        });
+      });
+    });
+
+    describe('sinkTokens with a window (StreamingLLM)', () => {
+      runs('causal, s = 2, w = 3', { dModel: 8, numHeads: 2, causal: true, window: 3, sinkTokens: 2 }, 91, 11);
+      runs(
+        'bidirectional, s = 1, w = 2, with sinks',
+        { dModel: 8, numHeads: 2, window: 2, sinkTokens: 1, sinks: true },
+        92,
+        9,
+      );
+    });
+
+    describe('packed sequences (sequenceIds)', () => {
+      const packedCase = (
+        name: string,
+        config: AttentionConfig,
+        seed: number,
+        rows: number[][],
+        padding?: number[][],
+      ) =>
+        it(name, { timeout }, async () => {
+          const L = (rows[0] as number[]).length;
+          const { weights, inputs } = setup(config, seed, rows.length, L, sinkWeights(config, seed + 1));
+          inputs.sequenceIds = ids(rows.length, L, rows);
+          if (padding) inputs.keyPaddingMask = ids(rows.length, L, padding);
+          await withSupport(factory, make, config, weights, (attn) =>
+            packed(attn, () => checkAgainstReference(attn, config, weights, inputs)),
+          );
+        });
+      packedCase('contiguous runs, causal', { dModel: 8, numHeads: 2, causal: true }, 101, [
+        [0, 0, 0, 1, 1, 2, 2, 2, 2],
+        [7, 7, 7, 7, 7, 7, 7, 7, 7],
+      ]);
+      packedCase(
+        'interleaved ids, bidirectional, padding, softcap and sinks',
+        { dModel: 8, numHeads: 2, numKVHeads: 1, softcap: 2, sinks: true },
+        102,
+        [
+          [0, 1, 0, 1, 2, 2, 0, 1],
+          [3, 3, -4, -4, 3, 3, 9, 9],
+        ],
+        [
+          [0, 0, 0, 0, 1, 0, 0, 0],
+          [0, 1, 0, 0, 0, 0, 0, 1],
+        ],
+      );
+      packedCase(
+        'with rotary, ALiBi-free window and sink tokens',
+        { dModel: 8, numHeads: 2, causal: true, positionalEncoding: 'rotary', window: 3, sinkTokens: 1 },
+        103,
+        [[0, 0, 0, 0, 0, 1, 1, 1, 1, 1]],
+      );
+      it('each packed sequence equals a run of that sequence alone (fused path)', { timeout }, async () => {
+        const config = { dModel: 8, numHeads: 2, causal: true, positionalEncoding: 'alibi' as const };
+        const lengths = [3, 70, 1, 40];
+        const L = lengths.reduce((a, b) => a + b, 0);
+        const { weights, inputs } = setup(config, 104, 1, L);
+        const row = lengths.flatMap((n, s) => new Array(n).fill(s) as number[]);
+        await withSupport(factory, make, config, weights, (attn) =>
+          packed(attn, async () => {
+            const out = await attn.run({ ...inputs, sequenceIds: ids(1, L, [row]) });
+            let at = 0;
+            for (const n of lengths) {
+              const alone = await attn.run({ query: tokens(inputs.query as Tensor, at, n) });
+              close(`sequence at ${at} (${n} tokens)`, rowsOf(out.attention, at, n), alone.attention);
+              at += n;
+            }
+          }),
+        );
+      });
+    });
+
+    describe('sessions', () => {
+      it('softcap + sinks + ALiBi, token by token and in chunks, match one causal run', {
+        timeout: timeout * 4,
+      }, async () => {
+        const config = {
+          dModel: 8,
+          numHeads: 2,
+          causal: true,
+          softcap: 2,
+          sinks: true,
+          positionalEncoding: 'alibi' as const,
+        };
+        const L = 24;
+        const { weights, inputs } = setup(config, 111, 2, L, sinkWeights(config, 1110));
+        await withSupport(factory, make, config, weights, async (attn) => {
+          const E = inputs.query as Tensor;
+          const ref = referenceAttention(config, weights, { query: E });
+          const s = attn.createSession({ maxLength: L });
+          close('session vs the float64 run', await feed(s, E, 0, L, [1, 1, 3, 5, 2]), ref.attention);
+          await s.dispose();
+        });
+      });
+      it('a window + sinkTokens session far longer than s + w keeps s + 2w − 1 cache rows and matches one causal run', {
+        timeout: timeout * 8,
+      }, async () => {
+        const w = 6;
+        const config = {
+          dModel: 8,
+          numHeads: 2,
+          numKVHeads: 1,
+          causal: true,
+          window: w,
+          sinkTokens: 2,
+          positionalEncoding: 'rotary' as const,
+        };
+        const L = 240;
+        const { weights, inputs } = setup(config, 112, 2, L);
+        await withSupport(factory, make, config, weights, async (attn) => {
+          const E = inputs.query as Tensor;
+          const ref = referenceAttention(config, weights, { query: E });
+          const s = attn.createSession({ maxLength: 1_000_000 });
+          expect(s.info.capacity).toBe(2 + 2 * w - 1);
+          await s.step(tokens(E, 0, 1));
+          const live = attn.stats().liveTensors;
+          // Steps of 1 to 9 tokens (9 > w runs as two pieces), compactions every few steps.
+          const rest = await feed(s, E, 1, L - 1, [1, 2, 1, 9, 4, 1, 1, 7]);
+          expect(attn.stats().liveTensors, 'the cache does not grow').toBe(live);
+          close(
+            'session vs the float64 run',
+            rest,
+            rowsOf({ shape: ref.attention.shape, data: Float32Array.from(ref.attention.data) }, 1, L - 2),
+          );
+          // The last token's weights over every position: zero outside the window and the sinks.
+          const last = await s.step(tokens(E, L - 1, 1), { returnWeights: true });
+          const wt = last.weights as Tensor;
+          expect(wt.shape).toEqual([2, 2, 1, L]);
+          const refW = ref.weights.data;
+          const got = Float32Array.from({ length: 2 * 2 * L }, (_, e) => wt.data[e] as number);
+          const exp = Float64Array.from(
+            { length: 2 * 2 * L },
+            (_, e) => refW[Math.floor(e / L) * L * L + (L - 1) * L + (e % L)] as number,
+          );
+          close('last token weights', { shape: [2, 2, 1, L], data: got }, { shape: [2, 2, 1, L], data: exp });
+          await s.dispose();
+        });
+      });
+      it('fork(): both continue from the same prefix and never change each other', {
+        timeout: timeout * 4,
+      }, async () => {
+        const config = { dModel: 8, numHeads: 4, numKVHeads: 2, causal: true, positionalEncoding: 'rotary' as const };
+        const L = 12;
+        const { weights, inputs } = setup(config, 113, 2, L);
+        const other = randomTensor([2, L, 8], rng(1130));
+        await withSupport(factory, make, config, weights, async (attn) => {
+          const E = inputs.query as Tensor;
+          // Expected: one run over the prefix + E's tail, one over the prefix + other's tail.
+          const splice = (tail: Tensor): Tensor => {
+            const x = new Float32Array(E.data);
+            for (let b = 0; b < 2; b++) x.set(tail.data.subarray((b * L + 5) * 8, (b + 1) * L * 8), (b * L + 5) * 8);
+            return { shape: [2, L, 8], data: x };
+          };
+          const runE = await attn.run({ query: E });
+          const runO = await attn.run({ query: splice(other) });
+          const parent = attn.createSession({ maxLength: L });
+          await feed(parent, E, 0, 5, [2, 3]);
+          const child = parent.fork();
+          expect(child.info).toEqual(parent.info);
+          // Interleave: the child's tokens never reach the parent's cache, nor the reverse.
+          const a1 = await parent.step(tokens(E, 5, 1));
+          const b1 = await child.step(tokens(other, 5, 3));
+          const a2 = await feed(parent, E, 6, L, [4, 2]);
+          const b2 = await feed(child, other, 8, L, [1]);
+          close('parent token 5', a1.attention, rowsOf(runE.attention, 5, 1));
+          close('parent 6…', a2, rowsOf(runE.attention, 6, L - 6));
+          close('fork 5…7', b1.attention, rowsOf(runO.attention, 5, 3));
+          close('fork 8…', b2, rowsOf(runO.attention, 8, L - 8));
+          // A fork outlives its parent.
+          const grand = child.fork();
+          await parent.dispose();
+          await child.truncate(6);
+          await grand.truncate(6);
+          close(
+            'after dispose and truncate',
+            (await child.step(tokens(other, 6, 1))).attention,
+            rowsOf(runO.attention, 6, 1),
+          );
+          await child.dispose();
+          close('grandchild', (await grand.step(tokens(other, 6, 2))).attention, rowsOf(runO.attention, 6, 2));
+          await grand.dispose();
+        });
+      });
+      it('truncate(n): later steps equal a fresh session fed the first n tokens', {
+        timeout: timeout * 4,
+      }, async () => {
+        const config = {
+          dModel: 8,
+          numHeads: 2,
+          causal: true,
+          window: 4,
+          sinkTokens: 1,
+          positionalEncoding: 'sinusoidal' as const,
+        };
+        const L = 30;
+        const { weights, inputs } = setup(config, 114, 1, L);
+        await withSupport(factory, make, config, weights, async (attn) => {
+          const E = inputs.query as Tensor;
+          const full = await attn.run({ query: E });
+          const s = attn.createSession({ maxLength: L });
+          await feed(s, E, 0, 8, [8]);
+          await s.truncate(5); // before any compaction (8 = s + 2w − 1 rows): every position is cached
+          close('after truncate(5)', await feed(s, E, 5, 12, [2, 1]), rowsOf(full.attention, 5, 7));
+          await feed(s, E, 12, 25, [1]);
+          // Compacted: only the sink and the last rows are held; a rollback whose window is
+          // still cached works, one past it is refused.
+          await s.truncate(24);
+          close('after truncate(24)', await feed(s, E, 24, L, [1, 3]), rowsOf(full.attention, 24, L - 24));
+          const e = await s.truncate(3).catch((x: unknown) => x);
+          expect(isQkvError(e, 'INVALID_OPTION'), String(e)).toBe(true);
+          expect(s.length).toBe(L);
+          await s.truncate(1); // only the sink token: still held
+          close('after truncate(1)', await feed(s, E, 1, 4, [1]), rowsOf(full.attention, 1, 3));
+          await s.dispose();
+        });
+      });
+    });
+
+    describe('fuzz: serving features vs the float64 reference', () => {
+      const numRuns = Number((typeof process !== 'undefined' && process.env?.QKV_FUZZ_RUNS) || 25);
+      it(`${numRuns} seeded cases (softcap, sinks, sinkTokens + window, sequenceIds)`, {
+        timeout: timeout * 8,
+      }, async () => {
+        const arb = fc.record({
+          numHeads: fc.constantFrom(1, 2, 4),
+          causal: fc.boolean(),
+          softcap: fc.option(fc.double({ min: 0.25, max: 8, noNaN: true }), { nil: null }),
+          sinks: fc.boolean(),
+          window: fc.option(fc.integer({ min: 1, max: 6 }), { nil: null }),
+          sinkTokens: fc.integer({ min: 0, max: 3 }),
+          packing: fc.constantFrom('none', 'contiguous', 'random'),
+          L: fc.integer({ min: 1, max: 14 }),
+          B: fc.integer({ min: 1, max: 2 }),
+          dataSeed: fc.integer({ min: 0, max: 2 ** 31 - 1 }),
+        });
+        await fc.assert(
+          fc.asyncProperty(arb, async (p) => {
+            const random = rng(p.dataSeed);
+            const config: AttentionConfig = {
+              dModel: 8,
+              numHeads: p.numHeads,
+              causal: p.causal,
+              scale: 2,
+              softcap: p.softcap,
+              sinks: p.sinks,
+              window: p.window,
+              sinkTokens: p.window !== null && p.sinkTokens > 0 ? p.sinkTokens : null,
+            };
+            const extra = p.sinks ? { sinks: randomTensor([p.numHeads], random, 3) } : {};
+            const { weights, inputs } = setup(config, p.dataSeed, p.B, p.L, extra);
+            if (p.packing !== 'none') {
+              const row = (b: number) =>
+                Array.from({ length: p.L }, (_, j) =>
+                  p.packing === 'contiguous' ? Math.floor((j * (b + 2)) / p.L) : Math.floor(random() * 3),
+                );
+              inputs.sequenceIds = ids(
+                p.B,
+                p.L,
+                Array.from({ length: p.B }, (_, b) => row(b)),
+              );
+            }
+            await withSupport(factory, make, config, weights, (attn) =>
+              packed(attn, async () => {
+                const ref = referenceAttention(config, weights, inputs);
+                const got = await attn.run(inputs, { returnWeights: true });
+                const fused = await attn.run(inputs);
+                const why = `case ${JSON.stringify(p)}`;
+                for (const [name, t, r] of [
+                  ['attention', got.attention, ref.attention],
+                  ['weights', got.weights as Tensor, ref.weights],
+                  ['attention (fused)', fused.attention, ref.attention],
+                ] as const) {
+                  const c = compareArrays(name, t, r, { atol: 1e-4, rtol: 1e-3 });
+                  if (!c.ok) throw new Error(`${c.message}\n${why}`);
+                }
+              }),
+            );
+          }),
+          { seed: 18, numRuns },
+        );
+      });
+    });
+  });
+}
