@@ -1,9 +1,39 @@
-import type { Tensor } from './tensor.js';
+import { assertKnownKeys, type ResolvedConfig } from './config.js';
+import { describeValue, QkvError } from './errors.js';
+import { type RunOptions, validateRunOptions } from './inputs.js';
+import { formatShape, type Tensor, type TensorLike, toTensor } from './tensor.js';
 
 /**
  * Reshaping a session step's pieces: a window session runs a long step as pieces of at most w
- * tokens, and its compacted cache's weights are put back on positions.
+ * tokens, and its compacted cache's weights are put back on positions; and the validation of a
+ * step's x and options.
  */
+
+const STEP_KEYS = new Set(['returnWeights']);
+
+/** A step's options and x [B, t, dModel] (or unbatched [t, dModel], answered unbatched). */
+export function validateStep(
+  config: ResolvedConfig,
+  xIn: TensorLike,
+  options: object,
+): { x: Tensor; unbatched: boolean; outputs: string[] } {
+  const { dModel } = config;
+  if (options === null || typeof options !== 'object') {
+    throw new QkvError('INVALID_OPTION', `session.step options: expected an object, got ${describeValue(options)}`);
+  }
+  assertKnownKeys('session.step options', options, STEP_KEYS);
+  const { outputs } = validateRunOptions(config, options as RunOptions);
+  let x = toTensor('x', xIn, { finite: 'all' });
+  const unbatched = x.shape.length === 2;
+  if (unbatched) x = { shape: [1, ...x.shape], data: x.data };
+  if (x.shape.length !== 3 || x.shape[2] !== dModel || (x.shape[1] as number) < 1) {
+    throw new QkvError(
+      'INVALID_SHAPE',
+      `session.step x: expected [B, t, ${dModel}] (batch × new tokens × dModel) or [t, ${dModel}], got ${formatShape(xIn.shape)}`,
+    );
+  }
+  return { x, unbatched, outputs };
+}
 
 /**
  * Weights over a compacted cache's rows [B, H, t, rows] → over every position [B, H, t, length]:

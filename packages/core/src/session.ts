@@ -4,13 +4,13 @@ import { assertKnownKeys, positiveInt, type ResolvedConfig } from './config.js';
 import { describeValue, QkvError } from './errors.js';
 import { DEFAULT_MAX_TENSOR_ELEMENTS, execute } from './executor.js';
 import type { GraphConstants, GraphShape } from './graph.js';
-import { learnedPositionalEncoding, type ReturnWeights, type RunOptions, validateRunOptions } from './inputs.js';
+import { learnedPositionalEncoding, type ReturnWeights } from './inputs.js';
 import { keyPosition } from './ops.js';
 import { averageHeads, unbatch } from './outputs.js';
 import { type CachedNorms, checkOverflow, type WeightNorms } from './overflow.js';
 import { KvCache } from './session-cache.js';
-import { concatQueries, concatTokens, sliceTokens, weightsByPosition } from './session-pieces.js';
-import { formatShape, sizeOf, type Tensor, type TensorLike, toTensor } from './tensor.js';
+import { concatQueries, concatTokens, sliceTokens, validateStep, weightsByPosition } from './session-pieces.js';
+import { formatShape, sizeOf, type Tensor, type TensorLike } from './tensor.js';
 
 /**
  * KV-cache sessions (incremental decoding). Each step feeds the next t tokens x [B, t, dModel]:
@@ -121,7 +121,6 @@ export interface SessionContext {
 }
 
 const SESSION_KEYS = new Set(['maxLength', 'batch', 'cache']);
-const STEP_KEYS = new Set(['returnWeights']);
 
 export class Session implements AttentionSession {
   readonly info: SessionInfo;
@@ -313,22 +312,7 @@ export class Session implements AttentionSession {
 
   async #step(xIn: TensorLike, options: SessionStepOptions): Promise<SessionStepResult> {
     this.#checkAlive();
-    const { config } = this.#ctx;
-    const { dModel } = config;
-    if (options === null || typeof options !== 'object') {
-      throw new QkvError('INVALID_OPTION', `session.step options: expected an object, got ${describeValue(options)}`);
-    }
-    assertKnownKeys('session.step options', options, STEP_KEYS);
-    const { outputs } = validateRunOptions(config, options as RunOptions);
-    let x = toTensor('x', xIn, { finite: 'all' });
-    const unbatched = x.shape.length === 2;
-    if (unbatched) x = { shape: [1, ...x.shape], data: x.data };
-    if (x.shape.length !== 3 || x.shape[2] !== dModel || (x.shape[1] as number) < 1) {
-      throw new QkvError(
-        'INVALID_SHAPE',
-        `session.step x: expected [B, t, ${dModel}] (batch × new tokens × dModel) or [t, ${dModel}], got ${formatShape(xIn.shape)}`,
-      );
-    }
+    const { x, unbatched, outputs } = validateStep(this.#ctx.config, xIn, options);
     const [B, t] = x.shape as [number, number, number];
     if (this.#batch === null) this.#batch = B;
     if (B !== this.#batch) {

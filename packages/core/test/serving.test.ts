@@ -23,7 +23,7 @@ const T = (shape: number[]): Tensor => ({
   shape,
   data: Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, rnd),
 });
-const weights = (d: number, H: number) => ({ wq: T([d, d]), wk: T([d, d]), wv: T([d, d]), wo: T([d, d]) });
+const weights = (d: number) => ({ wq: T([d, d]), wk: T([d, d]), wv: T([d, d]), wo: T([d, d]) });
 
 function code(f: () => unknown): QkvError {
   try {
@@ -76,7 +76,7 @@ describe('serving config: softcap, sinks, sinkTokens', () => {
   });
 });
 
-async function naive(config: AttentionConfig, w: object = weights(config.dModel, config.numHeads)) {
+async function naive(config: AttentionConfig, w: object = weights(config.dModel)) {
   const registry = new BackendRegistry().register(naiveFactory({ supports: () => true }));
   return createAttention(config, w as never, { registry });
 }
@@ -89,17 +89,17 @@ describe('weights.sinks', () => {
       'INVALID_DATA',
       'weights.sinks: missing; expected [2] (one logit per head) because config.sinks is true',
     ]);
-    e = await codeOf(naive(config, { ...weights(4, 2), sinks: T([4]) }));
+    e = await codeOf(naive(config, { ...weights(4), sinks: T([4]) }));
     expect([e.code, e.message]).toEqual([
       'INVALID_SHAPE',
       'sinks: expected [2] (one sink logit per query head), got [4]',
     ]);
-    e = await codeOf(naive(config, { ...weights(4, 2), sinks: { shape: [2], data: [0, Number.NaN] } }));
+    e = await codeOf(naive(config, { ...weights(4), sinks: { shape: [2], data: [0, Number.NaN] } }));
     expect(e.code).toBe('INVALID_DATA');
     expect(e.message).toMatch(/^sinks.data\[1\]: expected a finite number, got NaN/);
   });
   it('is refused without sinks: true', async () => {
-    const e = await codeOf(naive(base, { ...weights(4, 2), sinks: T([2]) }));
+    const e = await codeOf(naive(base, { ...weights(4), sinks: T([2]) }));
     expect([e.code, e.message]).toEqual([
       'INVALID_OPTION',
       'weights.sinks: only used with config.sinks true, got config.sinks false',

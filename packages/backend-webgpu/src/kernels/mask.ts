@@ -9,7 +9,18 @@ export function writeMask(params: Params, attrs: ScoreModifiers & { causal: bool
   return params
     .u(attrs.causal ? 1 : 0)
     .u(attrs.window ?? 0)
-    .u(attrs.queryOffset ?? 0);
+    .u(rowQueryOffset(attrs));
+}
+
+/**
+ * The query position the kernels compare key rows j with. A compacted window cache holds key
+ * positions j + keyOffset (core's ScoreModifiers; webgpu refuses sinkTokens, so no row is exempt),
+ * so pos − (j + keyOffset) = (pos − keyOffset) − j: the window and ALiBi read rows directly with
+ * the query position shifted by keyOffset (causal is bottom-right aligned in rows already).
+ * Never negative: it is the query's own row index.
+ */
+export function rowQueryOffset(attrs: ScoreModifiers): number {
+  return (attrs.queryOffset ?? 0) - (attrs.keyOffset ?? 0);
 }
 
 /**

@@ -1,0 +1,113 @@
+// Serving features (issue #18): what packing and fork cost, as ratios measured in one process.
+//
+//   node bench/src/serving.mjs            (after pnpm build)
+//   QKV_BENCH_PAIRS=7 node bench/src/serving.mjs
+//
+// 1. Packed sequences. The same 8 sequences of mixed lengths (sum 4096) three ways on the cpu
+//    backend's fused path:
+//      padded   a batch of 8 rows of the longest length (1500) with keyPaddingMask
+//      packed   one row of 4096 with sequenceIds: each sequence runs as its own problem, the
+//               keys of the others are never visited
+//      masked   one row of 4096 with the same block-diagonal mask as an attnMask: every score is
+//               computed and then masked (what packing without block skipping would cost)
+//    Runs alternate (padded, packed, masked) per pair; the ratios are medians of per-pair ratios.
+// 2. session.fork() on a session of 4096 tokens: fork() itself, the first step after it (which
+//    copies the shared cache once), and a plain step, alternated.
+
+import { cpuBackend } from '@qkv/backend-cpu';
+import { BackendRegistry, createAttention } from '@qkv/core';
+
+const pairs = Number(process.env.QKV_BENCH_PAIRS ?? 5);
+const registry = new BackendRegistry().register(cpuBackend);
+
+let seed = 1;
+const rand = () => {
+  seed = (seed * 1664525 + 1013904223) >>> 0;
+  return seed / 2 ** 32 - 0.5;
+};
+const T = (shape, scale = 1) => ({
+  shape,
+  data: Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => rand() * scale),
+});
+const weightsFor = (D) => ({ wq: T([D, D], 0.1), wk: T([D, D], 0.1), wv: T([D, D], 0.1), wo: T([D, D], 0.1) });
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const time = async (f) => {
+  const t0 = performance.now();
+  await f();
+  return performance.now() - t0;
+};
+
+async function packing() {
+  const D = 256;
+  const config = { dModel: D, numHeads: 4, causal: true, bias: false };
+  const attn = await createAttention(config, weightsFor(D), { registry, backend: 'cpu' });
+  const lengths = [1500, 100, 700, 50, 900, 300, 200, 346];
+  const L = lengths.reduce((a, b) => a + b, 0);
+  const maxLen = Math.max(...lengths);
+  const B = lengths.length;
+  const packedX = T([1, L, D]);
+  // The padded batch holds the same tokens: row b = sequence b, then padding.
+  const padded = new Float32Array(B * maxLen * D);
+  const pad = new Float32Array(B * maxLen).fill(1);
+  const ids = new Float32Array(L);
+  let at = 0;
+  lengths.forEach((n, b) => {
+    padded.set(packedX.data.subarray(at * D, (at + n) * D), b * maxLen * D);
+    pad.fill(0, b * maxLen, b * maxLen + n);
+    ids.fill(b, at, at + n);
+    at += n;
+  });
+  const am = new Float32Array(L * L);
+  for (let i = 0; i < L; i++) for (let j = 0; j < L; j++) if (ids[i] !== ids[j]) am[i * L + j] = -Infinity;
+  const runs = {
+    padded: () =>
+      attn.run({ query: { shape: [B, maxLen, D], data: padded }, keyPaddingMask: { shape: [B, maxLen], data: pad } }),
+    packed: () => attn.run({ query: packedX, sequenceIds: { shape: [1, L], data: ids } }),
+    masked: () => attn.run({ query: packedX, attnMask: { shape: [L, L], data: am } }),
+  };
+  // Same numbers on every row of every sequence (checked on sequence 1).
+  const [p, q] = [await runs.padded(), await runs.packed()];
+  let err = 0;
+  for (let e = 0; e < lengths[1] * D; e++) {
+    err = Math.max(err, Math.abs(p.attention.data[maxLen * D + e] - q.attention.data[1500 * D + e]));
+  }
+  const ms = { padded: [], packed: [], masked: [] };
+  for (let r = 0; r < pairs; r++) for (const k of Object.keys(runs)) ms[k].push(await time(runs[k]));
+  const ratio = (a, b) => median(ms[a].map((x, i) => x / ms[b][i]));
+  console.log(
+    `packed sequences: ${B} sequences, lengths ${lengths.join(', ')} (sum ${L}), d = ${D}, H = 4, causal, cpu fused`,
+  );
+  for (const k of Object.keys(ms)) console.log(`  ${k.padEnd(7)} median ${median(ms[k]).toFixed(1)} ms`);
+  console.log(
+    `  packed / padded = ${ratio('packed', 'padded').toFixed(3)}   packed / masked = ${ratio('packed', 'masked').toFixed(3)}   (max |packed − padded| = ${err.toExponential(1)})`,
+  );
+  await attn.dispose();
+}
+
+async function fork() {
+  const D = 64;
+  const config = { dModel: D, numHeads: 4, numKVHeads: 2, causal: true, positionalEncoding: 'rotary' };
+  const w = { ...weightsFor(D), wk: T([D, 32], 0.1), wv: T([D, 32], 0.1) };
+  const attn = await createAttention({ ...config, bias: false }, w, { registry, backend: 'cpu' });
+  const N = 4096;
+  const parent = attn.createSession({ maxLength: N + 2 * pairs + 2 });
+  for (let at = 0; at < N; at += 512) await parent.step(T([1, 512, D]));
+  const token = T([1, 1, D]);
+  const ms = { fork: [], firstStep: [], step: [] };
+  for (let r = 0; r < pairs; r++) {
+    let child;
+    ms.fork.push(await time(async () => (child = parent.fork())));
+    ms.firstStep.push(await time(() => child.step(token)));
+    ms.step.push(await time(() => child.step(token)));
+    await child.dispose();
+  }
+  const ratio = median(ms.firstStep.map((x, i) => x / ms.step[i]));
+  console.log(`session.fork() at ${N} tokens (d = ${D}, KVH·hd = 32, cpu device cache):`);
+  console.log(
+    `  fork() ${median(ms.fork).toFixed(3)} ms, first step after it ${median(ms.firstStep).toFixed(2)} ms (copies the cache), later step ${median(ms.step).toFixed(2)} ms; first / later = ${ratio.toFixed(2)}`,
+  );
+  await attn.dispose();
+}
+
+await packing();
+await fork();
