@@ -22,6 +22,7 @@ import {
   maskInputs,
   maskVariant,
   modifiedScoreExpr,
+  rowQueryOffset,
   variantName,
 } from './mask.js';
 import { normalizeSpec, rowMaxSpec, rowSumSpec } from './softmax.js';
@@ -212,7 +213,7 @@ function fusedPacked(
           uCap: cap,
           uScale: attrs.scale,
           uNegInf: Number.NEGATIVE_INFINITY,
-          uQueryOffset: attrs.queryOffset ?? 0,
+          uQueryOffset: rowQueryOffset(attrs),
           uWindow: attrs.window ?? 0,
           ...(attrs.alibiSlopes ? { uSlopes: attrs.alibiSlopes } : {}),
         },

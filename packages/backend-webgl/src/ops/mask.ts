@@ -33,8 +33,18 @@ export function maskVariant(
  * position), win (window width, unused without one). Uniforms, so a session's steps at different
  * offsets share one compiled kernel.
  */
-export function modifierArgs(attrs: { queryOffset?: number; window?: number }): number[] {
-  return [Number.NEGATIVE_INFINITY, attrs.queryOffset ?? 0, attrs.window ?? 0];
+export function modifierArgs(attrs: { queryOffset?: number; keyOffset?: number; window?: number }): number[] {
+  return [Number.NEGATIVE_INFINITY, rowQueryOffset(attrs), attrs.window ?? 0];
+}
+
+/**
+ * The query position the programs compare key rows j with. A compacted window cache holds key
+ * positions j + keyOffset (core's ScoreModifiers; webgl refuses sinkTokens, so no row is exempt),
+ * so p − (j + keyOffset) = (p − keyOffset) − j: the window and ALiBi read rows directly with the
+ * query position shifted by keyOffset (causal is bottom-right aligned in rows already).
+ */
+export function rowQueryOffset(attrs: { queryOffset?: number; keyOffset?: number }): number {
+  return (attrs.queryOffset ?? 0) - (attrs.keyOffset ?? 0);
 }
 
 /**
@@ -119,7 +129,7 @@ export function maskInputs(
   ctx: Textures,
   pad: WebGLTensor | null,
   am: WebGLTensor | null,
-  attrs: { alibiSlopes?: readonly number[]; queryOffset?: number; window?: number },
+  attrs: { alibiSlopes?: readonly number[]; queryOffset?: number; keyOffset?: number; window?: number },
 ): unknown[] {
   const args: unknown[] = [];
   if (pad) args.push(ctx.tex(pad));
