@@ -16,20 +16,21 @@
 
 import { cpuBackend } from '@qkv/backend-cpu';
 import { BackendRegistry, createAttention } from '@qkv/core';
+import { makeProblem } from './problem.mjs';
 
 const pairs = Number(process.env.QKV_BENCH_PAIRS ?? 5);
 const registry = new BackendRegistry().register(cpuBackend);
 
-let seed = 1;
-const rand = () => {
-  seed = (seed * 1664525 + 1013904223) >>> 0;
-  return seed / 2 ** 32 - 0.5;
+/** The bench's seeded layer (problem.mjs) as qkv tensors: x [1, L, d] and the weights. */
+function layer(L, d) {
+  const p = makeProblem({ L, d, h: 4, causal: true });
+  const weights = Object.fromEntries(Object.entries(p.weights).map(([k, data]) => [k, { shape: p.shapes[k], data }]));
+  return { x: { shape: [1, L, d], data: p.x }, weights };
+}
+const rows = (x, at, n) => {
+  const D = x.shape[2];
+  return { shape: [1, n, D], data: x.data.subarray(at * D, (at + n) * D) };
 };
-const T = (shape, scale = 1) => ({
-  shape,
-  data: Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => rand() * scale),
-});
-const weightsFor = (D) => ({ wq: T([D, D], 0.1), wk: T([D, D], 0.1), wv: T([D, D], 0.1), wo: T([D, D], 0.1) });
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const time = async (f) => {
   const t0 = performance.now();
@@ -39,13 +40,12 @@ const time = async (f) => {
 
 async function packing() {
   const D = 256;
-  const config = { dModel: D, numHeads: 4, causal: true, bias: false };
-  const attn = await createAttention(config, weightsFor(D), { registry, backend: 'cpu' });
   const lengths = [1500, 100, 700, 50, 900, 300, 200, 346];
   const L = lengths.reduce((a, b) => a + b, 0);
   const maxLen = Math.max(...lengths);
   const B = lengths.length;
-  const packedX = T([1, L, D]);
+  const { x: packedX, weights } = layer(L, D);
+  const attn = await createAttention({ dModel: D, numHeads: 4, causal: true }, weights, { registry, backend: 'cpu' });
   // The padded batch holds the same tokens: row b = sequence b, then padding.
   const padded = new Float32Array(B * maxLen * D);
   const pad = new Float32Array(B * maxLen).fill(1);
@@ -86,13 +86,13 @@ async function packing() {
 
 async function fork() {
   const D = 64;
-  const config = { dModel: D, numHeads: 4, numKVHeads: 2, causal: true, positionalEncoding: 'rotary' };
-  const w = { ...weightsFor(D), wk: T([D, 32], 0.1), wv: T([D, 32], 0.1) };
-  const attn = await createAttention({ ...config, bias: false }, w, { registry, backend: 'cpu' });
   const N = 4096;
+  const { x, weights } = layer(N + 1, D);
+  const config = { dModel: D, numHeads: 4, causal: true, positionalEncoding: 'rotary' };
+  const attn = await createAttention(config, weights, { registry, backend: 'cpu' });
   const parent = attn.createSession({ maxLength: N + 2 * pairs + 2 });
-  for (let at = 0; at < N; at += 512) await parent.step(T([1, 512, D]));
-  const token = T([1, 1, D]);
+  for (let at = 0; at < N; at += 512) await parent.step(rows(x, at, 512));
+  const token = rows(x, N, 1);
   const ms = { fork: [], firstStep: [], step: [] };
   for (let r = 0; r < pairs; r++) {
     let child;
@@ -102,7 +102,7 @@ async function fork() {
     await child.dispose();
   }
   const ratio = median(ms.firstStep.map((x, i) => x / ms.step[i]));
-  console.log(`session.fork() at ${N} tokens (d = ${D}, KVH·hd = 32, cpu device cache):`);
+  console.log(`session.fork() at ${N} tokens (d = ${D}, KVH·hd = 64, cpu device cache):`);
   console.log(
     `  fork() ${median(ms.fork).toFixed(3)} ms, first step after it ${median(ms.firstStep).toFixed(2)} ms (copies the cache), later step ${median(ms.step).toFixed(2)} ms; first / later = ${ratio.toFixed(2)}`,
   );

@@ -96,17 +96,8 @@ export function fusedAttention(
   }
 }
 
-type FusedKernel = (
-  q: Float32Array,
-  k: Float32Array,
-  v: Float32Array,
-  keyPaddingMask: Float32Array | null,
-  attnMask: Float32Array | null,
-  out: Float32Array,
-  attrs: FusedAttentionAttrs,
-  from?: number,
-  to?: number,
-) => void;
+/** A fused kernel of this contract (the SIMD one has no sequenceIds: it never gets them). */
+type FusedKernel = typeof fusedAttention;
 
 /**
  * Whether a packed run can be split into one problem per sequence: a run() layout (Lq = Lk, no
