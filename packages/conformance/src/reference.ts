@@ -142,7 +142,7 @@ export function referenceAttention(
   const win = config.window;
   const { softcap, sinkTokens } = config;
   const sinks = w.get('sinks')?.data ?? null;
-  const ids = get('sequenceIds');
+  const seqIds = get('sequenceIds');
 
   const S = B * H * Lq * Lk;
   const scores = f64(S);
@@ -170,7 +170,7 @@ export function referenceAttention(
             (causal && j > i + (Lk - Lq)) ||
             (pad !== null && pad[b * Lk + j] !== 0) ||
             (outsideWindow && !sinkToken) ||
-            (ids !== null && ids[b * Lk + j] !== ids[b * Lk + i]) ||
+            (seqIds !== null && seqIds[b * Lk + j] !== seqIds[b * Lk + i]) ||
             (config.maskMod !== null && !config.maskMod(b, h, i, j));
           let biased = s * scale;
           if (softcap !== null) biased = softcap * Math.tanh(biased / softcap);
