@@ -1,6 +1,8 @@
 import { QkvError } from '@qkv/core';
-import { planTask, rowsOfTask, type SliceTask } from './ops.js';
+import { describeJob, type Job, type PoolStats, type StepSpec } from './job.js';
+import { planTask, rowsOfTask } from './ops.js';
 import { spawnThread, type Thread } from './platform.js';
+import { DEFAULT_START_TIMEOUT_MS, MAX_STARTUP_FAILURES, type PoolStart, startAdvice } from './pool-start.js';
 import {
   ABORT,
   CLAIMED_TOTAL,
@@ -20,62 +22,6 @@ import {
  */
 export const SLICE_MS = 4;
 
-/** After this many threads in a row die before saying 'ready', the pool stops respawning. */
-const MAX_STARTUP_FAILURES = 3;
-
-/**
- * How long the pool waits for its first thread to say 'ready' before it gives up (a worker script
- * that loads but is not qkv's worker, or a browser that never reports the failure). A thread
- * starts in well under a second; once one is up the script is right and the rest are only slow.
- */
-export const DEFAULT_START_TIMEOUT_MS = 5000;
-
-/** How the pool's threads start. */
-export interface PoolStart {
-  /** The worker script (`backendOptions.workerUrl`); null: dist/worker.js next to this package. */
-  readonly workerUrl: string | URL | null;
-  /** Milliseconds until the first thread must have said 'ready'. */
-  readonly timeoutMs: number;
-}
-
-/** What a user can do when threads do not start, appended to every start-up WORKER_FAILED. */
-function startAdvice(workerUrl: string | URL | null): string {
-  const where =
-    workerUrl === null
-      ? "the worker script is @qkv/backend-workers's dist/worker.js, found through new URL('./worker.js', import.meta.url)"
-      : `the worker script is backendOptions.workerUrl = ${String(workerUrl)}`;
-  return (
-    `${where}. If your bundler does not emit it (esbuild, or a copied bundle), serve ` +
-    `@qkv/backend-workers/worker (node_modules/@qkv/backend-workers/dist/worker.js, one self-contained ` +
-    `ES module) and pass backendOptions: { workerUrl: '/that/url.js' }; in browsers the page must also be ` +
-    `cross-origin isolated (Cross-Origin-Opener-Policy: same-origin, Cross-Origin-Embedder-Policy: require-corp)`
-  );
-}
-
-/** One op of a job and the earlier steps (indices) it reads from. */
-export interface StepSpec {
-  readonly task: SliceTask;
-  readonly deps: readonly number[];
-}
-
-interface Job {
-  readonly id: number;
-  readonly steps: readonly LeaseStep[];
-  /** Blocks in all steps. */
-  readonly total: number;
-  readonly ctrl: Int32Array;
-  /**
-   * Testing aid (`WorkerPool.injectFault`): set on the one job that was armed, and then on every
-   * lease of it; the thread that claims its block 0 crashes. Null on every other job.
-   */
-  readonly fault: Lease['fault'] | null;
-  /** Leases handed out and not yet reported back. */
-  leases: number;
-  settled: boolean;
-  resolve(): void;
-  reject(e: unknown): void;
-}
-
 interface Slot {
   readonly index: number;
   /** Bumped for every replacement, so events from a dead thread are recognised and ignored. */
@@ -83,21 +29,6 @@ interface Slot {
   thread: Thread | null;
   state: 'starting' | 'idle' | 'busy' | 'dead';
   lease: Job | null;
-}
-
-export interface PoolStats {
-  readonly threads: number;
-  /**
-   * Threads up and waiting for a lease right now: the ones the next `run()` hands a lease to at
-   * once (introspection, e.g. for a test that needs every thread free before it submits).
-   */
-  readonly idleThreads: number;
-  /** Leases handed to threads since the pool started. */
-  readonly leases: number;
-  /** Jobs completed through the threads. */
-  readonly jobs: number;
-  /** Threads that failed and were replaced. */
-  readonly replaced: number;
 }
 
 /**
@@ -434,15 +365,5 @@ export class WorkerPool {
   }
 }
 
-/** "linear ×3 → fusedAttention → linear → add (6 steps, 52 blocks)", for error messages. */
-function describeJob(job: Job): string {
-  const runs: { op: string; n: number }[] = [];
-  for (const { task } of job.steps) {
-    const last = runs.at(-1);
-    if (last?.op === task.op) last.n++;
-    else runs.push({ op: task.op, n: 1 });
-  }
-  const ops = runs.map(({ op, n }) => (n > 1 ? `${op} ×${n}` : op)).join(' → ');
-  const steps = job.steps.length;
-  return `${ops} (${steps} step${steps === 1 ? '' : 's'}, ${job.total} blocks)`;
-}
+export type { PoolStats, StepSpec } from './job.js';
+export { DEFAULT_START_TIMEOUT_MS, type PoolStart } from './pool-start.js';
