@@ -243,9 +243,10 @@ export async function warmup(
 /**
  * Which optional features the webgl kernels run: rotary, ALiBi and window (in GLSL), not
  * maskMod/scoreMod, which are JavaScript callbacks evaluated per score that a GLSL shader cannot
- * call. Core turns a reason into CAPABILITY for an explicit 'webgl' and a skip under 'auto'.
+ * call, nor (yet) the serving features listed. Core turns a reason into CAPABILITY for an
+ * explicit 'webgl' and a skip under 'auto'.
  */
-export const webglSupports = shaderSupports('webgl', 'GLSL');
+export const webglSupports = shaderSupports('webgl', 'GLSL', ['softcap', 'sinks', 'sinkTokens']);
 
 /**
  * The webgl backend's factory. Priority 30, above workers and cpu: a real GPU beats threads.

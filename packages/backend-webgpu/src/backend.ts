@@ -282,9 +282,9 @@ export async function warmup(
 
 /**
  * Which optional features the WGSL kernels run: rotary, ALiBi and window, not maskMod/scoreMod,
- * JavaScript callbacks per score that a shader cannot call.
+ * JavaScript callbacks per score that a shader cannot call, nor (yet) the serving features listed.
  */
-export const webgpuSupports = shaderSupports('webgpu', 'WGSL');
+export const webgpuSupports = shaderSupports('webgpu', 'WGSL', ['softcap', 'sinks', 'sinkTokens']);
 
 /**
  * The webgpu backend's factory. Priority 40, above webgl: compute shaders share workgroup memory

@@ -159,10 +159,15 @@ export function requiredFeatures(config: ResolvedConfig): BackendFeature[] {
 
 /**
  * `supports` for a shader backend: every feature but maskMod/scoreMod, JavaScript callbacks per
- * score that a shader (`language`: GLSL, WGSL) cannot call. Core turns the reason into
- * CAPABILITY for an explicit request and a skip under 'auto'.
+ * score that a shader (`language`: GLSL, WGSL) cannot call, and the features in `pending`, which
+ * its kernels do not implement yet. Core turns the reason into CAPABILITY for an explicit request
+ * and a skip under 'auto'.
  */
-export function shaderSupports(backend: string, language: string): (config: ResolvedConfig) => true | string {
+export function shaderSupports(
+  backend: string,
+  language: string,
+  pending: readonly BackendFeature[] = [],
+): (config: ResolvedConfig) => true | string {
   return (config) => {
     const reasons = requiredFeatures(config)
       .filter((f) => f === 'maskMod' || f === 'scoreMod')
@@ -170,11 +175,8 @@ export function shaderSupports(backend: string, language: string): (config: Reso
         (f) =>
           `${FEATURE_OPTIONS[f]} is a JavaScript function, and ${backend} kernels are ${language} shaders that cannot call back into JavaScript`,
       );
-    // The serving features (issue #18) the shader backends do not implement yet.
     for (const f of requiredFeatures(config)) {
-      if (f === 'softcap' || f === 'sinks' || f === 'sinkTokens') {
-        reasons.push(`${FEATURE_OPTIONS[f]} is not implemented in the ${language} kernels yet`);
-      }
+      if (pending.includes(f)) reasons.push(`${FEATURE_OPTIONS[f]} is not implemented in the ${language} kernels yet`);
     }
     return reasons.length === 0 ? true : `${backend} backend: ${reasons.join('; ')}`;
   };
