@@ -10,6 +10,9 @@
 // f32x4 accumulators, updated with one rank-1 step per k from a column of A (4 broadcast scalars)
 // and a row of a packed 8-wide panel of B (two f32x4 loads). 8 mul + 8 add per 6 loads keeps the
 // 128-bit SIMD units busy; 11 live vectors fit the 16 xmm registers V8 has on x64 without spills.
+// The broadcasts are v128.load32_splat, which V8 lowers to one vbroadcastss from memory (a load,
+// no shuffle); f32x4.splat(load<f32>(…)) costs a load plus a shuffle on the FP ports the
+// multiplies and adds need, and Binaryen does not fuse the two.
 
 /**
  * c + a·b per lane. The relaxed-SIMD build (ASC_FEATURE_RELAXED_SIMD, a compile-time constant:
@@ -87,16 +90,16 @@ function micro4x8(a: usize, lda: usize, p: usize, K: i32, c: usize, ldc: usize, 
   for (; a0 < end; a0 += 4, pp += 32) {
     const b0 = v128.load(pp);
     const b1 = v128.load(pp, 16);
-    let s = f32x4.splat(load<f32>(a0));
+    let s = v128.load32_splat(a0);
     c00 = madd(s, b0, c00);
     c01 = madd(s, b1, c01);
-    s = f32x4.splat(load<f32>(a0 + ldaB));
+    s = v128.load32_splat(a0 + ldaB);
     c10 = madd(s, b0, c10);
     c11 = madd(s, b1, c11);
-    s = f32x4.splat(load<f32>(a0 + 2 * ldaB));
+    s = v128.load32_splat(a0 + 2 * ldaB);
     c20 = madd(s, b0, c20);
     c21 = madd(s, b1, c21);
-    s = f32x4.splat(load<f32>(a0 + 3 * ldaB));
+    s = v128.load32_splat(a0 + 3 * ldaB);
     c30 = madd(s, b0, c30);
     c31 = madd(s, b1, c31);
   }
@@ -361,9 +364,9 @@ export function attention(
         for (let r = 0; r < rows; r++) {
           const oRow = o + ((<usize>(qb + r) * hdp) << 2);
           for (let j = 0; j < cols; j++) {
-            const pj = load<f32>(s + ((<usize>(r * BK + j)) << 2));
-            if (pj == 0) continue;
-            const vpj = f32x4.splat(pj);
+            const pAt = s + ((<usize>(r * BK + j)) << 2);
+            if (load<f32>(pAt) == 0) continue;
+            const vpj = v128.load32_splat(pAt);
             for (let p = 0; p < hPanels; p++) {
               const vrow = vp + ((<usize>(p * Lkp + kb + j)) << 5);
               const oc = oRow + (<usize>p << 5);
