@@ -58,6 +58,8 @@ function resolveOptions(options: BackendCreateOptions | undefined): WebGPUBacken
 export class WebGPUBackend implements Backend<WebGPUTensor> {
   readonly name = 'webgpu';
   readonly supports = webgpuSupports;
+  /** Packed sequences: mask and fusedAttention take `sequenceIds`. */
+  readonly inputs = ['sequenceIds'] as const;
   readonly runtime: Runtime;
   /** The per-buffer limit checkLimits enforces (bytes). */
   readonly maxBufferBytes: number;
@@ -100,8 +102,8 @@ export class WebGPUBackend implements Backend<WebGPUTensor> {
     return t;
   }
 
-  /** ALiBi slopes [H] for one dispatch (freed after it is submitted). */
-  #slopes(s: readonly number[] | undefined): WebGPUTensor | null {
+  /** Per-head constants (ALiBi slopes, sink logits) [H] for one dispatch (freed after it is submitted). */
+  #perHead(s: readonly number[] | undefined): WebGPUTensor | null {
     return s === undefined ? null : this.runtime.upload([s.length], Float32Array.from(s));
   }
   #drop(t: WebGPUTensor | null): void {
@@ -144,13 +146,18 @@ export class WebGPUBackend implements Backend<WebGPUTensor> {
     linear: this.#run((x, w, bias, attrs) => k.linear(this.runtime, x, w, bias, attrs)),
     scores: this.#run((q, key, attrs) => k.scores(this.runtime, q, key, attrs)),
     scale: this.#run((s, attrs) => k.scale(this.runtime, s, attrs)),
-    mask: this.#run((s, pad, am, attrs) => {
-      const slopes = this.#slopes(attrs.alibiSlopes);
-      const out = k.mask(this.runtime, s, pad, am, slopes, attrs);
+    mask: this.#run((s, pad, am, attrs, ids) => {
+      const slopes = this.#perHead(attrs.alibiSlopes);
+      const out = k.mask(this.runtime, s, pad, am, slopes, this.#use(ids ?? null), attrs);
       this.#drop(slopes);
       return out;
     }),
-    softmax: this.#run((s, attrs) => k.softmax(this.runtime, s, attrs)),
+    softmax: this.#run((s, attrs) => {
+      const sinks = this.#perHead(attrs.sinks);
+      const out = k.softmax(this.runtime, s, sinks, attrs);
+      this.#drop(sinks);
+      return out;
+    }),
     weightedSum: this.#run((w, v, attrs) => k.weightedSum(this.runtime, w, v, attrs)),
     rotary: this.#run((x, attrs) => k.rotary(this.runtime, x, attrs)),
     // Appends in place and hands back the cache itself (a session's persistent tensor).
@@ -161,10 +168,12 @@ export class WebGPUBackend implements Backend<WebGPUTensor> {
   };
 
   readonly fused: FusedKernels<WebGPUTensor> = {
-    fusedAttention: this.#run((q, key, v, pad, am, attrs) => {
-      const slopes = this.#slopes(attrs.alibiSlopes);
-      const out = k.fusedAttention(this.runtime, q, key, v, pad, am, slopes, attrs);
+    fusedAttention: this.#run((q, key, v, pad, am, attrs, ids) => {
+      const slopes = this.#perHead(attrs.alibiSlopes);
+      const sinks = this.#perHead(attrs.sinks);
+      const out = k.fusedAttention(this.runtime, q, key, v, pad, am, slopes, this.#use(ids ?? null), sinks, attrs);
       this.#drop(slopes);
+      this.#drop(sinks);
       return out;
     }),
   };
@@ -281,10 +290,11 @@ export async function warmup(
 }
 
 /**
- * Which optional features the WGSL kernels run: rotary, ALiBi and window, not maskMod/scoreMod,
- * JavaScript callbacks per score that a shader cannot call, nor (yet) the serving features listed.
+ * Which optional features the WGSL kernels run: rotary, ALiBi, window and the serving features
+ * (softcap, sink logits, sink tokens), not maskMod/scoreMod, JavaScript callbacks per score that
+ * a shader cannot call.
  */
-export const webgpuSupports = shaderSupports('webgpu', 'WGSL', ['softcap', 'sinks', 'sinkTokens']);
+export const webgpuSupports = shaderSupports('webgpu', 'WGSL');
 
 /**
  * The webgpu backend's factory. Priority 40, above webgl: compute shaders share workgroup memory

@@ -3,21 +3,28 @@ import { Params, type Runtime, type WebGPUTensor } from '../runtime.js';
 import { declare, elementwise, perOutput } from './common.js';
 import { headFields, writeHead } from './scores.js';
 
-/** The masking fields shared by `mask` and `fusedAttention` (window 0 = none). */
-export const maskFields = ['causal: u32', 'window: u32', 'qoff: u32'];
+/**
+ * The masking fields shared by `mask` and `fusedAttention`: window 0 = none, sinkN the sink
+ * tokens (0 = none), koff a compacted window cache's keyOffset, softcap c (read only by the
+ * pipelines built with it).
+ */
+export const maskFields = ['causal: u32', 'window: u32', 'qoff: u32', 'sinkN: u32', 'koff: u32', 'softcap: f32'];
 export function writeMask(params: Params, attrs: ScoreModifiers & { causal: boolean }): Params {
   return params
     .u(attrs.causal ? 1 : 0)
     .u(attrs.window ?? 0)
-    .u(rowQueryOffset(attrs));
+    .u(rowQueryOffset(attrs))
+    .u(attrs.sinkTokens ?? 0)
+    .u(attrs.keyOffset ?? 0)
+    .f(attrs.softcap ?? 0);
 }
 
 /**
  * The query position the kernels compare key rows j with. A compacted window cache holds key
- * positions j + keyOffset (core's ScoreModifiers; webgpu refuses sinkTokens, so no row is exempt),
- * so pos − (j + keyOffset) = (pos − keyOffset) − j: the window and ALiBi read rows directly with
- * the query position shifted by keyOffset (causal is bottom-right aligned in rows already).
- * Never negative: it is the query's own row index.
+ * positions j + keyOffset past its sink rows (core's ScoreModifiers), so pos − (j + keyOffset) =
+ * (pos − keyOffset) − j: the window and ALiBi read those rows directly with the query position
+ * shifted by keyOffset (causal is bottom-right aligned in rows already); the sink rows keep
+ * positions j (`keyShift`). Never negative: it is the query's own row index.
  */
 export function rowQueryOffset(attrs: ScoreModifiers): number {
   return (attrs.queryOffset ?? 0) - (attrs.keyOffset ?? 0);
@@ -51,29 +58,74 @@ fn visibleKeys(i: u32) -> vec2u {
   return vec2u(u32(start), u32(max(start, end)));
 }`;
 
+/**
+ * The serving modifiers (issue #18), as in core's ScoreModifiers:
+ * sinkEnd(i): with sinkTokens s, key rows [0, sinkEnd) stay visible to query row i besides its
+ *   window (causal permitting); 0 without sink tokens.
+ * keyShift(j): key row j's position minus keyOffset (the sink rows sit at their own positions),
+ *   so |qoff + i − keyShift(j)| is ALiBi's |p − pj|.
+ * softcapped(s): c·tanh(s/c) as c·sign(x)·(1 − e)/(1 + e), e = exp(−2|x|) ≤ 1, which never
+ *   overflows (tanh's own e^{2x} form does for |x| > 44 on some drivers).
+ */
+export const servingFns = `
+fn sinkEnd(i: u32) -> u32 {
+  var e = i32(min(p.sinkN, p.Lk));
+  if (p.causal != 0u) { e = clamp(i32(i) + i32(p.Lk) - i32(p.Lq) + 1, 0, e); }
+  return u32(e);
+}
+fn keyShift(j: u32) -> i32 { return select(i32(j), i32(j) - i32(p.koff), j < p.sinkN); }
+fn alibiDistance(i: u32, j: u32) -> f32 { return abs(f32(i32(p.qoff + i) - keyShift(j))); }
+fn softcapped(s: f32) -> f32 {
+  let x = s / p.softcap;
+  let e = exp(-2.0 * abs(x));
+  return p.softcap * sign(x) * (1.0 - e) / (1.0 + e);
+}`;
+
+/** Which optional inputs and modifiers a pipeline is built with (its cache key says which). */
 export interface MaskInputs {
   readonly pad: boolean;
   readonly am: boolean;
   readonly alibi: boolean;
+  /** sequenceIds [B, Lk]: packed sequences. */
+  readonly seq: boolean;
+  readonly softcap: boolean;
 }
-export const maskKey = (m: MaskInputs) => `${m.pad ? 'p' : ''}${m.am ? 'm' : ''}${m.alibi ? 'a' : ''}`;
-/** The optional buffers in binding order after the kernel's own inputs. */
+export const maskInputs = (
+  pad: WebGPUTensor | null,
+  am: WebGPUTensor | null,
+  slopes: WebGPUTensor | null,
+  ids: WebGPUTensor | null,
+  attrs: ScoreModifiers,
+): MaskInputs => ({
+  pad: pad !== null,
+  am: am !== null,
+  alibi: slopes !== null,
+  seq: ids !== null,
+  softcap: attrs.softcap !== undefined,
+});
+export const maskKey = (m: MaskInputs) =>
+  `${m.pad ? 'p' : ''}${m.am ? 'm' : ''}${m.alibi ? 'a' : ''}${m.seq ? 'i' : ''}${m.softcap ? 'c' : ''}`;
+/** The optional buffers in binding order after the kernel's own inputs (pad, am, slopes, ids). */
 export const maskBuffers = (m: MaskInputs) => [
   ...(m.pad ? ['pad'] : []),
   ...(m.am ? ['am'] : []),
   ...(m.alibi ? ['slopes'] : []),
+  ...(m.seq ? ['ids'] : []),
 ];
 
 /**
- * masked[b, h, i, j] = scaled − slope_h·|pos − j| (ALiBi) + attnMask[i, j], or −∞ where the key
- * is hidden: outside visibleKeys(i), keyPaddingMask[b, j] ≠ 0, or attnMask[i, j] = −∞.
- * scaled [B, H, Lq, Lk], keyPaddingMask [B, Lk], attnMask [Lq, Lk], slopes [H]. One thread per score.
+ * masked[b, h, i, j] = softcap(scaled) − slope_h·|pos − pos_j| (ALiBi) + attnMask[i, j], or −∞
+ * where the key is hidden: outside visibleKeys(i) and the sink tokens, keyPaddingMask[b, j] ≠ 0,
+ * sequenceIds[b, j] ≠ the query's id (row i + Lk − Lq), or attnMask[i, j] = −∞.
+ * scaled [B, H, Lq, Lk], keyPaddingMask [B, Lk], attnMask [Lq, Lk], slopes [H], sequenceIds
+ * [B, Lk]. One thread per score.
  */
 const wgsl = (
   m: MaskInputs,
 ) => `${declare(['n: u32', ...headFields, ...maskFields], ['s', ...maskBuffers(m), 'out:rw'])}
 ${infinity}
 ${visibleKeys}
+${servingFns}
 ${perOutput('p.n')}
   let j = idx % p.Lk;
   let row = idx / p.Lk;
@@ -81,12 +133,14 @@ ${perOutput('p.n')}
   let h = (row / p.Lq) % p.H;
   let b = row / (p.Lq * p.H);
   let range = visibleKeys(i);
-  var hidden = j < range.x || j >= range.y;
+  var hidden = j >= sinkEnd(i) && (j < range.x || j >= range.y);
   ${m.pad ? 'hidden = hidden || pad[b * p.Lk + j] != 0.0;' : ''}
+  ${m.seq ? 'hidden = hidden || ids[b * p.Lk + j] != ids[b * p.Lk + i + p.Lk - p.Lq];' : ''}
   ${m.am ? 'let amv = am[i * p.Lk + j]; hidden = hidden || isHidden(amv);' : ''}
   if (hidden) { out[idx] = negInf(); return; }
   var v = s[idx];
-  ${m.alibi ? 'v -= slopes[h] * abs(f32(p.qoff + i) - f32(j));' : ''}
+  ${m.softcap ? 'v = softcapped(v);' : ''}
+  ${m.alibi ? 'v -= slopes[h] * alibiDistance(i, j);' : ''}
   ${m.am ? 'v += amv;' : ''}
   out[idx] = v;
 }`;
@@ -97,10 +151,11 @@ export function mask(
   pad: WebGPUTensor | null,
   am: WebGPUTensor | null,
   slopes: WebGPUTensor | null,
+  ids: WebGPUTensor | null,
   attrs: MaskAttrs,
 ): WebGPUTensor {
-  const m: MaskInputs = { pad: pad !== null, am: am !== null, alibi: slopes !== null };
+  const m = maskInputs(pad, am, slopes, ids, attrs);
   const params = new Params(1 + headFields.length + maskFields.length).u(sizeOf(s.shape));
   writeMask(writeHead(params, attrs), attrs);
-  return elementwise(rt, `mask:${maskKey(m)}`, () => wgsl(m), params, [s, pad, am, slopes], s.shape);
+  return elementwise(rt, `mask:${maskKey(m)}`, () => wgsl(m), params, [s, pad, am, slopes, ids], s.shape);
 }

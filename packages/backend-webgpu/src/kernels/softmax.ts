@@ -9,11 +9,15 @@ import { infinity } from './mask.js';
  * pass 2: the sum of exp(s − max);
  * pass 3: write exp(s − max) / sum, and 0 for hidden (−∞) entries.
  * A row with no visible entry (a query that sees no key) is all zeros.
+ * With sink logits (config.sinks, [H]) the row's head sink joins the max of pass 1 and the sum
+ * of pass 2 and carries no value, so the row sums to < 1; row r is head (r / Lq) mod H.
  * A thread per row, not a workgroup reduction: this kernel only runs when weights or score
  * captures are asked for, and software Vulkan (SwiftShader, as in CI) pays ~6 ms per barrier
  * round of a 256-thread workgroup (measured: 350 ms for 56 rows of 7), far more than the loop.
  */
-const wgsl = () => `${declare(['rows: u32', 'cols: u32'], ['s', 'out:rw'])}
+const wgsl = (
+  sinks: boolean,
+) => `${declare(['rows: u32', 'cols: u32', 'Lq: u32', 'H: u32'], ['s', ...(sinks ? ['sinks'] : []), 'out:rw'])}
 ${infinity}
 ${perOutput('p.rows')}
   let off = idx * p.cols;
@@ -28,8 +32,9 @@ ${perOutput('p.rows')}
     for (var j = 0u; j < p.cols; j++) { out[off + j] = 0.0; }
     return;
   }
+  ${sinks ? 'let sink = sinks[(idx / p.Lq) % p.H]; m = max(m, sink);' : ''}
   // Pass 2.
-  var sum = 0.0;
+  var sum = ${sinks ? 'exp(sink - m)' : '0.0'};
   for (var j = 0u; j < p.cols; j++) {
     let v = s[off + j];
     if (!isHidden(v)) { sum += exp(v - m); }
@@ -44,6 +49,12 @@ ${perOutput('p.rows')}
   }
 }`;
 
-export function softmax(rt: Runtime, s: WebGPUTensor, attrs: SoftmaxAttrs): WebGPUTensor {
-  return elementwise(rt, 'softmax', wgsl, new Params(2).u(attrs.rows).u(attrs.cols), [s], s.shape, attrs.rows);
+export function softmax(rt: Runtime, s: WebGPUTensor, sinks: WebGPUTensor | null, attrs: SoftmaxAttrs): WebGPUTensor {
+  const params = new Params(4)
+    .u(attrs.rows)
+    .u(attrs.cols)
+    .u(attrs.queryLength ?? 1)
+    .u(sinks === null ? 1 : (sinks.shape[0] as number));
+  const key = sinks === null ? 'softmax' : 'softmax:sinks';
+  return elementwise(rt, key, () => wgsl(sinks !== null), params, [s, sinks], s.shape, attrs.rows);
 }
