@@ -1,0 +1,254 @@
+// Packing, the 4 × 8 micro-kernel and the matrix multiply (C = A · B + bias) of `linear`.
+import { madd } from './madd';
+
+/**
+ * Packs B [K, N] (row stride ldb floats) into 8-column panels: panel p holds B[:, 8p … 8p+7] as
+ * [K][8], zero-padded past N. out: [ceil(N/8)][K][8]. The micro-kernel then reads B as one
+ * contiguous stream per panel (no strided access, no 4 KiB set aliasing on power-of-two widths).
+ */
+export function packPanels(b: usize, K: i32, N: i32, ldb: i32, out: usize): void {
+  const panels = (N + 7) >> 3;
+  for (let p = 0; p < panels; p++) {
+    const col0 = p << 3;
+    const full = col0 + 8 <= N;
+    for (let k = 0; k < K; k++) {
+      const src = b + ((<usize>k * ldb + col0) << 2);
+      const dst = out + ((<usize>(p * K + k)) << 5);
+      if (full) {
+        v128.store(dst, v128.load(src));
+        v128.store(dst, v128.load(src, 16), 16);
+      } else {
+        for (let t = 0; t < 8; t++) store<f32>(dst + (t << 2), col0 + t < N ? load<f32>(src + (t << 2)) : 0);
+      }
+    }
+  }
+}
+
+/**
+ * Packs the transpose of a [rows, cols] block (row stride ld floats) into 8-column panels of
+ * Bᵀ: used for Kᵀ so that scores = Q · Kᵀ runs on the same micro-kernel. Rows past `rows` (up to
+ * rowsPadded, a multiple of 8) and columns past `cols` (up to colsPadded) are zero.
+ * out: [rowsPadded/8][colsPadded][8].
+ */
+export function packTransposed(src: usize, rows: i32, cols: i32, ld: i32, rowsPadded: i32, colsPadded: i32, out: usize): void {
+  const panels = rowsPadded >> 3;
+  for (let p = 0; p < panels; p++) {
+    for (let c = 0; c < colsPadded; c++) {
+      const dst = out + ((<usize>(p * colsPadded + c)) << 5);
+      for (let t = 0; t < 8; t++) {
+        const r = (p << 3) + t;
+        store<f32>(dst + (t << 2), r < rows && c < cols ? load<f32>(src + ((<usize>r * ld + c) << 2)) : 0);
+      }
+    }
+  }
+}
+
+/**
+ * C[4, 8] (+)= A[4, K] · P[K, 8]: A rows at a, a + lda·4, …; P a packed panel; C rows ldc apart.
+ * `accumulate` adds onto C (flash attention's running output), else overwrites it.
+ */
+// @ts-ignore: decorator
+@inline
+export function micro4x8(a: usize, lda: usize, p: usize, K: i32, c: usize, ldc: usize, accumulate: bool): void {
+  let c00 = f32x4.splat(0), c01 = f32x4.splat(0);
+  let c10 = f32x4.splat(0), c11 = f32x4.splat(0);
+  let c20 = f32x4.splat(0), c21 = f32x4.splat(0);
+  let c30 = f32x4.splat(0), c31 = f32x4.splat(0);
+  const ldaB = lda << 2;
+  let a0 = a;
+  const end = a + (<usize>K << 2);
+  let pp = p;
+  for (; a0 < end; a0 += 4, pp += 32) {
+    const b0 = v128.load(pp);
+    const b1 = v128.load(pp, 16);
+    let s = v128.load32_splat(a0);
+    c00 = madd(s, b0, c00);
+    c01 = madd(s, b1, c01);
+    s = v128.load32_splat(a0 + ldaB);
+    c10 = madd(s, b0, c10);
+    c11 = madd(s, b1, c11);
+    s = v128.load32_splat(a0 + 2 * ldaB);
+    c20 = madd(s, b0, c20);
+    c21 = madd(s, b1, c21);
+    s = v128.load32_splat(a0 + 3 * ldaB);
+    c30 = madd(s, b0, c30);
+    c31 = madd(s, b1, c31);
+  }
+  const ldcB = ldc << 2;
+  if (accumulate) {
+    c00 = f32x4.add(c00, v128.load(c));
+    c01 = f32x4.add(c01, v128.load(c, 16));
+    c10 = f32x4.add(c10, v128.load(c + ldcB));
+    c11 = f32x4.add(c11, v128.load(c + ldcB, 16));
+    c20 = f32x4.add(c20, v128.load(c + 2 * ldcB));
+    c21 = f32x4.add(c21, v128.load(c + 2 * ldcB, 16));
+    c30 = f32x4.add(c30, v128.load(c + 3 * ldcB));
+    c31 = f32x4.add(c31, v128.load(c + 3 * ldcB, 16));
+  }
+  v128.store(c, c00);
+  v128.store(c, c01, 16);
+  v128.store(c + ldcB, c10);
+  v128.store(c + ldcB, c11, 16);
+  v128.store(c + 2 * ldcB, c20);
+  v128.store(c + 2 * ldcB, c21, 16);
+  v128.store(c + 3 * ldcB, c30);
+  v128.store(c + 3 * ldcB, c31, 16);
+}
+
+/** Rows of A per cache block: this many rows of A (≤ 64 × K floats) stay in L2 while one 8-wide
+ * panel of B (K × 8 floats, 24 KiB at K = 768) stays in L1 across all of them. */
+const GEMM_ROW_BLOCK = 64;
+
+/**
+ * C[M, Np] = A[M, K] · B + bias, B given as packed panels (packPanels) of Np = ceil(N/8)·8
+ * columns; any M ≥ 0. bias: [Np] or 0.
+ * Loop nest for the row quads: row block (64) → panel (8 columns) → row quad (4) → k. The last
+ * M mod 4 rows go to the few-row kernels (gemmRows2, gemmRows1), which hold more panels per row
+ * instead of more rows per panel: a decode step's projection (1–3 rows) reads W once, at the
+ * FMA rate, instead of computing three zero rows for each real one.
+ */
+export function gemm(a: usize, M: i32, K: i32, bp: usize, Np: i32, bias: usize, c: usize): void {
+  const panels = Np >> 3;
+  const M4 = M & ~3;
+  for (let i0 = 0; i0 < M4; i0 += GEMM_ROW_BLOCK) {
+    const i1 = min(M4, i0 + GEMM_ROW_BLOCK);
+    for (let p = 0; p < panels; p++) {
+      const panel = bp + ((<usize>p * K) << 5);
+      for (let i = i0; i < i1; i += 4) {
+        const cTile = c + ((<usize>i * Np + (p << 3)) << 2);
+        if (bias) {
+          // Seed the tile with the bias so the micro-kernel's accumulate adds it once.
+          const b0 = v128.load(bias + (<usize>p << 5));
+          const b1 = v128.load(bias + (<usize>p << 5), 16);
+          for (let r = 0; r < 4; r++) {
+            const row = cTile + ((<usize>r * Np) << 2);
+            v128.store(row, b0);
+            v128.store(row, b1, 16);
+          }
+        }
+        micro4x8(a + ((<usize>i * K) << 2), K, panel, K, cTile, Np, bias != 0);
+      }
+    }
+  }
+  let r = M4;
+  if (M - r >= 2) {
+    gemmRows2(a + ((<usize>r * K) << 2), K, bp, panels, bias, c + ((<usize>r * Np) << 2), Np);
+    r += 2;
+  }
+  if (r < M) gemmRows1(a + ((<usize>r * K) << 2), K, bp, panels, bias, c + ((<usize>r * Np) << 2));
+}
+
+/** v + bias[col … col+3] when there is a bias. */
+// @ts-ignore: decorator
+@inline
+function plusBias(v: v128, bias: usize, col: i32): v128 {
+  return bias ? f32x4.add(v, v128.load(bias + (<usize>col << 2))) : v;
+}
+
+/**
+ * One row of C [Np] = a [K] · B + bias: four panels at a time (eight accumulators, as many
+ * independent FMA chains as the 4 × 8 tile), then any last panels one at a time.
+ */
+function gemmRows1(a: usize, K: i32, bp: usize, panels: i32, bias: usize, c: usize): void {
+  const panelB = <usize>K << 5;
+  const end = a + (<usize>K << 2);
+  let p = 0;
+  for (; p + 4 <= panels; p += 4) {
+    let c00 = f32x4.splat(0), c01 = f32x4.splat(0), c10 = f32x4.splat(0), c11 = f32x4.splat(0);
+    let c20 = f32x4.splat(0), c21 = f32x4.splat(0), c30 = f32x4.splat(0), c31 = f32x4.splat(0);
+    let pp = bp + <usize>p * panelB;
+    for (let a0 = a; a0 < end; a0 += 4, pp += 32) {
+      const s = v128.load32_splat(a0);
+      c00 = madd(s, v128.load(pp), c00);
+      c01 = madd(s, v128.load(pp, 16), c01);
+      c10 = madd(s, v128.load(pp + panelB), c10);
+      c11 = madd(s, v128.load(pp + panelB, 16), c11);
+      c20 = madd(s, v128.load(pp + 2 * panelB), c20);
+      c21 = madd(s, v128.load(pp + 2 * panelB, 16), c21);
+      c30 = madd(s, v128.load(pp + 3 * panelB), c30);
+      c31 = madd(s, v128.load(pp + 3 * panelB, 16), c31);
+    }
+    const col = p << 3;
+    const out = c + (<usize>col << 2);
+    v128.store(out, plusBias(c00, bias, col));
+    v128.store(out, plusBias(c01, bias, col + 4), 16);
+    v128.store(out, plusBias(c10, bias, col + 8), 32);
+    v128.store(out, plusBias(c11, bias, col + 12), 48);
+    v128.store(out, plusBias(c20, bias, col + 16), 64);
+    v128.store(out, plusBias(c21, bias, col + 20), 80);
+    v128.store(out, plusBias(c30, bias, col + 24), 96);
+    v128.store(out, plusBias(c31, bias, col + 28), 112);
+  }
+  for (; p < panels; p++) {
+    let c00 = f32x4.splat(0), c01 = f32x4.splat(0);
+    let pp = bp + <usize>p * panelB;
+    for (let a0 = a; a0 < end; a0 += 4, pp += 32) {
+      const s = v128.load32_splat(a0);
+      c00 = madd(s, v128.load(pp), c00);
+      c01 = madd(s, v128.load(pp, 16), c01);
+    }
+    const col = p << 3;
+    v128.store(c + (<usize>col << 2), plusBias(c00, bias, col));
+    v128.store(c + (<usize>col << 2), plusBias(c01, bias, col + 4), 16);
+  }
+}
+
+/** Two rows of C (ldc floats apart): two panels at a time (eight accumulators), then the last one. */
+function gemmRows2(a: usize, K: i32, bp: usize, panels: i32, bias: usize, c: usize, ldc: i32): void {
+  const panelB = <usize>K << 5;
+  const ldaB = <usize>K << 2;
+  const ldcB = <usize>ldc << 2;
+  const end = a + ldaB;
+  let p = 0;
+  for (; p + 2 <= panels; p += 2) {
+    let c00 = f32x4.splat(0), c01 = f32x4.splat(0), c02 = f32x4.splat(0), c03 = f32x4.splat(0);
+    let c10 = f32x4.splat(0), c11 = f32x4.splat(0), c12 = f32x4.splat(0), c13 = f32x4.splat(0);
+    let pp = bp + <usize>p * panelB;
+    for (let a0 = a; a0 < end; a0 += 4, pp += 32) {
+      const b0 = v128.load(pp);
+      const b1 = v128.load(pp, 16);
+      const b2 = v128.load(pp + panelB);
+      const b3 = v128.load(pp + panelB, 16);
+      let s = v128.load32_splat(a0);
+      c00 = madd(s, b0, c00);
+      c01 = madd(s, b1, c01);
+      c02 = madd(s, b2, c02);
+      c03 = madd(s, b3, c03);
+      s = v128.load32_splat(a0 + ldaB);
+      c10 = madd(s, b0, c10);
+      c11 = madd(s, b1, c11);
+      c12 = madd(s, b2, c12);
+      c13 = madd(s, b3, c13);
+    }
+    const col = p << 3;
+    const out = c + (<usize>col << 2);
+    v128.store(out, plusBias(c00, bias, col));
+    v128.store(out, plusBias(c01, bias, col + 4), 16);
+    v128.store(out, plusBias(c02, bias, col + 8), 32);
+    v128.store(out, plusBias(c03, bias, col + 12), 48);
+    v128.store(out + ldcB, plusBias(c10, bias, col));
+    v128.store(out + ldcB, plusBias(c11, bias, col + 4), 16);
+    v128.store(out + ldcB, plusBias(c12, bias, col + 8), 32);
+    v128.store(out + ldcB, plusBias(c13, bias, col + 12), 48);
+  }
+  if (p < panels) {
+    let c00 = f32x4.splat(0), c01 = f32x4.splat(0), c10 = f32x4.splat(0), c11 = f32x4.splat(0);
+    let pp = bp + <usize>p * panelB;
+    for (let a0 = a; a0 < end; a0 += 4, pp += 32) {
+      const b0 = v128.load(pp);
+      const b1 = v128.load(pp, 16);
+      let s = v128.load32_splat(a0);
+      c00 = madd(s, b0, c00);
+      c01 = madd(s, b1, c01);
+      s = v128.load32_splat(a0 + ldaB);
+      c10 = madd(s, b0, c10);
+      c11 = madd(s, b1, c11);
+    }
+    const col = p << 3;
+    const out = c + (<usize>col << 2);
+    v128.store(out, plusBias(c00, bias, col));
+    v128.store(out, plusBias(c01, bias, col + 4), 16);
+    v128.store(out + ldcB, plusBias(c10, bias, col));
+    v128.store(out + ldcB, plusBias(c11, bias, col + 4), 16);
+  }
+}
