@@ -43,6 +43,8 @@ import { compileFor, type Warmup, type WarmupShape } from './warmup.js';
 export class WebGLBackend implements Backend<WebGLTensor> {
   readonly name = 'webgl';
   readonly supports = webglSupports;
+  /** Packed sequences: mask and both fused paths take `sequenceIds`. */
+  readonly inputs = ['sequenceIds'] as const;
   readonly #t: Textures;
 
   private constructor(textures: Textures) {
@@ -193,7 +195,7 @@ export class WebGLBackend implements Backend<WebGLTensor> {
     linear: (x, w, bias, attrs) => linear(this.#t, x, w, bias, attrs),
     scores: (q, k, attrs) => scores(this.#t, q, k, attrs),
     scale: (s, attrs) => scale(this.#t, s, attrs),
-    mask: (s, pad, am, attrs) => mask(this.#t, s, pad, am, attrs),
+    mask: (s, pad, am, attrs, ids) => mask(this.#t, s, pad, am, attrs, ids ?? null),
     softmax: (s, attrs) => softmax(this.#t, s, attrs),
     weightedSum: (w, v, attrs) => weightedSum(this.#t, w, v, attrs),
     rotary: (x, attrs) => rotary(this.#t, x, attrs),
@@ -201,7 +203,7 @@ export class WebGLBackend implements Backend<WebGLTensor> {
   };
 
   readonly fused: FusedKernels<WebGLTensor> = {
-    fusedAttention: (q, k, v, pad, am, attrs) => fusedAttention(this.#t, q, k, v, pad, am, attrs),
+    fusedAttention: (q, k, v, pad, am, attrs, ids) => fusedAttention(this.#t, q, k, v, pad, am, attrs, ids ?? null),
   };
 
   /**
@@ -241,12 +243,12 @@ export async function warmup(
 }
 
 /**
- * Which optional features the webgl kernels run: rotary, ALiBi and window (in GLSL), not
- * maskMod/scoreMod, which are JavaScript callbacks evaluated per score that a GLSL shader cannot
- * call, nor (yet) the serving features listed. Core turns a reason into CAPABILITY for an
- * explicit 'webgl' and a skip under 'auto'.
+ * Which optional features the webgl kernels run: rotary, ALiBi, window, softcap, sink logits and
+ * sink tokens (in GLSL), not maskMod/scoreMod, which are JavaScript callbacks evaluated per score
+ * that a GLSL shader cannot call. Core turns a reason into CAPABILITY for an explicit 'webgl' and
+ * a skip under 'auto'.
  */
-export const webglSupports = shaderSupports('webgl', 'GLSL', ['softcap', 'sinks', 'sinkTokens']);
+export const webglSupports = shaderSupports('webgl', 'GLSL');
 
 /**
  * The webgl backend's factory. Priority 30, above workers and cpu: a real GPU beats threads.

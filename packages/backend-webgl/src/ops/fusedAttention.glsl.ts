@@ -2,22 +2,27 @@
  * The packed programs of fused attention (raw.ts runs them; ops/fusedAttention.ts draws them):
  * pass 0 transposes v, passes 1–4 compute scores, row stats, probabilities and P·V per tile.
  * Layouts as in packed.ts; Lk, the offsets and the scale are uniforms under a compiled bound.
+ * Which keys a row sees, and the loops over only those: fusedAttention.keys.glsl.ts.
  */
 import { PRELUDE } from '../raw.js';
+import {
+  forVisibleTexels,
+  type KeyVariant,
+  keyDeclarations,
+  keyFunctions,
+  SEQ_BLOCK4,
+} from './fusedAttention.keys.glsl.js';
 
-export interface FusedVariant {
+export interface FusedVariant extends KeyVariant {
   readonly H: number;
   readonly group: number;
-  readonly Lq: number;
   /** hd4 = ceil(hd / 4) texels per head. */
   readonly hd4: number;
-  readonly causal: boolean;
   readonly hasPadding: boolean;
   readonly hasAttnMask: boolean;
-  readonly window: boolean;
   readonly alibi: boolean;
-  /** Loop bound of the key loops: ceil(keyCapacity / 4). */
-  readonly maxKeys4: number;
+  readonly softcap: boolean;
+  readonly sinks: boolean;
 }
 
 export const fusedKey = (name: string, v: FusedVariant) => `${name}|${JSON.stringify(v)}`;
@@ -39,22 +44,61 @@ function defines(v: FusedVariant): string {
   ].join('\n');
 }
 
-/**
- * Fused pass 1: S [ceil(Lk/4), tileRows], 4 keys per fragment, tile row `local` = score row
- * rowStart + local = (b·H + h)·Lq + i. S = scale·q·k − slope_h·|p − j| (+ attnMask[i, j]),
- * −∞ where causal / padding / the window hide key j or j ≥ Lk; p = queryOffset + i.
- * q packed [H·hd4, B·Lq], k packed [KVH·hd4, B·keyCapacity], pad flat [B, Lk], am flat [Lq, Lk].
- */
-export function fusedScoresSource(v: FusedVariant): string {
+/** Declarations and functions every pass after pass 0 starts with. */
+function header(v: FusedVariant): string {
   return `${PRELUDE}
 ${defines(v)}
+${keyDeclarations(v)}
+uniform float uRowStart; uniform float uRows; uniform float uNegInf;
+${keyFunctions(v)}`;
+}
+
+/** Element h of a uniform array [H] (GLSL ES 1.00 indexes uniform arrays by constants only). */
+const perHead = (name: string) => `float ${name}Of(float h) {
+  float r = 0.0;
+  for (int hh = 0; hh < H; hh++) { if (float(hh) == h) r = ${name}[hh]; }
+  return r;
+}`;
+
+/**
+ * tanh in a form that never overflows for any finite x: (1 − e^(−2|x|)) / (1 + e^(−2|x|)) with
+ * the sign put back, and its Taylor series below |x| = 0.125, where 1 − e^(−2|x|) would lose
+ * digits to cancellation (the series' first omitted term is < 2e−9 relative there).
+ */
+const TANH = `vec4 tanhStable(vec4 x) {
+  vec4 a = abs(x);
+  vec4 e = exp(-2.0 * a);
+  vec4 far = (1.0 - e) / (1.0 + e);
+  // The series on |x| clamped to its range, so that the unused branch stays finite for mix().
+  vec4 an = min(a, vec4(0.125));
+  vec4 x2 = an * an;
+  vec4 near = an * (1.0 + x2 * (-1.0 / 3.0 + x2 * (2.0 / 15.0 + x2 * (-17.0 / 315.0))));
+  return sign(x) * mix(far, near, vec4(lessThan(a, vec4(0.125))));
+}`;
+
+/** GLSL setting component m (an int 0…3) of vec4 `v` to `value`. */
+const setComponent = (v: string, value: string) =>
+  `if (m == 0) ${v}.x = ${value}; else if (m == 1) ${v}.y = ${value}; else if (m == 2) ${v}.z = ${value}; else ${v}.w = ${value};`;
+
+/**
+ * Fused pass 1: S [ceil(Lk/4), tileRows], 4 keys per fragment, tile row `local` = score row
+ * rowStart + local = (b·H + h)·Lq + i. Per visible key, in the reference's order:
+ *   s = scale·q·k,  s = c·tanh(s/c) (softcap),  s −= slope_h·|p − pj| (ALiBi),  s += attnMask[i, j]
+ * with p = queryOffset + i and pj the key's position (keyOffset past the sink rows); −∞ where
+ * causal / the window (sink tokens exempt) / padding / another sequence hide key j, or j ≥ Lk.
+ * A texel whose 4 keys are all hidden (a whole block of another sequence: by the block table,
+ * before any id is read) is written −∞ without reading q or k.
+ * q packed [H·hd4, B·Lq], k packed [KVH·hd4, B·keyCapacity], pad, ids flat [B, Lk], am flat [Lq, Lk].
+ */
+export function fusedScoresSource(v: FusedVariant): string {
+  return `${header(v)}
 uniform sampler2D uQ; uniform vec2 uQSize;
 uniform sampler2D uK; uniform vec2 uKSize;
 ${v.hasPadding ? 'uniform sampler2D uPad; uniform vec2 uPadSize;' : ''}
 ${v.hasAttnMask ? 'uniform sampler2D uAm; uniform vec2 uAmSize;' : ''}
-uniform float uRowStart; uniform float uRows; uniform float uLk; uniform float uCap;
-uniform float uScale; uniform float uNegInf; uniform float uQueryOffset; uniform float uWindow;
-${v.alibi ? 'uniform float uSlopes[H];' : ''}
+uniform float uCap; uniform float uScale;
+${v.softcap ? `uniform float uSoftcap;\n${TANH}` : ''}
+${v.alibi ? `uniform float uSlopes[H];\n${perHead('uSlopes')}` : ''}
 float dot4(vec4 a, vec4 b, float acc) {
   acc += a.x * b.x; acc += a.y * b.y; acc += a.z * b.z; acc += a.w * b.w;
   return acc;
@@ -64,22 +108,28 @@ void main() {
   float row = uRowStart + floor(gl_FragCoord.y);
   if (row >= uRows) { gl_FragColor = vec4(uNegInf); return; }
   ${rowLines}
-  float p = uQueryOffset + i;
-  // Visible keys [start, end): causal is bottom-right aligned (the last query sees every key).
-  float start = 0.0;
-  float end = ${v.causal ? 'min(uLk, max(0.0, i + uLk - float(LQ) + 1.0))' : 'uLk'};
-  ${v.window ? `start = max(0.0, p - uWindow + 1.0);\n  end = min(end, ${v.causal ? 'p + 1.0' : 'p + uWindow'});` : ''}
+  float sinkEnd; float start; float end;
+  visibleKeys(i, sinkEnd, start, end);
   float j0 = 4.0 * j4;
   vec4 j = vec4(j0) + vec4(0.0, 1.0, 2.0, 3.0);
   // 1.0 where key j is hidden, componentwise (vector compares: no per-key branches).
-  vec4 hidden = max(vec4(lessThan(j, vec4(start))), vec4(greaterThanEqual(j, vec4(end))));
+  vec4 hidden = max(vec4(lessThan(j, vec4(start))), vec4(greaterThanEqual(j, vec4(end))))
+              * vec4(greaterThanEqual(j, vec4(sinkEnd)));
+  ${
+    v.sequenceIds
+      ? `float qid = queryId(b, i);
+  if (blockHidden(b, floor(j4 / ${SEQ_BLOCK4}.0), qid)) { gl_FragColor = vec4(uNegInf); return; }
+  for (int m = 0; m < 4; m++) {
+    float jm = j0 + float(m);
+    if (jm < uLk && flatAt(uIds, uIdsSize, b * uLk + jm) != qid) { ${setComponent('hidden', '1.0')} }
+  }`
+      : ''
+  }
   ${
     v.hasPadding
       ? `for (int m = 0; m < 4; m++) {
     float jm = j0 + float(m);
-    if (jm < uLk && flatAt(uPad, uPadSize, b * uLk + jm) != 0.0) {
-      if (m == 0) hidden.x = 1.0; else if (m == 1) hidden.y = 1.0; else if (m == 2) hidden.z = 1.0; else hidden.w = 1.0;
-    }
+    if (jm < uLk && flatAt(uPad, uPadSize, b * uLk + jm) != 0.0) { ${setComponent('hidden', '1.0')} }
   }`
       : ''
   }
@@ -102,11 +152,12 @@ void main() {
     d.w = dot4(qv, texture2D(uK, vec2(u, kv + 3.0 * dkv)), d.w);
   }
   vec4 s = d * uScale;
+  ${v.softcap ? 's = uSoftcap * tanhStable(s / uSoftcap);' : ''}
   ${
     v.alibi
-      ? `float slope = 0.0;
-  for (int hh = 0; hh < H; hh++) { if (float(hh) == h) slope = uSlopes[hh]; }
-  s -= slope * abs(vec4(p) - j);`
+      ? `// Key positions: row j past the sink rows of a compacted window cache is position j + keyOffset.
+  vec4 pj = j + uKeyOffset * vec4(greaterThanEqual(j, vec4(uSinkTokens)));
+  s -= uSlopesOf(h) * abs(vec4(uQueryOffset + i) - pj);`
       : ''
   }
   ${
@@ -122,47 +173,59 @@ void main() {
 }
 
 /**
- * Fused pass 2: per tile row, (m, l) = (max_j S, Σ_j exp(S − m)); (−∞, 0) for a row with no
- * visible key. Sums in key order, as the row softmax does. Written to stats [2, tileRows/2]
- * (tile row = 2y + x): a 1-texel-wide target would leave half of every 2×2 fragment quad idle.
+ * Fused pass 2: per tile row, (m, l) = (max_j S, Σ_j exp(S − m)) over the row's visible texels
+ * only; with sink logits the head's sink joins the max and adds exp(sink_h − m) to l (it carries
+ * no value); (−∞, 0) for a row with no visible key. Sums in key order, as the row softmax does.
+ * Written to stats [2, tileRows/2] (tile row = 2y + x): a 1-texel-wide target would leave half
+ * of every 2×2 fragment quad idle.
  */
 export const STATS_WIDTH = 2;
 export function fusedStatsSource(v: FusedVariant): string {
-  return `${PRELUDE}
-#define MAXK4 ${v.maxKeys4}
+  const qid = v.sequenceIds ? 'float qid = queryId(b, i);' : '';
+  return `${header(v)}
 uniform sampler2D uS; uniform vec2 uSSize;
-uniform float uLk4; uniform float uNegInf;
+${v.sinks ? `uniform float uSinks[H];\n${perHead('uSinks')}` : ''}
 void main() {
   float y = floor(gl_FragCoord.y) * ${STATS_WIDTH}.0 + floor(gl_FragCoord.x);
+  float row = uRowStart + y;
+  if (row >= uRows) { gl_FragColor = vec4(uNegInf, 0.0, 0.0, 0.0); return; }
+  ${rowLines}
+  ${qid}
   float m = uNegInf;
-  for (int j4 = 0; j4 < MAXK4; j4++) {
-    if (float(j4) >= uLk4) break;
-    vec4 s = texel(uS, uSSize, float(j4), y);
-    m = max(m, max(max(s.x, s.y), max(s.z, s.w)));
-  }
+  ${forVisibleTexels(v, 'vec4 s = texel(uS, uSSize, j4, y); m = max(m, max(max(s.x, s.y), max(s.z, s.w)));')}
   float l = 0.0;
   if (m > -3.0e38) {
-    for (int j4 = 0; j4 < MAXK4; j4++) {
-      if (float(j4) >= uLk4) break;
-      vec4 e = exp(texel(uS, uSSize, float(j4), y) - m);
-      l += e.x; l += e.y; l += e.z; l += e.w;
-    }
+    ${v.sinks ? 'float sink = uSinksOf(h);\n    m = max(m, sink);\n    l = exp(sink - m);' : ''}
+    ${forVisibleTexels(v, 'vec4 e = exp(texel(uS, uSSize, j4, y) - m); l += e.x; l += e.y; l += e.z; l += e.w;')}
   }
   gl_FragColor = vec4(m, l, 0.0, 0.0);
 }`;
 }
 
-/** Fused pass 3: P = exp(S − m) / l, 0 where l = 0 (no visible key) → P [ceil(Lk/4), tileRows]. */
-export const FUSED_PROBS = `${PRELUDE}
+/**
+ * Fused pass 3: P = exp(S − m) / l → P [ceil(Lk/4), tileRows]; 0 where l = 0 (no visible key)
+ * and, without reading S, on texels outside the row's visible ranges (pass 4 never reads them).
+ */
+export function fusedProbsSource(v: FusedVariant): string {
+  return `${header(v)}
 uniform sampler2D uS; uniform vec2 uSSize;
 uniform sampler2D uStats; uniform vec2 uStatsSize;
 void main() {
+  float j4 = floor(gl_FragCoord.x);
   float y = floor(gl_FragCoord.y);
+  float row = uRowStart + y;
+  if (row >= uRows) { gl_FragColor = vec4(0.0); return; }
+  ${rowLines}
+  float a1; float b0; float b1;
+  visibleTexels(i, a1, b0, b1);
+  if (j4 >= a1 && (j4 < b0 || j4 >= b1)) { gl_FragColor = vec4(0.0); return; }
+  ${v.sequenceIds ? `if (blockHidden(b, floor(j4 / ${SEQ_BLOCK4}.0), queryId(b, i))) { gl_FragColor = vec4(0.0); return; }` : ''}
   float sy = floor((y + 0.5) / ${STATS_WIDTH}.0);
   vec4 st = texel(uStats, uStatsSize, y - sy * ${STATS_WIDTH}.0, sy);
   if (st.y <= 0.0) { gl_FragColor = vec4(0.0); return; }
-  gl_FragColor = exp(texel(uS, uSSize, floor(gl_FragCoord.x), y) - st.x) / st.y;
+  gl_FragColor = exp(texel(uS, uSSize, j4, y) - st.x) / st.y;
 }`;
+}
 
 /**
  * Before pass 4, once per call: v packed [KVH·hd4, B·keyCapacity] → vT [ceil(keyCapacity/4), B·KVH·hd],
@@ -200,16 +263,23 @@ void main() {
  * Fused pass 4: heads packed [H·hd4, B·Lq], drawn per (b, h) segment of the tile (a rectangle
  * of that head's hd4 columns and its rows i0 … i1−1):
  *   heads[b, i, h, c] = Σ_j P[row, j]·v[b, j, kvh, c],  c = 4c4 … 4c4+3 (0 past hd)
- * with vT from transposeValuesSource. Keys in order; P is 0 past Lk, and vT is finite there.
+ * over the row's visible texels only, with vT from transposeValuesSource. Keys in order; P is 0
+ * at hidden keys, and vT is finite everywhere.
  */
 export function fusedOutputSource(v: FusedVariant, hd: number, KVH: number): string {
   const outs = ['x', 'y', 'z', 'w'];
-  return `${PRELUDE}
-${defines(v)}
+  const body = `vec4 pv = texture2D(uP, vec2((j4 + 0.5) * du, pv0));
+    float u = (j4 + 0.5) * dvu;
+    ${[0, 1, 2, 3]
+      .map(
+        (m) => `vec4 t${m} = texture2D(uVT, vec2(u, r${m}));
+    acc.${outs[m]} += pv.x * t${m}.x; acc.${outs[m]} += pv.y * t${m}.y; acc.${outs[m]} += pv.z * t${m}.z; acc.${outs[m]} += pv.w * t${m}.w;`,
+      )
+      .join('\n    ')}`;
+  return `${header(v)}
 #define HD ${hd}.0
 uniform sampler2D uP; uniform vec2 uPSize;
 uniform sampler2D uVT; uniform vec2 uVTSize;
-uniform float uRowStart; uniform float uLk4;
 void main() {
   float x = floor(gl_FragCoord.x);
   float y = floor(gl_FragCoord.y);
@@ -219,6 +289,7 @@ void main() {
   float c0 = 4.0 * (x - h * float(HD4));
   float kvh = floor((h + 0.5) / float(GROUP));
   float local = (b * float(H) + h) * float(LQ) + i - uRowStart;
+  ${v.sequenceIds ? 'float qid = queryId(b, i);' : ''}
   // Coordinates are base + index · step: no per-read division, and no drift from summing steps.
   float pv0 = (local + 0.5) / uPSize.y;
   float du = 1.0 / uPSize.x;
@@ -226,18 +297,7 @@ void main() {
   float vRow = (b * ${KVH}.0 + kvh) * HD + c0;
   ${[0, 1, 2, 3].map((m) => `float r${m} = (min(vRow + ${m}.0, (b * ${KVH}.0 + kvh) * HD + HD - 1.0) + 0.5) / uVTSize.y;`).join('\n  ')}
   vec4 acc = vec4(0.0);
-  for (int j4 = 0; j4 < MAXK4; j4++) {
-    float fj = float(j4);
-    if (fj >= uLk4) break;
-    vec4 pv = texture2D(uP, vec2((fj + 0.5) * du, pv0));
-    float u = (fj + 0.5) * dvu;
-    ${[0, 1, 2, 3]
-      .map(
-        (m) => `vec4 t${m} = texture2D(uVT, vec2(u, r${m}));
-    acc.${outs[m]} += pv.x * t${m}.x; acc.${outs[m]} += pv.y * t${m}.y; acc.${outs[m]} += pv.z * t${m}.z; acc.${outs[m]} += pv.w * t${m}.w;`,
-      )
-      .join('\n    ')}
-  }
+  ${forVisibleTexels(v, body)}
   gl_FragColor = vec4(acc.x, c0 + 1.0 < HD ? acc.y : 0.0, c0 + 2.0 < HD ? acc.z : 0.0, c0 + 3.0 < HD ? acc.w : 0.0);
 }`;
 }

@@ -6,26 +6,27 @@ import type { RawTexture } from '../raw.js';
 import type { Textures, WebGLTensor } from '../tensor.js';
 import { divmod, headConstants, rowToBHI } from './common.js';
 import {
-  FUSED_PROBS,
   type FusedVariant,
   fusedKey,
   fusedOutputSource,
+  fusedProbsSource,
   fusedScoresSource,
   fusedStatsSource,
   STATS_WIDTH,
   transposeValuesSource,
 } from './fusedAttention.glsl.js';
+import { ID_BLOCKS, keyUniforms, SEQ_BLOCK } from './fusedAttention.keys.glsl.js';
 import {
   hiddenLines,
   type MaskVariant,
+  MODIFIER_ARGS,
   maskArgs,
   maskInputs,
   maskVariant,
-  modifiedScoreExpr,
-  rowQueryOffset,
+  modifiedScoreLines,
   variantName,
 } from './mask.js';
-import { normalizeSpec, rowMaxSpec, rowSumSpec } from './softmax.js';
+import { normalizeSpec, rowMaxSpec, rowSinks, rowSumSpec, sinkArgs } from './softmax.js';
 import { headsIndexLines } from './weightedSum.js';
 
 /*
@@ -34,10 +35,10 @@ import { headsIndexLines } from './weightedSum.js';
  * near-square flat layout still fits): heads [B, Lq, H·hd] from q, k, v and the masks without ever holding the
  * [B, H, Lq, Lk] score tensor. The B·H·Lq score rows are processed in tiles of `tileRows` rows,
  * so GPU memory for scores is O(tileRows · Lk) whatever the sequence length. Per tile:
- *   pass 1  fusedScores: S = scale · q·k (− ALiBi) (+ attnMask), −∞ where hidden (causal,
- *           padding, window)                                               [tileRows, Lk]
- *   pass 2  softmax.rowMax on S                                            [tileRows]
- *   pass 3  softmax.rowSum on S                                            [tileRows]
+ *   pass 1  fusedScores: S = scale · q·k, softcap, − ALiBi, + attnMask; −∞ where hidden
+ *           (causal, window, padding, another sequence), without the dot product [tileRows, Lk]
+ *   pass 2  softmax.rowMax on S (with the sink logits)                     [tileRows]
+ *   pass 3  softmax.rowSum on S (with the sink logits)                     [tileRows]
  *   pass 4  softmax.normalize on S → P                                     [tileRows, Lk]
  *   pass 5  fusedOutput: heads rows of this tile = P · V; other rows copy the previous tile's
  *           output (the first tile writes 0 there)                        [B, Lq, H·hd]
@@ -47,14 +48,14 @@ import { headsIndexLines } from './weightedSum.js';
  * these per step). k and v may be KV caches [B, keyCapacity, KVH·hd].
  */
 
-/** Pass 1. q [B, Lq, H·hd], k [B, Lk, KVH·hd] (+ masks) → S [tileRows, Lk]; rows from `rowStart`. */
+/** Pass 1. q [B, Lq, H·hd], k [B, Lk, KVH·hd] (+ masks, ids) → S [tileRows, Lk]; rows from `rowStart`. */
 export function fusedScoresSpec(attrs: FusedAttentionAttrs, tileRows: number, v: MaskVariant): KernelSpec {
   const rows = attrs.batch * attrs.numHeads * attrs.queryLength;
   return {
     name: variantName('fusedAttention.scores', v),
     output: tileRows * attrs.keyLength,
     constants: { ...headConstants(attrs), rows },
-    source: `function fusedScores(q, k${maskArgs(v)}, negInf, qPos, win, factor, rowStart) {
+    source: `function fusedScores(q, k${maskArgs(v)}, ${MODIFIER_ARGS}, factor, rowStart) {
   const t = this.thread.x;
   ${divmod('local', 'j', 't', 'Lk')}
   const row = rowStart + local;
@@ -67,13 +68,13 @@ export function fusedScoresSpec(attrs: FusedAttentionAttrs, tileRows: number, v:
     return negInf;
   }
   const qOff = (b * this.constants.Lq + i) * this.constants.H * this.constants.hd + h * this.constants.hd;
-  const kOff = (b * this.constants.cap + j) * this.constants.KVH * this.constants.hd + kvh * this.constants.hd;
+  const kBase = (b * this.constants.cap + j) * this.constants.KVH * this.constants.hd + kvh * this.constants.hd;
   let dot = 0.0;
   for (let c = 0; c < this.constants.hd; c++) {
-    dot += q[qOff + c] * k[kOff + c];
+    dot += q[qOff + c] * k[kBase + c];
   }
-  const sc = dot * factor;
-  return ${modifiedScoreExpr(v, 'sc')};
+  ${modifiedScoreLines(v, 'dot * factor')}
+  return ms;
 }`,
   };
 }
@@ -113,20 +114,24 @@ export function fusedAttention(
   pad: WebGLTensor | null,
   am: WebGLTensor | null,
   attrs: FusedAttentionAttrs,
+  ids: WebGLTensor | null,
 ): WebGLTensor {
-  return fusedPacked(ctx, q, k, v, pad, am, attrs) ?? fusedGpuJs(ctx, q, k, v, pad, am, attrs);
+  return fusedPacked(ctx, q, k, v, pad, am, attrs, ids) ?? fusedGpuJs(ctx, q, k, v, pad, am, attrs, ids);
 }
 
 const nextPow2 = (n: number) => 2 ** Math.ceil(Math.log2(Math.max(1, n)));
 
 /**
  * Fused attention on packed textures (packed.ts), the B·H·Lq score rows in tiles of at most
- * `fusedTileElements` scores (and MAX_TEXTURE_SIZE rows). Once: pass 0 transposes v (vT).
- * Per tile:
- *   pass 1  scores: S = scale·q·k (− ALiBi) (+ attnMask), −∞ where hidden   [ceil(Lk/4), tileRows]
- *   pass 2  stats:  (row max m, Σ exp(S − m))                         [2, tileRows/2]
- *   pass 3  probs:  P = exp(S − m) / l                                        [ceil(Lk/4), tileRows]
- *   pass 4  output: heads = P·V, one draw per (b, h) segment of the tile     into [H·hd4, B·Lq]
+ * `fusedTileElements` scores (and MAX_TEXTURE_SIZE rows). Once: pass 0 transposes v (vT), and
+ * with sequence ids the id range of every block of 32 keys is tabulated. Per tile:
+ *   pass 1  scores: S = scale·q·k, softcap, − ALiBi, + attnMask; −∞ where hidden  [ceil(Lk/4), tileRows]
+ *   pass 2  stats:  (row max m, Σ exp(S − m)), sink logit included                [2, tileRows/2]
+ *   pass 3  probs:  P = exp(S − m) / l                                            [ceil(Lk/4), tileRows]
+ *   pass 4  output: heads = P·V, one draw per (b, h) segment of the tile         into [H·hd4, B·Lq]
+ * Passes 2–4 visit only the keys a row can see (fusedAttention.keys.glsl.ts): the causal /
+ * window range and the sink tokens, minus the blocks of other sequences; passes 1 and 3 write
+ * −∞ / 0 on the rest without computing them.
  * Each output texel is written by exactly one segment draw, so tiles need no copy of earlier
  * output. Lk, the offsets and the scale are uniforms under a compiled bound of
  * nextPow2(ceil(keyCapacity/4)) keys: a KV-cache session compiles these programs once.
@@ -140,6 +145,7 @@ function fusedPacked(
   pad: WebGLTensor | null,
   am: WebGLTensor | null,
   attrs: FusedAttentionAttrs,
+  ids: WebGLTensor | null,
 ): WebGLTensor | null {
   const { batch: B, numHeads: H, numKVHeads: KVH, queryLength: Lq, keyLength: Lk, headDim: hd } = attrs;
   const cap = attrs.keyCapacity ?? Lk;
@@ -148,12 +154,14 @@ function fusedPacked(
   const rows = B * H * Lq;
   const tileRows = Math.min(fusedTileRows(rows, Lk, ctx.fusedTileElements), ctx.maxTextureSize);
   const cap4 = Math.ceil(cap / 4);
+  const idBlocks = Math.ceil(Lk / SEQ_BLOCK);
   if (
     !(
       ctx.fits(H * hd4, B * Lq) &&
       ctx.fits(KVH * hd4, B * cap) &&
       ctx.fits(Lk4, tileRows) &&
-      ctx.fits(cap4, B * KVH * hd)
+      ctx.fits(cap4, B * KVH * hd) &&
+      ctx.fits(idBlocks, B)
     )
   ) {
     return null;
@@ -168,8 +176,12 @@ function fusedPacked(
     causal: attrs.causal,
     hasPadding: pad !== null,
     hasAttnMask: am !== null,
+    sequenceIds: ids !== null,
     window: attrs.window !== undefined,
     alibi: attrs.alibiSlopes !== undefined,
+    softcap: attrs.softcap !== undefined,
+    sinks: attrs.sinks !== undefined,
+    sinkTokens: attrs.sinkTokens !== undefined,
     maxKeys4: nextPow2(Math.ceil(cap / 4)),
   };
   const headsLayout: PackedLayout = { rows: B * Lq, groupWidth: hd, groups: H };
@@ -194,36 +206,46 @@ function fusedPacked(
       textures: { uV: vp.raw },
       uniforms: { uCap: cap },
     });
+    // With sequence ids: the (min, max) id of every block of keys, read by passes 1–4.
+    let seq = {};
+    if (ids) {
+      const uIds = ctx.flat(ids);
+      const table = raw.createTexture(idBlocks, B);
+      temps.push(table);
+      raw.draw('fused.idBlocks', ID_BLOCKS, table, { textures: { uIds }, uniforms: { uLk: Lk } });
+      seq = { uIds, uIdBlocks: table };
+    }
+    const common = {
+      ...keyUniforms(attrs),
+      uRows: rows,
+      uNegInf: Number.NEGATIVE_INFINITY,
+      ...(attrs.sinks ? { uSinks: attrs.sinks } : {}),
+    };
     const scoresKey = fusedKey('fused.scores', variant);
     const scoresSrc = fusedScoresSource(variant);
-    const statsKey = `fused.stats|${variant.maxKeys4}`;
+    const statsKey = fusedKey('fused.stats', variant);
     const statsSrc = fusedStatsSource(variant);
-    const outKey = fusedKey('fused.output', variant);
-    const outKey2 = `${outKey}|${hd}|${KVH}`;
+    const probsKey = fusedKey('fused.probs', variant);
+    const probsSrc = fusedProbsSource(variant);
+    const outKey = `${fusedKey('fused.output', variant)}|${hd}|${KVH}`;
     const outSrc = fusedOutputSource(variant, hd, KVH);
     for (let r0 = 0; r0 < rows; r0 += tileRows) {
       ctx.alive();
+      const tile = { ...common, uRowStart: r0 };
       // Pass 1.
       raw.draw(scoresKey, scoresSrc, S, {
-        textures: { uQ: qp.raw, uK: kp.raw, ...masks },
+        textures: { uQ: qp.raw, uK: kp.raw, ...masks, ...seq },
         uniforms: {
-          uRowStart: r0,
-          uRows: rows,
-          uLk: Lk,
+          ...tile,
           uCap: cap,
           uScale: attrs.scale,
-          uNegInf: Number.NEGATIVE_INFINITY,
-          uQueryOffset: rowQueryOffset(attrs),
-          uWindow: attrs.window ?? 0,
+          ...(attrs.softcap !== undefined ? { uSoftcap: attrs.softcap } : {}),
           ...(attrs.alibiSlopes ? { uSlopes: attrs.alibiSlopes } : {}),
         },
       });
       // Passes 2 and 3.
-      raw.draw(statsKey, statsSrc, stats, {
-        textures: { uS: S },
-        uniforms: { uLk4: Lk4, uNegInf: Number.NEGATIVE_INFINITY },
-      });
-      raw.draw('fused.probs', FUSED_PROBS, P, { textures: { uS: S, uStats: stats } });
+      raw.draw(statsKey, statsSrc, stats, { textures: { uS: S, ...seq }, uniforms: tile });
+      raw.draw(probsKey, probsSrc, P, { textures: { uS: S, uStats: stats, ...seq }, uniforms: tile });
       // Pass 4: the (b, h) segments of rows r0 … r1−1, each a rectangle of the output.
       const r1 = Math.min(rows, r0 + tileRows);
       for (let bh = Math.floor(r0 / Lq); bh * Lq < r1; bh++) {
@@ -231,7 +253,7 @@ function fusedPacked(
         const i1 = Math.min(r1, (bh + 1) * Lq) - bh * Lq;
         const b = Math.floor(bh / H);
         const h = bh - b * H;
-        raw.draw(outKey2, outSrc, out, { textures: { uP: P, uVT: vT }, uniforms: { uRowStart: r0, uLk4: Lk4 } }, [
+        raw.draw(outKey, outSrc, out, { textures: { uP: P, uVT: vT, ...seq }, uniforms: tile }, [
           h * hd4,
           b * Lq + i0,
           hd4,
@@ -251,8 +273,10 @@ function fusedPacked(
 
 /**
  * The gpu.js fused path (used where packed textures would not fit MAX_TEXTURE_SIZE): tiles of
- * `tileRows` score rows; per tile: pass 1 masked, scaled scores; passes 2–4 the row softmax;
- * pass 5 this tile's heads rows (the rest copied from the previous tile's output).
+ * `tileRows` score rows; per tile: pass 1 masked, scaled scores; passes 2–4 the row softmax
+ * (sink logits included); pass 5 this tile's heads rows (the rest copied from the previous
+ * tile's output). Hidden keys cost no dot product (pass 1 returns −∞ first), but passes 2–5
+ * run over every key: this path is the fallback for tensors the packed one cannot hold.
  */
 function fusedGpuJs(
   ctx: Textures,
@@ -262,12 +286,14 @@ function fusedGpuJs(
   pad: WebGLTensor | null,
   am: WebGLTensor | null,
   attrs: FusedAttentionAttrs,
+  ids: WebGLTensor | null,
 ): WebGLTensor {
   const { batch: B, numHeads: H, queryLength: Lq, keyLength: Lk, headDim: hd } = attrs;
   const rows = B * H * Lq;
   const tileRows = fusedTileRows(rows, Lk, ctx.fusedTileElements);
-  const variant = maskVariant(attrs, pad !== null, am !== null);
-  const scoreArgs: unknown[] = [ctx.tex(q), ctx.tex(key), ...maskInputs(ctx, pad, am, attrs)];
+  const variant = maskVariant(attrs, pad !== null, am !== null, ids !== null);
+  const scoreArgs: unknown[] = [ctx.tex(q), ctx.tex(key), ...maskInputs(ctx, pad, am, ids, attrs)];
+  const sinks = rowSinks({ sinks: attrs.sinks, queryLength: Lq });
   const headsShape = [B, Lq, H * hd];
   let out: WebGLTensor | null = null;
   try {
@@ -281,9 +307,17 @@ function fusedGpuJs(
       const tmp: WebGLTensor[] = [s];
       try {
         // Passes 2–4: the row softmax of the tile.
-        const m = ctx.run(rowMaxSpec(tileRows, Lk), [tileRows], [ctx.tex(s), Number.NEGATIVE_INFINITY]);
+        const m = ctx.run(
+          rowMaxSpec(tileRows, Lk, sinks),
+          [tileRows],
+          [ctx.tex(s), Number.NEGATIVE_INFINITY, ...sinkArgs(attrs, rowStart)],
+        );
         tmp.push(m);
-        const l = ctx.run(rowSumSpec(tileRows, Lk), [tileRows], [ctx.tex(s), ctx.tex(m)]);
+        const l = ctx.run(
+          rowSumSpec(tileRows, Lk, sinks),
+          [tileRows],
+          [ctx.tex(s), ctx.tex(m), ...sinkArgs(attrs, rowStart)],
+        );
         tmp.push(l);
         const p = ctx.run(normalizeSpec(tileRows, Lk), [tileRows, Lk], [ctx.tex(s), ctx.tex(m), ctx.tex(l)]);
         tmp.push(p);

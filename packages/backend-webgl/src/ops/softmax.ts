@@ -15,14 +15,34 @@ import { divmod } from './common.js';
  * its score tiles.
  */
 
-/** s [rows, cols] → m [rows]. */
-export function rowMaxSpec(rows: number, cols: number): KernelSpec {
+/**
+ * Sink logits (config.sinks) of a row softmax: row r is head floor(r / Lq) mod H, whose logit
+ * sinks[h] joins the row's max (pass 1, rows with a visible key only) and adds exp(sink − m) to
+ * its sum (pass 2); normalize is unchanged, so the row sums to < 1 and an all −∞ row stays 0.
+ */
+export interface RowSinks {
+  readonly numHeads: number;
+  readonly queryLength: number;
+}
+
+/** The sink rows of a softmax/fused call, or null without sink logits. */
+export function rowSinks(attrs: { sinks?: readonly number[]; queryLength?: number }): RowSinks | null {
+  return attrs.sinks === undefined ? null : { numHeads: attrs.sinks.length, queryLength: attrs.queryLength as number };
+}
+
+// Score row rowStart + r (a fused tile's rows start at rowStart) belongs to head bh mod H.
+const sinkLine = `const bh = Math.floor((r + rowStart + 0.5) / this.constants.Lq);
+  const sink = sinks[bh - Math.floor((bh + 0.5) / this.constants.H) * this.constants.H];`;
+
+/** s [rows, cols] (, sinks [H], rowStart) → m [rows]. */
+export function rowMaxSpec(rows: number, cols: number, sinks: RowSinks | null = null): KernelSpec {
   return {
-    name: 'softmax.rowMax',
+    name: sinks ? 'softmax.rowMax+sinks' : 'softmax.rowMax',
     output: rows,
-    constants: { cols },
-    source: `function rowMax(s, negInf) {
-  const off = this.thread.x * this.constants.cols;
+    constants: sinks ? { cols, H: sinks.numHeads, Lq: sinks.queryLength } : { cols },
+    source: `function rowMax(s, negInf${sinks ? ', sinks, rowStart' : ''}) {
+  const r = this.thread.x;
+  const off = r * this.constants.cols;
   let m = negInf;
   for (let j = 0; j < this.constants.cols; j++) {
     const v = s[off + j];
@@ -30,19 +50,29 @@ export function rowMaxSpec(rows: number, cols: number): KernelSpec {
       m = v;
     }
   }
+  ${
+    sinks
+      ? `if (m > -3.0e38) {
+    ${sinkLine}
+    if (sink > m) {
+      m = sink;
+    }
+  }`
+      : ''
+  }
   return m;
 }`,
   };
 }
 
-/** s [rows, cols], m [rows] → l [rows]. */
-export function rowSumSpec(rows: number, cols: number): KernelSpec {
+/** s [rows, cols], m [rows] (, sinks [H], rowStart) → l [rows]. */
+export function rowSumSpec(rows: number, cols: number, sinks: RowSinks | null = null): KernelSpec {
   return {
-    name: 'softmax.rowSum',
+    name: sinks ? 'softmax.rowSum+sinks' : 'softmax.rowSum',
     output: rows,
-    constants: { cols },
+    constants: sinks ? { cols, H: sinks.numHeads, Lq: sinks.queryLength } : { cols },
     // −3e38 rather than == −∞: robust on drivers that flush infinities to ±FLT_MAX.
-    source: `function rowSum(s, m) {
+    source: `function rowSum(s, m${sinks ? ', sinks, rowStart' : ''}) {
   const r = this.thread.x;
   const mr = m[r];
   if (mr < -3.0e38) {
@@ -50,6 +80,7 @@ export function rowSumSpec(rows: number, cols: number): KernelSpec {
   }
   const off = r * this.constants.cols;
   let l = 0.0;
+  ${sinks ? `${sinkLine}\n  l = Math.exp(sink - mr);` : ''}
   for (let j = 0; j < this.constants.cols; j++) {
     l += Math.exp(s[off + j] - mr);
   }
@@ -57,6 +88,10 @@ export function rowSumSpec(rows: number, cols: number): KernelSpec {
 }`,
   };
 }
+
+/** The extra arguments of rowMax/rowSum with sink logits (none without): sinks [H], rowStart. */
+export const sinkArgs = (attrs: { sinks?: readonly number[] }, rowStart = 0): unknown[] =>
+  attrs.sinks === undefined ? [] : [Float32Array.from(attrs.sinks), rowStart];
 
 /** s [rows, cols], m [rows], l [rows] → weights [rows, cols]. */
 export function normalizeSpec(rows: number, cols: number): KernelSpec {
@@ -78,13 +113,15 @@ export function normalizeSpec(rows: number, cols: number): KernelSpec {
 
 /**
  * Row softmax (gpu.js), three kernels: pass 1 row max m, pass 2 row sum l = Σ exp(s − m),
- * pass 3 exp(s − m) / l (0 for a row with no visible key).
+ * pass 3 exp(s − m) / l (0 for a row with no visible key); with sink logits (`RowSinks`) the
+ * head's sink joins m and l.
  */
 export function softmax(ctx: Textures, s: WebGLTensor, attrs: SoftmaxAttrs): WebGLTensor {
   const { rows, cols } = attrs;
-  const m = ctx.run(rowMaxSpec(rows, cols), [rows], [ctx.tex(s), Number.NEGATIVE_INFINITY]);
+  const sinks = rowSinks(attrs);
+  const m = ctx.run(rowMaxSpec(rows, cols, sinks), [rows], [ctx.tex(s), Number.NEGATIVE_INFINITY, ...sinkArgs(attrs)]);
   try {
-    const l = ctx.run(rowSumSpec(rows, cols), [rows], [ctx.tex(s), ctx.tex(m)]);
+    const l = ctx.run(rowSumSpec(rows, cols, sinks), [rows], [ctx.tex(s), ctx.tex(m), ...sinkArgs(attrs)]);
     try {
       return ctx.run(normalizeSpec(rows, cols), s.shape, [ctx.tex(s), ctx.tex(m), ctx.tex(l)]);
     } finally {
