@@ -15,7 +15,7 @@ import { BackendRegistry, createAttention } from '@qkv/core';
 import { webglBackend } from '../dist/index.js';
 
 const PAIRS = Number(process.env.QKV_BENCH_PAIRS ?? 5);
-const D = 64;
+const D = Number(process.env.QKV_BENCH_D ?? 64);
 const H = 4;
 const lengths = [375, 25, 175, 13, 225, 75, 50, 86];
 const L = lengths.reduce((a, b) => a + b, 0);
