@@ -91,6 +91,8 @@ export interface WorkersStats extends PoolStats {
  */
 export class WorkersBackend implements Backend<WorkersTensor> {
   readonly name = 'workers';
+  /** Packed sequences: mask and fusedAttention take `sequenceIds` to every thread. */
+  readonly inputs = ['sequenceIds'] as const;
   readonly threads: number;
   readonly inlineThreshold: number;
   /** The cpu kernel build every thread runs `linear` and `fusedAttention` with. */

@@ -42,8 +42,15 @@ export interface Tasks {
   linear: { x: F32; w: F32; bias: F32 | null; out: F32; attrs: LinearAttrs; kernels: KernelBuild };
   /** q [B, Lq, H·hd], k [B, Lk, KVH·hd] → out [B, H, Lq, Lk]; rows = B·H·Lq. */
   scores: { q: F32; k: F32; out: F32; attrs: ScoresAttrs };
-  /** scaled [B, H, Lq, Lk] (+ masks) → out [B, H, Lq, Lk]; rows = B·H·Lq. */
-  mask: { s: F32; keyPaddingMask: F32 | null; attnMask: F32 | null; out: F32; attrs: MaskAttrs };
+  /** scaled [B, H, Lq, Lk] (+ masks, sequenceIds [B, Lk]) → out [B, H, Lq, Lk]; rows = B·H·Lq. */
+  mask: {
+    s: F32;
+    keyPaddingMask: F32 | null;
+    attnMask: F32 | null;
+    sequenceIds: F32 | null;
+    out: F32;
+    attrs: MaskAttrs;
+  };
   /** s [rows, cols] → out [rows, cols]; rows = attrs.rows = B·H·Lq. */
   softmax: { s: F32; out: F32; attrs: SoftmaxAttrs };
   /** weights [B, H, Lq, Lk], v [B, Lk, KVH·hd] → out [B, Lq, H·hd]; rows = B·H·Lq. */
@@ -52,13 +59,17 @@ export interface Tasks {
   rotary: { x: F32; out: F32; attrs: RotaryAttrs };
   /** KV-cache append: rows [B, t, width] into cache [B, capacity, width] in place; rows = B. */
   writeRows: { cache: F32; rows: F32; attrs: WriteRowsAttrs };
-  /** q, k, v (+ masks) → heads [B, Lq, H·hd]; rows = B·H·Lq. */
+  /**
+   * q, k, v (+ masks, sequenceIds [B, Lk]) → heads [B, Lq, H·hd]; rows = B·H·Lq. With ids each
+   * thread's slice of rows skips the keys of other sequences, as on cpu (`packedFusedAttention`).
+   */
   fusedAttention: {
     q: F32;
     k: F32;
     v: F32;
     keyPaddingMask: F32 | null;
     attnMask: F32 | null;
+    sequenceIds: F32 | null;
     out: F32;
     attrs: FusedAttentionAttrs;
     kernels: KernelBuild;
@@ -157,16 +168,17 @@ export const OPS: { readonly [K in SliceOp]: OpRecord<K> } = {
     workPerRow: (t) => t.attrs.keyLength * t.attrs.headDim,
   },
   mask: {
-    kernel: (q) => (s, pad, am, attrs) =>
-      q(s.shape, [s, pad, am], (out) => ({
+    kernel: (q) => (s, pad, am, attrs, ids) =>
+      q(s.shape, [s, pad, am, ids ?? null], (out) => ({
         op: 'mask',
         s: d(s),
         keyPaddingMask: data(pad),
         attnMask: data(am),
+        sequenceIds: data(ids ?? null),
         out,
         attrs,
       })),
-    run: (t, from, to) => k.mask(t.s, t.keyPaddingMask, t.attnMask, t.out, t.attrs, from, to),
+    run: (t, from, to) => k.mask(t.s, t.keyPaddingMask, t.attnMask, t.out, t.attrs, from, to, t.sequenceIds),
     rows: (t) => k.rowsOf(t.attrs),
     workPerRow: (t) => t.attrs.keyLength,
   },
@@ -208,20 +220,27 @@ export const OPS: { readonly [K in SliceOp]: OpRecord<K> } = {
     workPerRow: (t) => t.attrs.rows * t.attrs.width,
   },
   fusedAttention: {
-    kernel: (q, kernels) => (qt, kt, v, pad, am, attrs) =>
-      q(headsShape(attrs), [qt, kt, v, pad, am], (out) => ({
+    kernel: (q, kernels) => (qt, kt, v, pad, am, attrs, ids) =>
+      q(headsShape(attrs), [qt, kt, v, pad, am, ids ?? null], (out) => ({
         op: 'fusedAttention',
         q: d(qt),
         k: d(kt),
         v: d(v),
         keyPaddingMask: data(pad),
         attnMask: data(am),
+        sequenceIds: data(ids ?? null),
         out,
         attrs,
         kernels,
       })),
-    run: (t, from, to) =>
-      kernelsOf(t.kernels).fusedAttention(t.q, t.k, t.v, t.keyPaddingMask, t.attnMask, t.out, t.attrs, from, to),
+    run: (t, from, to) => {
+      const fused = kernelsOf(t.kernels).fusedAttention;
+      if (t.sequenceIds === null) fused(t.q, t.k, t.v, t.keyPaddingMask, t.attnMask, t.out, t.attrs, from, to);
+      else {
+        const { q, k: kt, v, keyPaddingMask: pad, attnMask: am, out, attrs, sequenceIds: ids } = t;
+        k.packedFusedAttention(fused, q, kt, v, pad, am, out, attrs, from, to, ids);
+      }
+    },
     rows: (t) => k.rowsOf(t.attrs),
     // q·k and p·v per key, plus one exp.
     workPerRow: (t) => t.attrs.keyLength * (2 * t.attrs.headDim + 4),

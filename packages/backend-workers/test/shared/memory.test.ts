@@ -32,6 +32,7 @@ function fusedTask(batch: number, numHeads: number, queryLength: number): SliceT
     v: none,
     keyPaddingMask: null,
     attnMask: null,
+    sequenceIds: null,
     out: none,
     attrs,
     kernels: 'simd128',
