@@ -52,6 +52,9 @@ describe('the builds', () => {
     // CI names the build each runtime must pick (Node 20: simd128; Node 22+: relaxed-simd).
     const expected = typeof process === 'undefined' ? undefined : process.env.QKV_EXPECT_WASM_BUILD;
     if (expected) expect(best).toBe(expected);
+    // Chromium has relaxed SIMD on by default since 114 (the browser project runs this file there).
+    const chrome = typeof navigator === 'undefined' ? null : /Chrome\/(\d+)/.exec(navigator.userAgent);
+    if (chrome && Number(chrome[1]) >= 114) expect(best).toBe('relaxed-simd');
   });
 });
 
