@@ -48,10 +48,22 @@ float flatAt(sampler2D t, vec2 sz, float n) {
 }
 `;
 
+/**
+ * Quads to draw instead of the whole target: `count` vertices of the vec4 attribute `aVertex`
+ * (location 0) in `buffer`, two triangles per quad, placed by the program's own vertex shader.
+ */
+export interface Geometry {
+  readonly buffer: WebGLBuffer;
+  readonly count: number;
+}
+
 export class RawGl {
   readonly gl: WebGLRenderingContext;
   readonly #programs = new Map<string, { program: WebGLProgram; uniforms: Map<string, WebGLUniformLocation | null> }>();
+  readonly #geometries = new Map<string, Geometry>();
   readonly #buffer: WebGLBuffer;
+  /** Whether vertex shaders may sample textures (MAX_VERTEX_TEXTURE_IMAGE_UNITS > 0). */
+  readonly vertexTextures: boolean;
   readonly #framebuffer: WebGLFramebuffer;
   readonly #internalFormat: number;
 
@@ -65,6 +77,23 @@ export class RawGl {
     gl.bufferData(gl.ARRAY_BUFFER, new Float32Array([-1, -1, 1, -1, -1, 1, 1, 1]), gl.STATIC_DRAW);
     gl.bindBuffer(gl.ARRAY_BUFFER, saved);
     this.#framebuffer = gl.createFramebuffer() as WebGLFramebuffer;
+    this.vertexTextures = (gl.getParameter(gl.MAX_VERTEX_TEXTURE_IMAGE_UNITS) as number) > 0;
+  }
+
+  /** The vertex buffer `key`, made by `build` (aVertex values, 4 per vertex) on first use. */
+  geometry(key: string, build: () => Float32Array): Geometry {
+    let g = this.#geometries.get(key);
+    if (g) return g;
+    const gl = this.gl;
+    const data = build();
+    const buffer = gl.createBuffer() as WebGLBuffer;
+    const saved = gl.getParameter(gl.ARRAY_BUFFER_BINDING) as WebGLBuffer | null;
+    gl.bindBuffer(gl.ARRAY_BUFFER, buffer);
+    gl.bufferData(gl.ARRAY_BUFFER, data, gl.STATIC_DRAW);
+    gl.bindBuffer(gl.ARRAY_BUFFER, saved);
+    g = { buffer, count: data.length / 4 };
+    this.#geometries.set(key, g);
+    return g;
   }
 
   get programCount(): number {
@@ -109,7 +138,7 @@ export class RawGl {
     this.gl.deleteTexture(t.tex);
   }
 
-  #program(key: string, fragment: string) {
+  #program(key: string, fragment: string, vertex = VERTEX) {
     let p = this.#programs.get(key);
     if (p) return p;
     const gl = this.gl;
@@ -124,12 +153,12 @@ export class RawGl {
       }
       return s;
     };
-    const vs = compile(gl.VERTEX_SHADER, VERTEX);
+    const vs = compile(gl.VERTEX_SHADER, vertex);
     const fs = compile(gl.FRAGMENT_SHADER, fragment);
     const program = gl.createProgram() as WebGLProgram;
     gl.attachShader(program, vs);
     gl.attachShader(program, fs);
-    gl.bindAttribLocation(program, 0, 'aPos');
+    gl.bindAttribLocation(program, 0, vertex === VERTEX ? 'aPos' : 'aVertex');
     gl.linkProgram(program);
     gl.deleteShader(vs);
     gl.deleteShader(fs);
@@ -155,8 +184,33 @@ export class RawGl {
     inputs: DrawInputs,
     rect: readonly [number, number, number, number] = [0, 0, target.width, target.height],
   ): void {
+    this.#draw(this.#program(key, fragment), target, inputs, rect, null);
+  }
+
+  /**
+   * Runs program `key` (vertex shader `vertex`, fragment shader `fragment`) over the quads of
+   * `geometry` only, in target texel coordinates mapped by the vertex shader: fragments outside
+   * them never run, and those texels keep what they held.
+   */
+  drawGeometry(
+    key: string,
+    vertex: string,
+    fragment: string,
+    target: RawTexture,
+    inputs: DrawInputs,
+    geometry: Geometry,
+  ): void {
+    this.#draw(this.#program(key, fragment, vertex), target, inputs, [0, 0, target.width, target.height], geometry);
+  }
+
+  #draw(
+    p: { program: WebGLProgram; uniforms: Map<string, WebGLUniformLocation | null> },
+    target: RawTexture,
+    inputs: DrawInputs,
+    rect: readonly [number, number, number, number],
+    geometry: Geometry | null,
+  ): void {
     const gl = this.gl;
-    const p = this.#program(key, fragment);
     const loc = (name: string) => {
       if (!p.uniforms.has(name)) p.uniforms.set(name, gl.getUniformLocation(p.program, name));
       return p.uniforms.get(name) ?? null;
@@ -167,9 +221,9 @@ export class RawGl {
       gl.disable(gl.SCISSOR_TEST);
       gl.viewport(rect[0], rect[1], rect[2], rect[3]);
       gl.useProgram(p.program);
-      gl.bindBuffer(gl.ARRAY_BUFFER, this.#buffer);
+      gl.bindBuffer(gl.ARRAY_BUFFER, geometry ? geometry.buffer : this.#buffer);
       gl.enableVertexAttribArray(0);
-      gl.vertexAttribPointer(0, 2, gl.FLOAT, false, 0, 0);
+      gl.vertexAttribPointer(0, geometry ? 4 : 2, gl.FLOAT, false, 0, 0);
       let unit = 0;
       for (const [name, t] of Object.entries(inputs.textures)) {
         gl.activeTexture(gl.TEXTURE0 + unit);
@@ -183,7 +237,8 @@ export class RawGl {
         // An array's location is that of its element 0 (the bare name is not found everywhere).
         else gl.uniform1fv(loc(`${name}[0]`), new Float32Array(v));
       }
-      gl.drawArrays(gl.TRIANGLE_STRIP, 0, 4);
+      if (geometry) gl.drawArrays(gl.TRIANGLES, 0, geometry.count);
+      else gl.drawArrays(gl.TRIANGLE_STRIP, 0, 4);
       gl.framebufferTexture2D(gl.FRAMEBUFFER, gl.COLOR_ATTACHMENT0, gl.TEXTURE_2D, null, 0);
     });
   }
@@ -204,11 +259,13 @@ export class RawGl {
     return out;
   }
 
-  /** Frees programs, the quad buffer and the framebuffer (textures belong to their tensors). */
+  /** Frees programs, the vertex buffers and the framebuffer (textures belong to their tensors). */
   destroy(): void {
     const gl = this.gl;
     for (const p of this.#programs.values()) gl.deleteProgram(p.program);
     this.#programs.clear();
+    for (const g of this.#geometries.values()) gl.deleteBuffer(g.buffer);
+    this.#geometries.clear();
     gl.deleteBuffer(this.#buffer);
     gl.deleteFramebuffer(this.#framebuffer);
   }

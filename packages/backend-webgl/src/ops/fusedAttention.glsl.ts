@@ -11,6 +11,7 @@ import {
   keyDeclarations,
   keyFunctions,
   SEQ_BLOCK4,
+  SPAN_DECLARATIONS,
 } from './fusedAttention.keys.glsl.js';
 
 export interface FusedVariant extends KeyVariant {
@@ -50,7 +51,8 @@ function header(v: FusedVariant): string {
 ${defines(v)}
 ${keyDeclarations(v)}
 uniform float uRowStart; uniform float uRows; uniform float uNegInf;
-${keyFunctions(v)}`;
+${keyFunctions(v)}
+${SPAN_DECLARATIONS}`;
 }
 
 /** Element h of a uniform array [H] (GLSL ES 1.00 indexes uniform arrays by constants only). */
@@ -86,8 +88,9 @@ const setComponent = (v: string, value: string) =>
  *   s = scale·q·k,  s = c·tanh(s/c) (softcap),  s −= slope_h·|p − pj| (ALiBi),  s += attnMask[i, j]
  * with p = queryOffset + i and pj the key's position (keyOffset past the sink rows); −∞ where
  * causal / the window (sink tokens exempt) / padding / another sequence hide key j, or j ≥ Lk.
- * A texel whose 4 keys are all hidden (a whole block of another sequence: by the block table,
- * before any id is read) is written −∞ without reading q or k.
+ * Drawn over the row's spans only (fusedAttention.keys.glsl.ts); a texel outside them (in the
+ * whole-tile fallback) or in a block of other sequences, or whose 4 keys are all hidden, is
+ * written −∞ without reading q or k.
  * q packed [H·hd4, B·Lq], k packed [KVH·hd4, B·keyCapacity], pad, ids flat [B, Lk], am flat [Lq, Lk].
  */
 export function fusedScoresSource(v: FusedVariant): string {
@@ -108,6 +111,7 @@ void main() {
   float row = uRowStart + floor(gl_FragCoord.y);
   if (row >= uRows) { gl_FragColor = vec4(uNegInf); return; }
   ${rowLines}
+  if (!inSpan(rowSpan(b, i), j4)) { gl_FragColor = vec4(uNegInf); return; }
   float sinkEnd; float start; float end;
   visibleKeys(i, sinkEnd, start, end);
   float j0 = 4.0 * j4;
@@ -173,8 +177,7 @@ void main() {
 }
 
 /**
- * Fused pass 2: per tile row, (m, l) = (max_j S, Σ_j exp(S − m)) over the row's visible texels
- * only; with sink logits the head's sink joins the max and adds exp(sink_h − m) to l (it carries
+ * Fused pass 2: per tile row, (m, l) = (max_j S, Σ_j exp(S − m)) over the row's spans only; with sink logits the head's sink joins the max and adds exp(sink_h − m) to l (it carries
  * no value); (−∞, 0) for a row with no visible key. Sums in key order, as the row softmax does.
  * Written to stats [2, tileRows/2] (tile row = 2y + x): a 1-texel-wide target would leave half
  * of every 2×2 fragment quad idle.
@@ -204,7 +207,8 @@ void main() {
 
 /**
  * Fused pass 3: P = exp(S − m) / l → P [ceil(Lk/4), tileRows]; 0 where l = 0 (no visible key)
- * and, without reading S, on texels outside the row's visible ranges (pass 4 never reads them).
+ * and, without reading S, on texels outside the row's spans or in blocks of other sequences
+ * (pass 4 never reads them). Drawn like pass 1.
  */
 export function fusedProbsSource(v: FusedVariant): string {
   return `${header(v)}
@@ -216,9 +220,7 @@ void main() {
   float row = uRowStart + y;
   if (row >= uRows) { gl_FragColor = vec4(0.0); return; }
   ${rowLines}
-  float a1; float b0; float b1;
-  visibleTexels(i, a1, b0, b1);
-  if (j4 >= a1 && (j4 < b0 || j4 >= b1)) { gl_FragColor = vec4(0.0); return; }
+  if (!inSpan(rowSpan(b, i), j4)) { gl_FragColor = vec4(0.0); return; }
   ${v.sequenceIds ? `if (blockHidden(b, floor(j4 / ${SEQ_BLOCK4}.0), queryId(b, i))) { gl_FragColor = vec4(0.0); return; }` : ''}
   float sy = floor((y + 0.5) / ${STATS_WIDTH}.0);
   vec4 st = texel(uStats, uStatsSize, y - sy * ${STATS_WIDTH}.0, sy);

@@ -2,7 +2,7 @@ import type { FusedAttentionAttrs } from '@qkv/core';
 import type { KernelSpec } from '../device.js';
 import { fusedTileRows } from '../options.js';
 import type { PackedLayout } from '../packed.js';
-import type { RawTexture } from '../raw.js';
+import type { DrawInputs, RawTexture } from '../raw.js';
 import type { Textures, WebGLTensor } from '../tensor.js';
 import { divmod, headConstants, rowToBHI } from './common.js';
 import {
@@ -15,7 +15,14 @@ import {
   STATS_WIDTH,
   transposeValuesSource,
 } from './fusedAttention.glsl.js';
-import { ID_BLOCKS, keyUniforms, SEQ_BLOCK } from './fusedAttention.keys.glsl.js';
+import {
+  ID_BLOCKS,
+  keyUniforms,
+  rowQuads,
+  rowQuadsVertex,
+  SEQ_BLOCK,
+  spansSource,
+} from './fusedAttention.keys.glsl.js';
 import {
   hiddenLines,
   type MaskVariant,
@@ -123,15 +130,17 @@ const nextPow2 = (n: number) => 2 ** Math.ceil(Math.log2(Math.max(1, n)));
 
 /**
  * Fused attention on packed textures (packed.ts), the B·H·Lq score rows in tiles of at most
- * `fusedTileElements` scores (and MAX_TEXTURE_SIZE rows). Once: pass 0 transposes v (vT), and
- * with sequence ids the id range of every block of 32 keys is tabulated. Per tile:
+ * `fusedTileElements` scores (and MAX_TEXTURE_SIZE rows). Once: pass 0 transposes v (vT); with
+ * sequence ids the id range of every block of 32 keys is tabulated; the spans pass finds the
+ * texel ranges every query row reads. Per tile:
  *   pass 1  scores: S = scale·q·k, softcap, − ALiBi, + attnMask; −∞ where hidden  [ceil(Lk/4), tileRows]
  *   pass 2  stats:  (row max m, Σ exp(S − m)), sink logit included                [2, tileRows/2]
  *   pass 3  probs:  P = exp(S − m) / l                                            [ceil(Lk/4), tileRows]
  *   pass 4  output: heads = P·V, one draw per (b, h) segment of the tile         into [H·hd4, B·Lq]
- * Passes 2–4 visit only the keys a row can see (fusedAttention.keys.glsl.ts): the causal /
- * window range and the sink tokens, minus the blocks of other sequences; passes 1 and 3 write
- * −∞ / 0 on the rest without computing them.
+ * Every pass visits only the keys a row can see (fusedAttention.keys.glsl.ts): the causal /
+ * window range and the sink tokens, narrowed to the blocks of the query's sequence; passes 1
+ * and 3 draw one quad per row and range, and never touch the other texels (which passes 2–4
+ * never read).
  * Each output texel is written by exactly one segment draw, so tiles need no copy of earlier
  * output. Lk, the offsets and the scale are uniforms under a compiled bound of
  * nextPow2(ceil(keyCapacity/4)) keys: a KV-cache session compiles these programs once.
@@ -161,7 +170,8 @@ function fusedPacked(
       ctx.fits(KVH * hd4, B * cap) &&
       ctx.fits(Lk4, tileRows) &&
       ctx.fits(cap4, B * KVH * hd) &&
-      ctx.fits(idBlocks, B)
+      ctx.fits(idBlocks, B) &&
+      ctx.fits(Lq, B)
     )
   ) {
     return null;
@@ -219,8 +229,28 @@ function fusedPacked(
       ...keyUniforms(attrs),
       uRows: rows,
       uNegInf: Number.NEGATIVE_INFINITY,
+      uTargetW: Lk4,
+      uTargetH: tileRows,
       ...(attrs.sinks ? { uSinks: attrs.sinks } : {}),
     };
+    // The texel ranges each query row reads (narrowed to its own sequence's blocks), for passes 1–4.
+    const spans = raw.createTexture(Lq, B);
+    temps.push(spans);
+    raw.draw(fusedKey('fused.spans', variant), spansSource(variant), spans, { textures: seq, uniforms: common });
+    seq = { ...seq, uSpans: spans };
+    // Passes 1 and 3 as one quad per row and range: fragments outside the spans never run.
+    const quads = raw.vertexTextures
+      ? {
+          vertex: rowQuadsVertex(variant),
+          geometry: raw.geometry(`fused.rowQuads|${tileRows}|${variant.sinkTokens}`, () =>
+            rowQuads(tileRows, variant.sinkTokens),
+          ),
+        }
+      : null;
+    const drawTile = (key: string, src: string, target: RawTexture, inputs: DrawInputs) =>
+      quads
+        ? raw.drawGeometry(`${key}|quads`, quads.vertex, src, target, inputs, quads.geometry)
+        : raw.draw(key, src, target, inputs);
     const scoresKey = fusedKey('fused.scores', variant);
     const scoresSrc = fusedScoresSource(variant);
     const statsKey = fusedKey('fused.stats', variant);
@@ -233,7 +263,7 @@ function fusedPacked(
       ctx.alive();
       const tile = { ...common, uRowStart: r0 };
       // Pass 1.
-      raw.draw(scoresKey, scoresSrc, S, {
+      drawTile(scoresKey, scoresSrc, S, {
         textures: { uQ: qp.raw, uK: kp.raw, ...masks, ...seq },
         uniforms: {
           ...tile,
@@ -245,7 +275,7 @@ function fusedPacked(
       });
       // Passes 2 and 3.
       raw.draw(statsKey, statsSrc, stats, { textures: { uS: S, ...seq }, uniforms: tile });
-      raw.draw(probsKey, probsSrc, P, { textures: { uS: S, uStats: stats, ...seq }, uniforms: tile });
+      drawTile(probsKey, probsSrc, P, { textures: { uS: S, uStats: stats, ...seq }, uniforms: tile });
       // Pass 4: the (b, h) segments of rows r0 … r1−1, each a rectangle of the output.
       const r1 = Math.min(rows, r0 + tileRows);
       for (let bh = Math.floor(r0 / Lq); bh * Lq < r1; bh++) {

@@ -9,7 +9,7 @@ import {
   type Tensor,
 } from '@qkv/core';
 import { describe, expect, it } from 'vitest';
-import { webglBackend } from '../../src/index.js';
+import { WebGLBackend, webglBackend } from '../../src/index.js';
 
 // The serving features on the webgl programs where the conformance block's small cases do not
 // reach: packed sequences spanning many 32-key id blocks (the block table and the skipped loops
@@ -82,6 +82,25 @@ describe('serving features on the webgl programs', () => {
     inputs.sequenceIds = idsOf([contiguous(lengths), contiguous([L])]);
     // Default tiles, then tiles of 7 score rows (tiles start inside a (b, h) segment).
     for (const opts of [{}, { fusedTileElements: 7 * L }]) await check(config, weights, inputs, opts);
+  });
+
+  it('where vertex shaders cannot read textures, passes 1 and 3 draw whole tiles and give the same results', async () => {
+    const config: AttentionConfig = { dModel: 8, numHeads: 2, causal: true, window: 20, sinkTokens: 2, sinks: true };
+    const L = 90;
+    const { weights, inputs } = setup(config, 186, 1, L);
+    inputs.sequenceIds = idsOf([contiguous([40, 3, 47])]);
+    // The GL context (and its RawGl) is shared by every backend of a mode: a probe backend
+    // holds it while the flag is off, as on a GPU with MAX_VERTEX_TEXTURE_IMAGE_UNITS = 0.
+    const probe = await WebGLBackend.create();
+    const raw = probe.device.raw;
+    const had = raw.vertexTextures;
+    Object.defineProperty(raw, 'vertexTextures', { value: false, configurable: true });
+    try {
+      await check(config, weights, inputs, {}, true);
+    } finally {
+      Object.defineProperty(raw, 'vertexTextures', { value: had, configurable: true });
+      await probe.destroy();
+    }
   });
 
   it('interleaved ids whose blocks all hold several sequences, bidirectional, window and sink tokens, ALiBi', async () => {
