@@ -161,13 +161,22 @@ describe('serving features on the webgl programs', () => {
       expect(s.info.cache).toBe('device');
       const D = 8;
       const got = new Float32Array(L * D);
-      for (let at = 0; at < L; ) {
-        const t = Math.min([1, 3, 1, 2][at % 4] as number, L - at);
+      for (let at = 0; at < L - 1; ) {
+        const t = Math.min([1, 3, 1, 2][at % 4] as number, L - 1 - at);
         const r = await s.step({ shape: [1, t, D], data: E.data.slice(at * D, (at + t) * D) });
         got.set(r.attention.data, at * D);
         at += t;
       }
+      // The last token on the unfused chain: its weights over every position, zero outside the
+      // window and the sink tokens (the compacted cache no longer holds those rows).
+      const last = await s.step({ shape: [1, 1, D], data: E.data.slice((L - 1) * D) }, { returnWeights: true });
+      got.set(last.attention.data, (L - 1) * D);
       expectClose('session vs the float64 run', { shape: [1, L, D], data: got }, ref.attention);
+      const lastRow = (h: number) => ref.weights.data.subarray((h * L + L - 1) * L, (h * L + L) * L);
+      expectClose('last token weights', last.weights, {
+        shape: [1, 2, 1, L],
+        data: Float64Array.from([...lastRow(0), ...lastRow(1)]),
+      });
       await s.dispose();
     } finally {
       await attn.dispose();
