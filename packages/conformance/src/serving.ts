@@ -203,7 +203,7 @@ export function describeServingConformance(factory: BackendFactory, make: Make, 
           await s.dispose();
         });
       });
-      it('a window + sinkTokens session far longer than s + w keeps s + 2w − 1 cache rows and matches one causal run', {
+      it('a window + sinkTokens session far longer than s + w keeps s + w cache rows and matches one causal run', {
         timeout: timeout * 8,
       }, async () => {
         const w = 6;
@@ -222,10 +222,10 @@ export function describeServingConformance(factory: BackendFactory, make: Make, 
           const E = inputs.query as Tensor;
           const ref = referenceAttention(config, weights, { query: E });
           const s = attn.createSession({ maxLength: 1_000_000 });
-          expect(s.info.capacity).toBe(2 + 2 * w - 1);
+          expect(s.info.capacity).toBe(2 + w);
           await s.step(tokens(E, 0, 1));
           const live = attn.stats().liveTensors;
-          // Steps of 1 to 9 tokens (9 > w runs as two pieces), compactions every few steps.
+          // Steps of 1 to 9 tokens: once the ring is full, each runs one token at a time.
           const rest = await feed(s, E, 1, L - 1, [1, 2, 1, 9, 4, 1, 1, 7]);
           expect(attn.stats().liveTensors, 'the cache does not grow').toBe(live);
           close(
@@ -246,6 +246,99 @@ export function describeServingConformance(factory: BackendFactory, make: Make, 
           close('last token weights', { shape: [2, 2, 1, L], data: got }, { shape: [2, 2, 1, L], data: exp });
           await s.dispose();
         });
+      });
+      it('a wrapped ring with ALiBi, softcap and sink logits (key positions from its two segments), device and host caches', {
+        timeout: timeout * 8,
+      }, async () => {
+        const w = 5;
+        const config = {
+          dModel: 8,
+          numHeads: 2,
+          causal: true,
+          window: w,
+          sinkTokens: 1,
+          softcap: 2,
+          sinks: true,
+          positionalEncoding: 'alibi' as const,
+        };
+        const L = 40;
+        const { weights, inputs } = setup(config, 115, 2, L, sinkWeights(config, 1150));
+        await withSupport(factory, make, config, weights, async (attn) => {
+          const E = inputs.query as Tensor;
+          const ref = referenceAttention(config, weights, { query: E });
+          for (const cache of ['auto', 'host'] as const) {
+            const s = attn.createSession({ maxLength: L, cache });
+            expect(s.info.capacity).toBe(1 + w);
+            const full = { shape: ref.attention.shape, data: Float32Array.from(ref.attention.data) };
+            const got = await feed(s, E, 0, L - 1, [3, 1, 4, 1, 2]);
+            close(`session (${cache} cache) vs the float64 run`, got, rowsOf(full, 0, L - 1));
+            // The unfused chain reads the same key positions: the last token's weights.
+            const last = await s.step(tokens(E, L - 1, 1), { returnWeights: true });
+            close(`last token (${cache} cache)`, last.attention, rowsOf(full, L - 1, 1));
+            const exp = Float64Array.from(
+              { length: 2 * 2 * L },
+              (_, e) => ref.weights.data[Math.floor(e / L) * L * L + (L - 1) * L + (e % L)] as number,
+            );
+            close(`last token weights (${cache} cache)`, last.weights, { shape: [2, 2, 1, L], data: exp });
+            await s.dispose();
+          }
+        });
+      });
+      it('packed decoding: steps with sequenceIds equal one causal run over the packed row (plain and wrapped window ring)', {
+        timeout: timeout * 8,
+      }, async () => {
+        const L = 30;
+        // Batch 0: two sequences decoded in turn; batch 1: one after the other.
+        const rows = [
+          Array.from({ length: L }, (_, j) => (j < 4 ? 0 : j % 2)),
+          Array.from({ length: L }, (_, j) => (j < 17 ? 5 : 8)),
+        ];
+        const configs: AttentionConfig[] = [
+          { dModel: 8, numHeads: 2, causal: true, positionalEncoding: 'rotary' },
+          {
+            dModel: 8,
+            numHeads: 2,
+            causal: true,
+            window: 4,
+            sinkTokens: 1,
+            sinks: true,
+            positionalEncoding: 'alibi',
+          },
+        ];
+        for (const [c, config] of configs.entries()) {
+          const { weights, inputs } = setup(config, 116 + c, 2, L, sinkWeights(config, 1160 + c));
+          const E = inputs.query as Tensor;
+          const sequenceIds = ids(2, L, rows);
+          await withSupport(factory, make, config, weights, (attn) =>
+            packed(attn, async () => {
+              const ref = referenceAttention(config, weights, { query: E, sequenceIds });
+              const full = { shape: ref.attention.shape, data: Float32Array.from(ref.attention.data) };
+              const s = attn.createSession({ maxLength: L + 1 });
+              const sizes = [3, 1, 2, 5, 1];
+              const out = new Float32Array(2 * L * 8);
+              for (let at = 0, k = 0; at < L; ) {
+                const t = Math.min(sizes[k++ % sizes.length] as number, L - at);
+                const stepIds = ids(
+                  2,
+                  t,
+                  rows.map((r) => r.slice(at, at + t)),
+                );
+                const r = await s.step(tokens(E, at, t), { sequenceIds: stepIds });
+                for (let b = 0; b < 2; b++)
+                  out.set(r.attention.data.subarray(b * t * 8, (b + 1) * t * 8), (b * L + at) * 8);
+                at += t;
+              }
+              close(`packed session (config ${c}) vs the float64 run`, { shape: [2, L, 8], data: out }, full);
+              // A packed session's steps all carry ids.
+              const e = await s.step(tokens(E, 0, 1)).catch((x: unknown) => x);
+              expect(isQkvError(e, 'INVALID_OPTION'), String(e)).toBe(true);
+              expect((e as Error).message).toMatch(
+                /^session.step options.sequenceIds: this session's steps are packed/,
+              );
+              await s.dispose();
+            }),
+          );
+        }
       });
       it('fork(): both continue from the same prefix and never change each other', {
         timeout: timeout * 4,
@@ -309,11 +402,11 @@ export function describeServingConformance(factory: BackendFactory, make: Make, 
           const E = inputs.query as Tensor;
           const full = await attn.run({ query: E });
           const s = attn.createSession({ maxLength: L });
-          await feed(s, E, 0, 8, [8]);
-          await s.truncate(5); // before any compaction (8 = s + 2w − 1 rows): every position is cached
-          close('after truncate(5)', await feed(s, E, 5, 12, [2, 1]), rowsOf(full.attention, 5, 7));
+          await feed(s, E, 0, 5, [5]);
+          await s.truncate(3); // before the ring is full (5 = s + w rows): every position is cached
+          close('after truncate(3)', await feed(s, E, 3, 12, [2, 1]), rowsOf(full.attention, 3, 9));
           await feed(s, E, 12, 25, [1]);
-          // Compacted: only the sink and the last rows are held; a rollback whose window is
+          // Wrapped: only the sink and the last w positions are held; a rollback whose window is
           // still cached works, one past it is refused.
           await s.truncate(24);
           close('after truncate(24)', await feed(s, E, 24, L, [1, 3]), rowsOf(full.attention, 24, L - 24));

@@ -1,5 +1,5 @@
 import type { ResolvedConfig } from './config.js';
-import type { AttentionGraph, GraphConstants, GraphNode, GraphShape, ParamName } from './graph.js';
+import type { AttentionGraph, GraphConstants, GraphNode, GraphShape, ParamName, RingLayout } from './graph.js';
 import type { AttentionDims, ScoreModifiers } from './ops.js';
 import { alibiSlopes } from './positional.js';
 
@@ -209,6 +209,8 @@ function projectionNodes({ config, shape, offset, nodes }: Builder): { keys: str
     });
   }
   if (!cache) return { keys: 'k', values: 'v' };
+  // The new rows go after the held ones, or into their slot of a wrapped window ring.
+  const at = cache.ring?.writeRow ?? Lk - Lq;
   for (const [src, name, cacheName] of [
     ['k', 'kAll', 'kCache'],
     ['v', 'vAll', 'vCache'],
@@ -230,8 +232,8 @@ function projectionNodes({ config, shape, offset, nodes }: Builder): { keys: str
         inputs: [cacheName, src],
         shape: [B, Lk, kvOut],
         dims: allDims,
-        attrs: { batch: B, rows: Lq, capacity: cache.capacity, offset: Lk - Lq, width: kvOut },
-        doc: `${cacheName}[:, ${Lk - Lq} … ${Lk - 1}, :] = ${src} (append in place); Lk = ${Lk} rows valid`,
+        attrs: { batch: B, rows: Lq, capacity: cache.capacity, offset: at, width: kvOut },
+        doc: `${cacheName}[:, ${at} … ${at + Lq - 1}, :] = ${src} (written in place); Lk = ${Lk} rows valid`,
       });
     } else {
       nodes.push({
@@ -257,11 +259,12 @@ function attentionNodes({ config, shape, att, offset, constants, nodes }: Builde
   const kv: AttentionDims = cache?.mode === 'device' ? { ...att, keyCapacity: cache.capacity } : att;
   const mods: Mutable<ScoreModifiers> = {};
   if (offset !== 0) mods.queryOffset = offset;
-  if (config.window !== null) mods.window = config.window;
+  // A wrapped window ring holds exactly the one query's window: every row is visible.
+  if (config.window !== null && !cache?.ring) mods.window = config.window;
   if (config.positionalEncoding === 'alibi') mods.alibiSlopes = alibiSlopes(H);
   if (config.maskMod !== null) mods.maskMod = config.maskMod;
   if (config.scoreMod !== null) mods.scoreMod = config.scoreMod;
-  Object.assign(mods, servingModifiers(config, cache?.rowOffset ?? 0));
+  Object.assign(mods, servingModifiers(config, cache?.ring));
   const modDoc = [
     mods.alibiSlopes ? 'ALiBi −m_h·|p − j| added' : '',
     config.scoreMod ? 'scoreMod applied' : '',
@@ -347,11 +350,19 @@ function attentionNodes({ config, shape, att, offset, constants, nodes }: Builde
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 
-/** The serving options' score modifiers (softcap, sinkTokens, a compacted cache's keyOffset). */
-function servingModifiers(config: ResolvedConfig, rowOffset: number): ScoreModifiers {
+/**
+ * The serving options' score modifiers (softcap, sinkTokens) and a wrapped window ring's key
+ * positions, given only where something reads them (ALiBi, maskMod, scoreMod: the other masks
+ * see every ring row), so the SIMD kernels keep running ring steps without those.
+ */
+function servingModifiers(config: ResolvedConfig, ring: RingLayout | undefined): ScoreModifiers {
   const mods: Mutable<ScoreModifiers> = {};
   if (config.softcap !== null) mods.softcap = config.softcap;
   if (config.sinkTokens !== null) mods.sinkTokens = config.sinkTokens;
-  if (rowOffset !== 0) mods.keyOffset = rowOffset;
+  const readsPositions = config.positionalEncoding === 'alibi' || config.maskMod !== null || config.scoreMod !== null;
+  if (ring && readsPositions) {
+    mods.keyOffset = ring.keyOffset;
+    mods.keyRing = { split: ring.split, size: ring.size };
+  }
   return mods;
 }

@@ -89,10 +89,21 @@ export interface GraphShape {
    * appended to a cache of `capacity` rows per batch; Lk = positionOffset + Lq.
    * 'device': the cache is a backend tensor (params `kCache`, `vCache`) written by `writeRows`.
    * 'host': core keeps the cache and feeds all Lk rows as inputs `kAll`, `vAll` each step.
-   * `rowOffset`: a compacted window cache, whose row j (past the sink rows) holds position
-   * j + rowOffset; Lk is then the number of rows held, not positionOffset + Lq.
+   * `ring`: a window session's cache once it has wrapped (one query per step, Lk = capacity).
    */
-  cache?: { readonly capacity: number; readonly mode: 'device' | 'host'; readonly rowOffset?: number };
+  cache?: { readonly capacity: number; readonly mode: 'device' | 'host'; readonly ring?: RingLayout };
+}
+
+/**
+ * A wrapped window ring of `size` = w rows after the sink rows (core/src/session-ring.ts): the
+ * step's token is written at `writeRow`; rows sinkTokens ≤ j < split hold positions
+ * j + keyOffset + size, rows from split on j + keyOffset (`ScoreModifiers.keyRing`).
+ */
+export interface RingLayout {
+  readonly writeRow: number;
+  readonly split: number;
+  readonly size: number;
+  readonly keyOffset: number;
 }
 
 /** Values of the weights that reach kernels as attrs (plain numbers, uploaded nowhere). */

@@ -45,7 +45,7 @@ export interface AttentionDims {
  *                                  s = s + attnMask[i, j]
  * and the key is hidden (−∞) when causal/padding hide it, when outside the window, or when
  * maskMod(b, h, p, j) is false; p = queryOffset + i is query row i's position and j the key's
- * position (row j, or j + keyOffset in a compacted window cache; see `keyPosition`). With
+ * position (row j, or shifted in a window session's cache; see `keyPosition`). With
  * sinkTokens s, keys at positions 0 … s−1 are visible besides the window (causal permitting).
  * A `sequenceIds` input [B, Lk] (when given) hides key row j from query row i unless
  * ids[b, j] = ids[b, i + Lk − Lq] (the query's own row: queries are the last Lq key rows).
@@ -63,13 +63,26 @@ export interface ScoreModifiers {
   readonly softcap?: number;
   /** StreamingLLM: key rows 0 … s−1 (positions 0 … s−1) stay visible besides the window. */
   readonly sinkTokens?: number;
-  /** A compacted window cache: key row j ≥ sinkTokens sits at position j + keyOffset. */
+  /** A window cache's rows past the sinks: key row j ≥ sinkTokens sits at position j + keyOffset. */
   readonly keyOffset?: number;
+  /**
+   * A window session's ring cache once it has wrapped (s sink rows, then a ring of w rows holding
+   * the last w positions): rows sinkTokens ≤ j < split are the ring's newer segment, at position
+   * j + keyOffset + size (size = w); rows from split on the older one, at j + keyOffset. Core
+   * sends it with one query per step, which sees every row (the ring is exactly its window), so
+   * `window` is absent then; only what reads key positions (ALiBi, maskMod, scoreMod) needs it.
+   */
+  readonly keyRing?: { readonly split: number; readonly size: number };
 }
 
-/** The position of key row j (rows of a compacted window cache are shifted past the sink rows). */
-export function keyPosition(j: number, mods: Pick<ScoreModifiers, 'sinkTokens' | 'keyOffset'>): number {
-  return mods.keyOffset === undefined || j < (mods.sinkTokens ?? 0) ? j : j + mods.keyOffset;
+/**
+ * The position of key row j: row j itself, or past the sink rows of a window cache j + keyOffset
+ * (+ keyRing.size in a wrapped ring's newer segment).
+ */
+export function keyPosition(j: number, mods: Pick<ScoreModifiers, 'sinkTokens' | 'keyOffset' | 'keyRing'>): number {
+  if (j < (mods.sinkTokens ?? 0)) return j;
+  const ring = mods.keyRing !== undefined && j < mods.keyRing.split ? mods.keyRing.size : 0;
+  return j + (mods.keyOffset ?? 0) + ring;
 }
 
 export interface PositionalEncodingAttrs {

@@ -18,6 +18,11 @@ export class KvCache {
   readonly v: BackendTensor | null;
   readonly kHost: Float32Array | null;
   readonly vHost: Float32Array | null;
+  /**
+   * A packed session's sequence ids per row [B, capacity], on the host whatever the mode (one
+   * float per token, uploaded as the step's `sequenceIds` or turned into its padding mask).
+   */
+  ids: Float32Array | null;
 
   private constructor(
     batch: number,
@@ -25,6 +30,7 @@ export class KvCache {
     width: number,
     device: [BackendTensor, BackendTensor] | null,
     host: [Float32Array, Float32Array] | null,
+    ids: Float32Array | null,
   ) {
     this.batch = batch;
     this.capacity = capacity;
@@ -33,13 +39,14 @@ export class KvCache {
     this.v = device?.[1] ?? null;
     this.kHost = host?.[0] ?? null;
     this.vHost = host?.[1] ?? null;
+    this.ids = ids;
   }
 
   get device(): boolean {
     return this.k !== null;
   }
 
-  /** A zeroed cache; `data` (K then V, [B, capacity, width] each) fills it instead. */
+  /** A zeroed cache; `data` (K then V, [B, capacity, width] each) and `ids` fill it instead. */
   static async allocate(
     backend: Backend,
     device: boolean,
@@ -47,10 +54,11 @@ export class KvCache {
     capacity: number,
     width: number,
     data?: [Float32Array, Float32Array],
+    ids: Float32Array | null = null,
   ): Promise<KvCache> {
     const n = batch * capacity * width;
     const [kData, vData] = data ?? [new Float32Array(n), new Float32Array(n)];
-    if (!device) return new KvCache(batch, capacity, width, null, [kData, vData]);
+    if (!device) return new KvCache(batch, capacity, width, null, [kData, vData], ids);
     const shape = [batch, capacity, width];
     const k = await backend.upload({ shape, data: kData });
     let v: BackendTensor;
@@ -60,7 +68,7 @@ export class KvCache {
       backend.dispose(k);
       throw e;
     }
-    return new KvCache(batch, capacity, width, [k, v], null);
+    return new KvCache(batch, capacity, width, [k, v], null, ids);
   }
 
   /** Both stores as host arrays (a download for a device cache). */
@@ -71,23 +79,19 @@ export class KvCache {
     return [k.data, v.data];
   }
 
-  /**
-   * A private copy (refs 1), with per batch `count` rows moved from row `from` to row `to` when
-   * `move` is given (compaction of a window cache); this cache is released once.
-   */
-  async copy(backend: Backend, move?: { from: number; to: number; count: number }): Promise<KvCache> {
+  /** A private copy (refs 1) for a session that shared this one; this cache is released once. */
+  async copy(backend: Backend): Promise<KvCache> {
     const [k, v] = await this.read(backend);
     const data: [Float32Array, Float32Array] = [k.slice(), v.slice()];
-    if (move) {
-      const { capacity, width } = this;
-      for (const arr of data) {
-        for (let b = 0; b < this.batch; b++) {
-          const base = b * capacity * width;
-          arr.copyWithin(base + move.to * width, base + move.from * width, base + (move.from + move.count) * width);
-        }
-      }
-    }
-    const out = await KvCache.allocate(backend, this.device, this.batch, this.capacity, this.width, data);
+    const out = await KvCache.allocate(
+      backend,
+      this.device,
+      this.batch,
+      this.capacity,
+      this.width,
+      data,
+      this.ids?.slice() ?? null,
+    );
     this.release(backend);
     return out;
   }
@@ -107,6 +111,38 @@ export class KvCache {
     for (let b = 0; b < this.batch; b++) {
       cache.set(rows.subarray(b * t * width, (b + 1) * t * width), (b * capacity + at) * width);
     }
+  }
+
+  /** Packed session: writes the ids [B, t] of t new tokens at row `at` of every batch. */
+  writeIds(ids: Float32Array, t: number, at: number): void {
+    // A session that turns packed after a reset gets its id rows now.
+    this.ids ??= new Float32Array(this.batch * this.capacity);
+    const cache = this.ids;
+    for (let b = 0; b < this.batch; b++) cache.set(ids.subarray(b * t, (b + 1) * t), b * this.capacity + at);
+  }
+
+  /** Packed session: the ids of the first Lk rows [B, Lk]. */
+  idRows(Lk: number): Tensor {
+    const cache = this.ids as Float32Array;
+    const out = new Float32Array(this.batch * Lk);
+    for (let b = 0; b < this.batch; b++) out.set(cache.subarray(b * this.capacity, b * this.capacity + Lk), b * Lk);
+    return { shape: [this.batch, Lk], data: out };
+  }
+
+  /**
+   * Packed session, one query per batch at row `queryRow`: the first Lk rows as a padding mask
+   * [B, Lk] (1 where a row's id is not the query's), which is what the ids mean for one query and
+   * holds however the rows are ordered (a wrapped window ring).
+   */
+  otherSequences(Lk: number, queryRow: number): Tensor {
+    const cache = this.ids as Float32Array;
+    const out = new Float32Array(this.batch * Lk);
+    for (let b = 0; b < this.batch; b++) {
+      const base = b * this.capacity;
+      const id = cache[base + queryRow];
+      for (let j = 0; j < Lk; j++) out[b * Lk + j] = cache[base + j] === id ? 0 : 1;
+    }
+    return { shape: [this.batch, Lk], data: out };
   }
 
   /** Host cache: the first Lk rows of every batch, densely packed [B, Lk, width]. */

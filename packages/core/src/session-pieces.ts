@@ -1,6 +1,7 @@
 import { assertKnownKeys, type ResolvedConfig } from './config.js';
 import { describeValue, QkvError } from './errors.js';
 import { type RunOptions, validateRunOptions } from './inputs.js';
+import { validateSequenceIds } from './serving.js';
 import { formatShape, type Tensor, type TensorLike, toTensor } from './tensor.js';
 
 /**
@@ -9,20 +10,24 @@ import { formatShape, type Tensor, type TensorLike, toTensor } from './tensor.js
  * step's x and options.
  */
 
-const STEP_KEYS = new Set(['returnWeights']);
+const STEP_KEYS = new Set(['returnWeights', 'sequenceIds']);
 
-/** A step's options and x [B, t, dModel] (or unbatched [t, dModel], answered unbatched). */
+/**
+ * A step's options and x [B, t, dModel] (or unbatched [t, dModel], answered unbatched), and its
+ * `sequenceIds` [B, t] (unbatched [t]) when given.
+ */
 export function validateStep(
   config: ResolvedConfig,
   xIn: TensorLike,
-  options: object,
-): { x: Tensor; unbatched: boolean; outputs: string[] } {
+  options: { sequenceIds?: TensorLike },
+): { x: Tensor; unbatched: boolean; outputs: string[]; ids: Tensor | null } {
   const { dModel } = config;
   if (options === null || typeof options !== 'object') {
     throw new QkvError('INVALID_OPTION', `session.step options: expected an object, got ${describeValue(options)}`);
   }
   assertKnownKeys('session.step options', options, STEP_KEYS);
-  const { outputs } = validateRunOptions(config, options as RunOptions);
+  const { sequenceIds, ...runOptions } = options;
+  const { outputs } = validateRunOptions(config, runOptions as RunOptions);
   let x = toTensor('x', xIn, { finite: 'all' });
   const unbatched = x.shape.length === 2;
   if (unbatched) x = { shape: [1, ...x.shape], data: x.data };
@@ -32,7 +37,9 @@ export function validateStep(
       `session.step x: expected [B, t, ${dModel}] (batch × new tokens × dModel) or [t, ${dModel}], got ${formatShape(xIn.shape)}`,
     );
   }
-  return { x, unbatched, outputs };
+  const [B, t] = x.shape as [number, number];
+  const ids = sequenceIds === undefined ? null : validateSequenceIds(sequenceIds, B, t, unbatched, true);
+  return { x, unbatched, outputs, ids };
 }
 
 /**
@@ -48,6 +55,14 @@ export function weightsByPosition(w: Tensor, length: number, positionOf: (j: num
     for (let j = 0; j < rows; j++) out[r * length + positionOf(j)] = w.data[r * rows + j] as number;
   }
   return { shape: [B, H, t, length], data: out };
+}
+
+/** Ids at … at+n−1 of ids [B, t] → [B, n]. */
+export function sliceIds(ids: Tensor, at: number, n: number): Tensor {
+  const [B, t] = ids.shape as [number, number];
+  const out = new Float32Array(B * n);
+  for (let b = 0; b < B; b++) out.set(ids.data.subarray(b * t + at, b * t + at + n), b * n);
+  return { shape: [B, n], data: out };
 }
 
 /** Tokens at … at+n−1 of x [B, t, D] → [B, n, D]. */

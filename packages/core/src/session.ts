@@ -5,11 +5,19 @@ import { describeValue, QkvError } from './errors.js';
 import { DEFAULT_MAX_TENSOR_ELEMENTS, execute } from './executor.js';
 import type { GraphConstants, GraphShape } from './graph.js';
 import { learnedPositionalEncoding, type ReturnWeights } from './inputs.js';
-import { keyPosition } from './ops.js';
 import { averageHeads, unbatch } from './outputs.js';
 import { type CachedNorms, checkOverflow, type WeightNorms } from './overflow.js';
+import { checkInputs } from './serving.js';
 import { KvCache } from './session-cache.js';
-import { concatQueries, concatTokens, sliceTokens, validateStep, weightsByPosition } from './session-pieces.js';
+import {
+  concatQueries,
+  concatTokens,
+  sliceIds,
+  sliceTokens,
+  validateStep,
+  weightsByPosition,
+} from './session-pieces.js';
+import { WindowRing } from './session-ring.js';
 import { formatShape, sizeOf, type Tensor, type TensorLike } from './tensor.js';
 
 /**
@@ -28,11 +36,9 @@ import { formatShape, sizeOf, type Tensor, type TensorLike } from './tensor.js';
  *             O(Lk) transfer per step).
  *
  * Window sessions (config.window w, optional sinkTokens s) keep only what a future query can see:
- * the s sink rows and the last w − 1 rows, plus room for w new ones, so the cache has
- * min(maxLength, s + 2w − 1) rows per batch however long the session runs. When a step would not
- * fit, the cache is compacted (the last w − 1 rows move down behind the sinks, once per ≥ w
- * tokens) and its rows past the sinks sit at positions row + rowOffset (`keyOffset` of the
- * kernels). A step of more than w tokens runs as consecutive steps of at most w.
+ * the s sink rows and a ring of the last w, min(maxLength, s + w) rows per batch however long the
+ * session runs (session-ring.ts). Until the ring is full a step runs as one piece; from then on
+ * one token at a time, each written over the token w positions back.
  *
  * fork() shares the cache (copy on write: the first step of a session whose cache is shared
  * copies it, O(rows)); truncate(n) drops the cache back to n tokens.
@@ -50,6 +56,14 @@ export interface SessionOptions {
 export interface SessionStepOptions {
   /** As in `run()`: the weights of the new queries over all cached keys, [B, H, t, Lk] or averaged. */
   returnWeights?: ReturnWeights;
+  /**
+   * Packed decoding: the sequence of each new token, [B, t] integers ([t] for unbatched x). The
+   * session keeps every cached token's id, and a new token sees only the cached and new tokens
+   * of its own id (causal as always). A session is packed or not from its first step (until
+   * reset()): then every step gives ids, or none does. Positions stay the row's, so a packed
+   * session equals one causal run() over its tokens with their sequenceIds.
+   */
+  sequenceIds?: TensorLike;
 }
 
 export interface SessionStepResult {
@@ -70,8 +84,8 @@ export interface SessionInfo {
   readonly reason: string;
   readonly maxLength: number;
   /**
-   * Cache rows per batch: maxLength, or min(maxLength, s + 2w − 1) for a window session (the
-   * sinks, the last w − 1 keys and room for w new ones), whatever the session's length.
+   * Cache rows per batch: maxLength, or min(maxLength, s + w) for a window session (the sinks
+   * and a ring of the last w keys), whatever the session's length.
    */
   readonly capacity: number;
 }
@@ -132,17 +146,15 @@ export class Session implements AttentionSession {
   #length = 0;
   /** Largest K/V norm bounds of the cached tokens per (b, KV head), for the overflow check. */
   #cachedNorms: CachedNorms | null = null;
-  /** Cache rows in use; equal to #length until a window cache is compacted. */
-  #rows = 0;
-  /** A compacted window cache: row j past the sink rows holds position j + #rowOffset. */
-  #rowOffset = 0;
   #disposed = false;
   /** Steps run one after another: each needs the cache the previous one wrote. */
   #queue: Promise<unknown> = Promise.resolve();
   /** [B, capacity, KVH·hd] K and V, allocated on the first step (maybe shared with forks). */
   #cache: KvCache | null = null;
-  /** Window sessions: the sink rows kept (s or 0) and the window w. */
-  readonly #window: { sinks: number; w: number } | null;
+  /** Whether the steps carry sequenceIds: fixed by the first step after creation or reset(). */
+  #packed: boolean | null = null;
+  /** Window sessions: the sink rows and the ring of the last w. */
+  readonly #window: WindowRing | null;
 
   constructor(ctx: SessionContext, options: SessionOptions) {
     this.#options = options;
@@ -196,10 +208,9 @@ export class Session implements AttentionSession {
       );
     }
     const device = mode === 'device' || (mode === 'auto' && canDevice);
-    this.#window = config.window === null ? null : { sinks: config.sinkTokens ?? 0, w: config.window };
-    const capacity = this.#window
-      ? Math.min(this.maxLength, this.#window.sinks + 2 * this.#window.w - 1)
-      : this.maxLength;
+    this.#window =
+      config.window === null ? null : new WindowRing(config.sinkTokens ?? 0, config.window, this.maxLength);
+    const capacity = this.#window ? this.#window.capacity : this.maxLength;
     this.info = {
       backend: ctx.backendName,
       maxLength: this.maxLength,
@@ -252,7 +263,8 @@ export class Session implements AttentionSession {
 
   reset(): Promise<void> {
     return this.#enqueue(async () => {
-      this.#length = this.#rows = this.#rowOffset = 0;
+      this.#length = 0;
+      this.#packed = null;
       this.#cachedNorms = null;
     });
   }
@@ -266,16 +278,12 @@ export class Session implements AttentionSession {
           `session.truncate(length): expected an integer 0 … ${this.#length} (the tokens in the cache), got ${describeValue(length)}`,
         );
       }
-      const sinks = this.#window?.sinks ?? 0;
-      if (this.#rowOffset === 0 || length <= sinks) {
-        this.#rows = length;
-        this.#rowOffset = 0;
-      } else if (length - (this.#window as { w: number }).w + 1 >= sinks + this.#rowOffset) {
-        this.#rows = length - this.#rowOffset;
-      } else {
+      const ring = this.#window;
+      if (ring && !ring.canTruncate(this.#length, length)) {
+        const held = `${ring.sinks ? `the ${ring.sinks} sink tokens and ` : ''}positions ${this.#length - ring.w} … ${this.#length - 1}`;
         throw new QkvError(
           'INVALID_OPTION',
-          `session.truncate(length): this window session keeps ${sinks ? `the ${sinks} sink tokens and ` : ''}positions ≥ ${sinks + this.#rowOffset}; a query after ${length} tokens needs positions from ${length - (this.#window as { w: number }).w + 1}, got length ${length}`,
+          `session.truncate(length): this window session holds ${held} (a ring of w = ${ring.w}); a query after ${length} tokens needs positions from ${Math.max(ring.sinks, length - ring.w + 1)}: expected length ≤ ${ring.sinks} or ≥ ${this.#length - 1}, got ${length}`,
         );
       }
       this.#length = length;
@@ -289,9 +297,8 @@ export class Session implements AttentionSession {
     child.#queue = this.#enqueue(async () => {
       child.#batch = this.#batch;
       child.#length = this.#length;
-      child.#rows = this.#rows;
-      child.#rowOffset = this.#rowOffset;
       child.#cache = this.#cache;
+      child.#packed = this.#packed;
       if (this.#cache) this.#cache.refs++;
       // The overflow bounds cover every token either session holds from here on.
       child.#cachedNorms = this.#cachedNorms && { k: this.#cachedNorms.k.slice(), v: this.#cachedNorms.v.slice() };
@@ -312,7 +319,7 @@ export class Session implements AttentionSession {
 
   async #step(xIn: TensorLike, options: SessionStepOptions): Promise<SessionStepResult> {
     this.#checkAlive();
-    const { x, unbatched, outputs } = validateStep(this.#ctx.config, xIn, options);
+    const { x, unbatched, outputs, ids } = validateStep(this.#ctx.config, xIn, options);
     const [B, t] = x.shape as [number, number, number];
     if (this.#batch === null) this.#batch = B;
     if (B !== this.#batch) {
@@ -329,15 +336,23 @@ export class Session implements AttentionSession {
       );
     }
     this.#checkCacheSize(B);
-    // A window cache holds at most w new rows past the kept ones: longer steps run in pieces.
-    const piece = this.#window ? this.#window.w : t;
-    const parts: SessionStepResult[] = [];
-    for (let at = 0; at < t; at += piece) {
-      const n = Math.min(piece, t - at);
-      const xs = n === t ? x : sliceTokens(x, at, n);
-      parts.push(
-        await this.#stepRows(xs, outputs, options.returnWeights !== undefined && options.returnWeights !== false),
+    if (ids !== null && this.#packed !== false) {
+      checkInputs(this.#ctx.backend, this.#ctx.backendName, new Map([['sequenceIds', ids]]));
+    } else if (this.#packed !== null && (ids !== null) !== this.#packed) {
+      throw new QkvError(
+        'INVALID_OPTION',
+        `session.step options.sequenceIds: this session's steps ${this.#packed ? 'are packed: expected [B, t] ids for every step' : 'have no ids: a session is packed from its first step (or after reset())'}, got ${ids === null ? 'none' : 'ids'}`,
       );
+    }
+    this.#packed = ids !== null;
+    // A window ring takes what fits, then one token at a time.
+    const parts: SessionStepResult[] = [];
+    for (let at = 0, n = 0; at < t; at += n) {
+      n = this.#window ? this.#window.piece(offset + at, t - at) : t - at;
+      const xs = n === t ? x : sliceTokens(x, at, n);
+      const piece = ids === null || n === t ? ids : sliceIds(ids, at, n);
+      const withWeights = options.returnWeights !== undefined && options.returnWeights !== false;
+      parts.push(await this.#stepRows(xs, piece, outputs, withWeights));
     }
     const Lk = offset + t;
     const take = (name: 'attention' | 'residual'): Tensor => {
@@ -368,44 +383,45 @@ export class Session implements AttentionSession {
     return result;
   }
 
-  /** One step of t ≤ (window or maxLength) tokens x [B, t, dModel] through the cache. */
-  async #stepRows(x: Tensor, outputs: string[], withWeights: boolean): Promise<SessionStepResult> {
+  /**
+   * One piece of t tokens x [B, t, dModel] (their ids [B, t] in a packed session) through the
+   * cache: all of a step, or what a window ring takes at once.
+   */
+  async #stepRows(x: Tensor, ids: Tensor | null, outputs: string[], withWeights: boolean): Promise<SessionStepResult> {
     const { config, backend } = this.#ctx;
     const [B, t] = x.shape as [number, number, number];
     const width = config.numKVHeads * config.headDim;
     const capacity = this.info.capacity;
     const device = this.info.cache === 'device';
     if (!this.#cache) this.#cache = await KvCache.allocate(backend, device, B, capacity, width);
-    if (this.#window && this.#rows + t > capacity) {
-      // Compaction: keep the sink rows and the last w − 1 rows, the only ones a query from now
-      // on can see; they move down to just behind the sinks.
-      const { sinks, w } = this.#window;
-      const keep = w - 1;
-      const from = this.#rows - keep;
-      this.#cache = await this.#cache.copy(backend, { from, to: sinks, count: keep });
-      this.#rowOffset = keyPosition(from, { sinkTokens: sinks, keyOffset: this.#rowOffset }) - sinks;
-      this.#rows = sinks + keep;
-    } else if (this.#cache.refs > 1) {
-      // Shared with a fork: this session's writes go to its own copy.
-      this.#cache = await this.#cache.copy(backend);
-    }
+    // Shared with a fork: this session's writes go to its own copy.
+    if (this.#cache.refs > 1) this.#cache = await this.#cache.copy(backend);
     const cache = this.#cache;
     const offset = this.#length;
-    const rows = this.#rows;
-    const Lk = rows + t;
+    const { Lk, ring } = this.#window ? this.#window.layout(offset, t) : { Lk: offset + t, ring: undefined };
+    const writeRow = ring?.writeRow ?? Lk - t;
+    // Packed: the ids of every row held. A wrapped ring's rows are out of position order, so
+    // its one query gets them as a padding mask (other ids hidden) instead of sequenceIds.
+    let packedFeed: [string, Tensor] | null = null;
+    if (ids !== null) {
+      cache.writeIds(ids.data, t, writeRow);
+      packedFeed = ring ? ['keyPaddingMask', cache.otherSequences(Lk, writeRow)] : ['sequenceIds', cache.idRows(Lk)];
+    }
     const shape: GraphShape = {
       batch: B,
       queryLength: t,
       keyLength: Lk,
       selfAttention: true,
-      hasKeyPaddingMask: false,
+      hasKeyPaddingMask: packedFeed?.[0] === 'keyPaddingMask',
+      ...(packedFeed?.[0] === 'sequenceIds' ? { hasSequenceIds: true } : {}),
       hasAttnMask: false,
       positionOffset: offset,
-      cache: { capacity, mode: device ? 'device' : 'host', rowOffset: this.#rowOffset },
+      cache: { capacity, mode: device ? 'device' : 'host', ...(ring ? { ring } : {}) },
     };
     const graph = buildGraph(config, shape, this.#ctx.constants);
     const feeds = new Map<string, Tensor>([['input', x]]);
     if (this.#ctx.table) feeds.set('positionalEncoding', learnedPositionalEncoding(this.#ctx.table, t, offset));
+    if (packedFeed) feeds.set(...packedFeed);
     // Refused before anything runs; the cached tokens' K/V norm bounds grow only when it passes.
     const kvh = config.numKVHeads;
     this.#cachedNorms ??= { k: new Float64Array(B * kvh), v: new Float64Array(B * kvh) };
@@ -417,8 +433,8 @@ export class Session implements AttentionSession {
     } else {
       // Phase 1: project the new tokens' K and V (RoPE applied) and bring them to the host.
       const kv = await execute({ graph, backend, params, feeds, outputs: ['k', 'v'], checkpoint, unfused: true });
-      cache.writeHost('k', (kv.tensors.get('k') as Tensor).data, t, rows);
-      cache.writeHost('v', (kv.tensors.get('v') as Tensor).data, t, rows);
+      cache.writeHost('k', (kv.tensors.get('k') as Tensor).data, t, writeRow);
+      cache.writeHost('v', (kv.tensors.get('v') as Tensor).data, t, writeRow);
       // Phase 2 feeds all Lk rows of each batch.
       feeds.set('kAll', cache.hostRows('k', Lk));
       feeds.set('vAll', cache.hostRows('v', Lk));
@@ -426,7 +442,6 @@ export class Session implements AttentionSession {
     const { tensors, fused } = await execute({ graph, backend, params, feeds, outputs, checkpoint });
     // Only a step that completed extends the cache; a failed one is overwritten by the next.
     this.#length = offset + t;
-    this.#rows = Lk;
     const result: SessionStepResult = {
       attention: tensors.get('attention') as Tensor,
       residual: tensors.get('residual') as Tensor,
@@ -434,8 +449,8 @@ export class Session implements AttentionSession {
       fused,
     };
     if (withWeights) {
-      const mods = { sinkTokens: this.#window?.sinks ?? 0, keyOffset: shape.cache?.rowOffset ?? 0 };
-      result.weights = weightsByPosition(tensors.get('weights') as Tensor, offset + t, (j) => keyPosition(j, mods));
+      const positionOf = (j: number) => this.#window?.positionOf(j, ring) ?? j;
+      result.weights = weightsByPosition(tensors.get('weights') as Tensor, offset + t, positionOf);
     }
     return result;
   }

@@ -149,6 +149,39 @@ describe('inputs.sequenceIds', () => {
   });
 });
 
+describe('session.step sequenceIds', () => {
+  const cfg = { ...base, causal: true };
+  it('validates the step ids: [B, t] integers, on a backend that lists them, in every step or none', async () => {
+    const attn = await naive(cfg);
+    const s = attn.createSession({ maxLength: 8 });
+    let e = await codeOf(s.step(T([2, 3, 4]), { sequenceIds: { shape: [2, 2], data: [0, 0, 1, 1] } }));
+    expect([e.code, e.message]).toEqual([
+      'INVALID_SHAPE',
+      'sequenceIds: expected [2, 3] (batch × length, one integer id per token), got [2, 2]',
+    ]);
+    e = await codeOf(s.step(T([3, 4]), { sequenceIds: { shape: [3], data: [0, 0.5, 1] } }));
+    expect([e.code, e.message]).toEqual([
+      'INVALID_DATA',
+      'sequenceIds.data[1]: expected an integer id with |id| ≤ 2^24 (exact in float32), got 0.5',
+    ]);
+    e = await codeOf(s.step(T([1, 2, 4]), { sequenceIds: { shape: [1, 2], data: [0, 1] } }));
+    expect(e.code).toBe('CAPABILITY');
+    expect(e.message).toMatch(/^inputs.sequenceIds: backend "naive" does not run packed sequences/);
+    expect(s.length).toBe(0);
+    // A session without ids stays without them (until reset()).
+    await s.step(T([1, 2, 4]));
+    e = await codeOf(s.step(T([1, 1, 4]), { sequenceIds: { shape: [1, 1], data: [0] } }));
+    expect([e.code, e.message]).toEqual([
+      'INVALID_OPTION',
+      "session.step options.sequenceIds: this session's steps have no ids: a session is packed from its first step (or after reset()), got ids",
+    ]);
+    await s.reset();
+    e = await codeOf(s.step(T([1, 1, 4]), { sequenceIds: { shape: [1, 1], data: [0] } }));
+    expect(e.code).toBe('CAPABILITY');
+    await attn.dispose();
+  });
+});
+
 describe('session.fork / session.truncate', () => {
   const cfg = { ...base, causal: true };
   it('truncate refuses anything but an integer 0 … length', async () => {

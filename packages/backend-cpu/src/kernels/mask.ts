@@ -79,6 +79,7 @@ type Modifiers = Pick<
   | 'softcap'
   | 'sinkTokens'
   | 'keyOffset'
+  | 'keyRing'
 >;
 
 /** Whether any modifier of the visible scores is present (else `modifiedScore` is skipped). */

@@ -159,8 +159,10 @@ void main() {
   ${v.softcap ? 's = uSoftcap * tanhStable(s / uSoftcap);' : ''}
   ${
     v.alibi
-      ? `// Key positions: row j past the sink rows of a compacted window cache is position j + keyOffset.
-  vec4 pj = j + uKeyOffset * vec4(greaterThanEqual(j, vec4(uSinkTokens)));
+      ? `// Key positions: row j past the sink rows of a window cache is position j + keyOffset, and
+  // a wrapped ring's rows before uRingSplit are uRingSize further on.
+  vec4 past = vec4(greaterThanEqual(j, vec4(uSinkTokens)));
+  vec4 pj = j + past * (uKeyOffset + uRingSize * vec4(lessThan(j, vec4(uRingSplit))));
   s -= uSlopesOf(h) * abs(vec4(uQueryOffset + i) - pj);`
       : ''
   }

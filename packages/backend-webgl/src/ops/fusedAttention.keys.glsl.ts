@@ -36,7 +36,7 @@ export const SEQ_BLOCK4 = SEQ_BLOCK / 4;
 /** Uniforms every pass that finds a row's visible keys reads (set by `keyUniforms`). */
 export function keyDeclarations(v: KeyVariant): string {
   return `uniform float uLk; uniform float uQueryOffset; uniform float uKeyOffset;
-uniform float uWindow; uniform float uSinkTokens;
+uniform float uWindow; uniform float uSinkTokens; uniform float uRingSplit; uniform float uRingSize;
 ${v.sequenceIds ? 'uniform sampler2D uIds; uniform vec2 uIdsSize;\nuniform sampler2D uIdBlocks; uniform vec2 uIdBlocksSize;' : ''}`;
 }
 
@@ -48,6 +48,9 @@ export function keyUniforms(attrs: FusedAttentionAttrs): Record<string, number> 
     uKeyOffset: attrs.keyOffset ?? 0,
     uWindow: attrs.window ?? 0,
     uSinkTokens: attrs.sinkTokens ?? 0,
+    // A wrapped window ring (core's keyRing): rows before uRingSplit are uRingSize further on.
+    uRingSplit: attrs.keyRing?.split ?? 0,
+    uRingSize: attrs.keyRing?.size ?? 0,
   };
 }
 

@@ -43,8 +43,9 @@ export function maskVariant(
 /**
  * The runtime arguments after the masks, in order: negInf, qPos (queryOffset: query row 0's
  * position), kOff (keyOffset: a compacted window cache's row j ≥ sinkTokens is position
- * j + kOff), nSink (sinkTokens), win (window width), softc (softcap); 0 where unused. Uniforms,
- * so a session's steps at different offsets share one compiled kernel.
+ * j + kOff), nSink (sinkTokens), win (window width), softc (softcap), rSplit and rSize (a
+ * wrapped window ring's keyRing: rows j < rSplit past the sinks are rSize further on); 0 where
+ * unused. Uniforms, so a session's steps at different offsets share one compiled kernel.
  */
 export function modifierArgs(attrs: ScoreModifiers): number[] {
   return [
@@ -54,6 +55,8 @@ export function modifierArgs(attrs: ScoreModifiers): number[] {
     attrs.sinkTokens ?? 0,
     attrs.window ?? 0,
     attrs.softcap ?? 0,
+    attrs.keyRing?.split ?? 0,
+    attrs.keyRing?.size ?? 0,
   ];
 }
 
@@ -88,7 +91,7 @@ export function maskArgs(v: MaskVariant): string {
 }
 
 /** The runtime arguments' names, after `maskArgs` (see `modifierArgs`). */
-export const MODIFIER_ARGS = 'negInf, qPos, kOff, nSink, win, softc';
+export const MODIFIER_ARGS = 'negInf, qPos, kOff, nSink, win, softc, rSplit, rSize';
 
 export function variantName(base: string, v: MaskVariant): string {
   const flags: [boolean, string][] = [
@@ -129,7 +132,7 @@ export function modifiedScoreLines(v: MaskVariant, sc: string): string {
     );
   }
   if (v.alibi) {
-    lines.push('let pj = j + kOff;');
+    lines.push('let pj = j + kOff;', 'if (j < rSplit) { pj = pj + rSize; }');
     if (v.sinkTokens) lines.push('if (j < nSink) { pj = j; }');
     lines.push('ms = ms - slopes[h] * Math.abs(p - pj);');
   }

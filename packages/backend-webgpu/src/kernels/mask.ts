@@ -5,10 +5,19 @@ import { headFields, writeHead } from './scores.js';
 
 /**
  * The masking fields shared by `mask` and `fusedAttention`: window 0 = none, sinkN the sink
- * tokens (0 = none), koff a compacted window cache's keyOffset, softcap c (read only by the
- * pipelines built with it).
+ * tokens (0 = none), koff a window cache's keyOffset, rSplit and rSize a wrapped ring's
+ * `keyRing` (size 0 = none), softcap c (read only by the pipelines built with it).
  */
-export const maskFields = ['causal: u32', 'window: u32', 'qoff: u32', 'sinkN: u32', 'koff: u32', 'softcap: f32'];
+export const maskFields = [
+  'causal: u32',
+  'window: u32',
+  'qoff: u32',
+  'sinkN: u32',
+  'koff: u32',
+  'rSplit: u32',
+  'rSize: u32',
+  'softcap: f32',
+];
 export function writeMask(params: Params, attrs: ScoreModifiers & { causal: boolean }): Params {
   return params
     .u(attrs.causal ? 1 : 0)
@@ -16,15 +25,17 @@ export function writeMask(params: Params, attrs: ScoreModifiers & { causal: bool
     .u(rowQueryOffset(attrs))
     .u(attrs.sinkTokens ?? 0)
     .u(attrs.keyOffset ?? 0)
+    .u(attrs.keyRing?.split ?? 0)
+    .u(attrs.keyRing?.size ?? 0)
     .f(attrs.softcap ?? 0);
 }
 
 /**
- * The query position the kernels compare key rows j with. A compacted window cache holds key
- * positions j + keyOffset past its sink rows (core's ScoreModifiers), so pos − (j + keyOffset) =
- * (pos − keyOffset) − j: the window and ALiBi read those rows directly with the query position
- * shifted by keyOffset (causal is bottom-right aligned in rows already); the sink rows keep
- * positions j (`keyShift`). Never negative: it is the query's own row index.
+ * The query position the kernels compare key rows j with. A window cache holds key positions
+ * j + keyOffset past its sink rows (core's ScoreModifiers), so pos − (j + keyOffset) =
+ * (pos − keyOffset) − j: ALiBi reads those rows with the query position shifted by keyOffset;
+ * the sink rows keep positions j and a wrapped ring's newer rows are w further (`keyShift`).
+ * Never negative: it is the query's own row index.
  */
 export function rowQueryOffset(attrs: ScoreModifiers): number {
   return (attrs.queryOffset ?? 0) - (attrs.keyOffset ?? 0);
@@ -62,8 +73,9 @@ fn visibleKeys(i: u32) -> vec2u {
  * The serving modifiers (issue #18), as in core's ScoreModifiers:
  * sinkEnd(i): with sinkTokens s, key rows [0, sinkEnd) stay visible to query row i besides its
  *   window (causal permitting); 0 without sink tokens.
- * keyShift(j): key row j's position minus keyOffset (the sink rows sit at their own positions),
- *   so |qoff + i − keyShift(j)| is ALiBi's |p − pj|.
+ * keyShift(j): key row j's position minus keyOffset (the sink rows sit at their own positions,
+ *   a wrapped ring's rows before rSplit rSize further), so |qoff + i − keyShift(j)| is ALiBi's
+ *   |p − pj|.
  * softcapped(s): c·tanh(s/c) as c·sign(x)·(1 − e)/(1 + e), e = exp(−2|x|) ≤ 1, which never
  *   overflows (tanh's own e^{2x} form does for |x| > 44 on some drivers).
  */
@@ -73,7 +85,9 @@ fn sinkEnd(i: u32) -> u32 {
   if (p.causal != 0u) { e = clamp(i32(i) + i32(p.Lk) - i32(p.Lq) + 1, 0, e); }
   return u32(e);
 }
-fn keyShift(j: u32) -> i32 { return select(i32(j), i32(j) - i32(p.koff), j < p.sinkN); }
+fn keyShift(j: u32) -> i32 {
+  return select(i32(j) + select(0, i32(p.rSize), j < p.rSplit), i32(j) - i32(p.koff), j < p.sinkN);
+}
 fn alibiDistance(i: u32, j: u32) -> f32 { return abs(f32(i32(p.qoff + i) - keyShift(j))); }
 fn softcapped(s: f32) -> f32 {
   let x = s / p.softcap;
