@@ -26,12 +26,12 @@ describe('KV-cache session on cpu: device cache vs host cache', () => {
     const device = attn.createSession({ maxLength: L });
     const host = attn.createSession({ maxLength: L, cache: 'host' });
     expect(device.info.cache).toBe('device');
-    // A window of 6 keeps 2·6 − 1 = 11 rows per batch (compacted twice over 20 tokens).
+    // A window of 6 keeps a ring of 6 rows per batch (wrapped after 6 of the 20 tokens).
     expect(host.info).toEqual({
       backend: 'cpu',
       cache: 'host',
       maxLength: L,
-      capacity: 11,
+      capacity: 6,
       reason: "requested cache: 'host'",
     });
     for (let i = 0; i < L; i++) {
