@@ -1,15 +1,15 @@
 /**
  * Which keys a score row of the packed fused programs (fusedAttention.glsl.ts) may see, and how
- * passes 2–4 walk only those: the GLSL shared by every pass, plus the per-block id table of
- * packed sequences. Key rows j of batch b, query row i (position p = queryOffset + i):
+ * every pass walks only those: the GLSL shared by the passes, the spans pass, the row quads of
+ * passes 1 and 3, and the per-block id table of packed sequences. Key rows j of batch b, query row i (position p = queryOffset + i):
  *   causal       j ≤ i + (Lk − Lq) (bottom-right aligned)
- *   window w     rows p' − w + 1 … p' (causal) or |p' − j| < w, p' = p − keyOffset (a compacted
- *                window cache holds position j + keyOffset in row j ≥ sinkTokens)
+ *   window w     rows p' − w + 1 … p' (causal) or |p' − j| < w, p' = p − keyOffset (a window
+ *                cache's row j ≥ sinkTokens holding position j + keyOffset)
  *   sinkTokens s rows 0 … s − 1 stay visible besides the window, causal permitting
  * so row i sees [0, sinkEnd) ∪ [start, end) before padding and sequence ids. Once per call the
  * spans pass turns that into two texel ranges per query, `spans` [Lq, B], narrowed with
  * `sequenceIds` to the first … last 32-key block holding the query's id (by a table of each
- * block's id range). Passes 1 and 3 draw only those ranges, as one quad per row and range (where
+ * block's id range). Passes 1 and 3 draw only those ranges, as quads of ROW_GROUP rows (where
  * vertex shaders can read textures; else the whole tile, with an early −∞/0 outside them), and
  * passes 2 and 4 loop over them, skipping the blocks inside whose id range misses the query's id:
  * texels of fully hidden blocks are never computed, nor written.

@@ -42,8 +42,7 @@ export function maskVariant(
 
 /**
  * The runtime arguments after the masks, in order: negInf, qPos (queryOffset: query row 0's
- * position), kOff (keyOffset: a compacted window cache's row j ≥ sinkTokens is position
- * j + kOff), nSink (sinkTokens), win (window width), softc (softcap), rSplit and rSize (a
+ * position), kOff (keyOffset: a window cache's row j ≥ sinkTokens is position j + kOff), nSink (sinkTokens), win (window width), softc (softcap), rSplit and rSize (a
  * wrapped window ring's keyRing: rows j < rSplit past the sinks are rSize further on); 0 where
  * unused. Uniforms, so a session's steps at different offsets share one compiled kernel.
  */

@@ -14,8 +14,8 @@ import { WebGLBackend, webglBackend } from '../../src/index.js';
 // The serving features on the webgl programs where the conformance block's small cases do not
 // reach: packed sequences spanning many 32-key id blocks (the block table and the skipped loops
 // of passes 2–4), several score tiles (a tile's sink logits by its first row), the gpu.js
-// fallback, softcap far from and close to 0 (both branches of the stable tanh), and a compacted
-// window session with ALiBi and sink tokens (the sink rows' positions under a keyOffset).
+// fallback, softcap far from and close to 0 (both branches of the stable tanh), and a window
+// session whose ring cache wraps, with ALiBi and sink tokens (the sink rows' positions under a keyOffset).
 
 const registry = new BackendRegistry().register(webglBackend).register(cpuBackend);
 const TOL = { atol: 1e-4, rtol: 1e-3 };
@@ -139,7 +139,7 @@ describe('serving features on the webgl programs', () => {
     }
   });
 
-  it('a compacted window session with ALiBi, sink tokens, sink logits and softcap matches one causal run', async () => {
+  it('a window session (a wrapped ring) with ALiBi, sink tokens, sink logits and softcap matches one causal run', async () => {
     const w = 5;
     const config: AttentionConfig = {
       dModel: 8,
@@ -168,7 +168,7 @@ describe('serving features on the webgl programs', () => {
         at += t;
       }
       // The last token on the unfused chain: its weights over every position, zero outside the
-      // window and the sink tokens (the compacted cache no longer holds those rows).
+      // window and the sink tokens (the ring no longer holds those rows).
       const last = await s.step({ shape: [1, 1, D], data: E.data.slice((L - 1) * D) }, { returnWeights: true });
       got.set(last.attention.data, (L - 1) * D);
       expectClose('session vs the float64 run', { shape: [1, L, D], data: got }, ref.attention);
