@@ -1,4 +1,8 @@
+import { assertKnownKeys, optionalBool, positiveInt } from './config-checks.js';
+import { resolveServing } from './config-serving.js';
 import { describeValue, QkvError } from './errors.js';
+
+export { assertKnownKeys, positiveInt } from './config-checks.js';
 
 /**
  * 'sinusoidal' and 'learned' are added to E before the projections (X = E + PE); 'rotary' rotates
@@ -204,33 +208,6 @@ const CONFIG_KEYS = new Set([
   'sinkTokens',
 ]);
 
-/** Throws unless every key of `obj` is in `allowed`, naming the offender and the valid ones. */
-export function assertKnownKeys(what: string, obj: object, allowed: ReadonlySet<string>): void {
-  for (const key of Object.keys(obj)) {
-    if (!allowed.has(key)) {
-      throw new QkvError(
-        'UNKNOWN_OPTION',
-        `${what}: unknown option "${key}"; expected one of ${[...allowed].join(', ')}`,
-      );
-    }
-  }
-}
-
-export function positiveInt(name: string, v: unknown): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0) {
-    throw new QkvError('INVALID_CONFIG', `${name}: expected a positive integer, got ${describeValue(v)}`);
-  }
-  return v;
-}
-
-function optionalBool(name: string, v: unknown, dflt: boolean): boolean {
-  if (v === undefined) return dflt;
-  if (typeof v !== 'boolean') {
-    throw new QkvError('INVALID_CONFIG', `${name}: expected true or false, got ${describeValue(v)}`);
-  }
-  return v;
-}
-
 /** Validates a config and fills the defaults. */
 export function resolveConfig(config: AttentionConfig): ResolvedConfig {
   if (config === null || typeof config !== 'object') {
@@ -380,39 +357,4 @@ function resolveProjectionWidths(
     );
   }
   return { bias: biases.length === 4, biases, keyDim, valueDim };
-}
-
-/**
- * The serving options (issue #18), validated apart from the rest so each reads on its own:
- *   softcap c     a finite number > 0 (Gemma 2 uses 50 for attention logits)
- *   sinks         true or false; true needs `weights.sinks` [numHeads] (checked with the weights)
- *   sinkTokens s  a positive integer, only together with `window` (StreamingLLM keeps the first
- *                 s tokens next to a sliding window; without a window every key is visible anyway)
- */
-function resolveServing(
-  config: AttentionConfig,
-  window: number | null,
-): Pick<ResolvedConfig, 'softcap' | 'sinks' | 'sinkTokens'> {
-  let softcap: number | null = null;
-  if (config.softcap !== undefined && config.softcap !== null) {
-    if (typeof config.softcap !== 'number' || !Number.isFinite(config.softcap) || config.softcap <= 0) {
-      throw new QkvError(
-        'INVALID_CONFIG',
-        `config.softcap: expected a finite number > 0 (s = c·tanh(s/c)) or null, got ${describeValue(config.softcap)}`,
-      );
-    }
-    softcap = config.softcap;
-  }
-  const sinks = optionalBool('config.sinks', config.sinks, false);
-  let sinkTokens: number | null = null;
-  if (config.sinkTokens !== undefined && config.sinkTokens !== null) {
-    sinkTokens = positiveInt('config.sinkTokens', config.sinkTokens);
-    if (window === null) {
-      throw new QkvError(
-        'INVALID_CONFIG',
-        `config.sinkTokens: needs config.window (sink tokens stay visible next to a sliding window), got sinkTokens ${sinkTokens} without a window`,
-      );
-    }
-  }
-  return { softcap, sinks, sinkTokens };
 }

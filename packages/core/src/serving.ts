@@ -5,7 +5,7 @@ import { formatShape, type Tensor, type TensorLike, toTensor } from './tensor.js
 
 /**
  * Validation of the serving features' weights and inputs (issue #18): the sink logits and the
- * packed-sequence ids. Config options (softcap, sinks, sinkTokens) are checked in config.ts.
+ * packed-sequence ids. Config options (softcap, sinks, sinkTokens) are checked in config-serving.ts.
  */
 
 /** Throws INVALID_SHAPE naming the tensor, the expected shape and its meaning, and what came. */
