@@ -16,6 +16,7 @@
 
 import { cpuBackend } from '@qkv/backend-cpu';
 import { BackendRegistry, createAttention } from '@qkv/core';
+import { packedInputs } from './packing.mjs';
 import { makeProblem } from './problem.mjs';
 
 const pairs = Number(process.env.QKV_BENCH_PAIRS ?? 5);
@@ -42,28 +43,15 @@ async function packing() {
   const D = 256;
   const lengths = [1500, 100, 700, 50, 900, 300, 200, 346];
   const L = lengths.reduce((a, b) => a + b, 0);
-  const maxLen = Math.max(...lengths);
   const B = lengths.length;
   const { x: packedX, weights } = layer(L, D);
   const attn = await createAttention({ dModel: D, numHeads: 4, causal: true }, weights, { registry, backend: 'cpu' });
-  // The padded batch holds the same tokens: row b = sequence b, then padding.
-  const padded = new Float32Array(B * maxLen * D);
-  const pad = new Float32Array(B * maxLen).fill(1);
-  const ids = new Float32Array(L);
-  let at = 0;
-  lengths.forEach((n, b) => {
-    padded.set(packedX.data.subarray(at * D, (at + n) * D), b * maxLen * D);
-    pad.fill(0, b * maxLen, b * maxLen + n);
-    ids.fill(b, at, at + n);
-    at += n;
-  });
-  const am = new Float32Array(L * L);
-  for (let i = 0; i < L; i++) for (let j = 0; j < L; j++) if (ids[i] !== ids[j]) am[i * L + j] = -Infinity;
+  const inputs = packedInputs(packedX.data, lengths, D);
+  const { maxLen } = inputs;
   const runs = {
-    padded: () =>
-      attn.run({ query: { shape: [B, maxLen, D], data: padded }, keyPaddingMask: { shape: [B, maxLen], data: pad } }),
-    packed: () => attn.run({ query: packedX, sequenceIds: { shape: [1, L], data: ids } }),
-    masked: () => attn.run({ query: packedX, attnMask: { shape: [L, L], data: am } }),
+    padded: () => attn.run(inputs.padded),
+    packed: () => attn.run(inputs.packed),
+    masked: () => attn.run(inputs.masked),
   };
   // Same numbers on every row of every sequence (checked on sequence 1).
   const [p, q] = [await runs.padded(), await runs.packed()];

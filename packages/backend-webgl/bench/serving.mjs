@@ -12,6 +12,7 @@
 // and the ratios are medians of per-round ratios. QKV_BENCH_PAIRS rounds (default 5).
 import { randomWeights, rng } from '@qkv/conformance';
 import { BackendRegistry, createAttention } from '@qkv/core';
+import { packedInputs } from '../../../bench/src/packing.mjs';
 import { webglBackend } from '../dist/index.js';
 
 const PAIRS = Number(process.env.QKV_BENCH_PAIRS ?? 5);
@@ -19,7 +20,6 @@ const D = Number(process.env.QKV_BENCH_D ?? 64);
 const H = 4;
 const lengths = [375, 25, 175, 13, 225, 75, 50, 86];
 const L = lengths.reduce((a, b) => a + b, 0);
-const maxLen = Math.max(...lengths);
 const B = lengths.length;
 
 const registry = new BackendRegistry().register(webglBackend);
@@ -27,26 +27,13 @@ const config = { dModel: D, numHeads: H, causal: true };
 const random = rng(18);
 const weights = randomWeights(config, random);
 const packedX = { shape: [1, L, D], data: Float32Array.from({ length: L * D }, () => random() * 2 - 1) };
-// The padded batch holds the same tokens: row b = sequence b, then padding.
-const padded = new Float32Array(B * maxLen * D);
-const pad = new Float32Array(B * maxLen).fill(1);
-const ids = new Float32Array(L);
-let at = 0;
-lengths.forEach((n, b) => {
-  padded.set(packedX.data.subarray(at * D, (at + n) * D), b * maxLen * D);
-  pad.fill(0, b * maxLen, b * maxLen + n);
-  ids.fill(b, at, at + n);
-  at += n;
-});
-const am = new Float32Array(L * L);
-for (let i = 0; i < L; i++) for (let j = 0; j < L; j++) if (ids[i] !== ids[j]) am[i * L + j] = -Infinity;
+const { maxLen, ...inputs } = packedInputs(packedX.data, lengths, D);
 
 const attn = await createAttention(config, weights, { registry, backend: 'webgl' });
 const runs = {
-  padded: () =>
-    attn.run({ query: { shape: [B, maxLen, D], data: padded }, keyPaddingMask: { shape: [B, maxLen], data: pad } }),
-  packed: () => attn.run({ query: packedX, sequenceIds: { shape: [1, L], data: ids } }),
-  masked: () => attn.run({ query: packedX, attnMask: { shape: [L, L], data: am } }),
+  padded: () => attn.run(inputs.padded),
+  packed: () => attn.run(inputs.packed),
+  masked: () => attn.run(inputs.masked),
 };
 // The same numbers for every token, every way (and the programs compiled before timing).
 const out = {};
@@ -56,7 +43,7 @@ for (const k of Object.keys(runs)) {
   out[k] = r.attention.data;
 }
 let err = 0;
-at = 0;
+let at = 0;
 lengths.forEach((n, b) => {
   for (let e = 0; e < n * D; e++) {
     const p = out.padded[b * maxLen * D + e];

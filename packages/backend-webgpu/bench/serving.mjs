@@ -20,6 +20,7 @@
 // Vulkan driver of a machine without a GPU, runs every workgroup on the CPU.
 import { cpuBackend } from '@qkv/backend-cpu';
 import { BackendRegistry, createAttention } from '@qkv/core';
+import { packedInputs } from '../../../bench/src/packing.mjs';
 import { makeProblem } from '../../../bench/src/problem.mjs';
 import { WebGPUBackend, webgpuBackend } from '../dist/index.js';
 
@@ -42,36 +43,24 @@ const D = 64;
 const H = 2;
 const lengths = [1500, 100, 700, 50, 900, 300, 200, 346].map((n) => Math.max(1, Math.round((n * scale) / 4)));
 const L = lengths.reduce((a, b) => a + b, 0);
-const maxLen = Math.max(...lengths);
 const B = lengths.length;
 const p = makeProblem({ L, d: D, h: H, causal: true });
 const weights = Object.fromEntries(Object.entries(p.weights).map(([k, data]) => [k, { shape: p.shapes[k], data }]));
 const config = { dModel: D, numHeads: H, causal: true };
 const attn = await createAttention(config, weights, { registry, backend: 'webgpu' });
-const padded = new Float32Array(B * maxLen * D);
-const pad = new Float32Array(B * maxLen).fill(1);
-const ids = new Float32Array(L);
-let at = 0;
-lengths.forEach((n, b) => {
-  padded.set(p.x.subarray(at * D, (at + n) * D), b * maxLen * D);
-  pad.fill(0, b * maxLen, b * maxLen + n);
-  ids.fill(b, at, at + n);
-  at += n;
-});
-const am = new Float32Array(L * L);
-for (let i = 0; i < L; i++) for (let j = 0; j < L; j++) if (ids[i] !== ids[j]) am[i * L + j] = -Infinity;
-const packedX = { shape: [1, L, D], data: p.x };
+const inputs = packedInputs(p.x, lengths, D);
+const { ids, maxLen } = inputs;
+const am = inputs.masked.attnMask.data;
 const runs = {
-  padded: () =>
-    attn.run({ query: { shape: [B, maxLen, D], data: padded }, keyPaddingMask: { shape: [B, maxLen], data: pad } }),
-  packed: () => attn.run({ query: packedX, sequenceIds: { shape: [1, L], data: ids } }),
-  masked: () => attn.run({ query: packedX, attnMask: { shape: [L, L], data: am } }),
-  causal: () => attn.run({ query: packedX }),
+  padded: () => attn.run(inputs.padded),
+  packed: () => attn.run(inputs.packed),
+  masked: () => attn.run(inputs.masked),
+  causal: () => attn.run({ query: inputs.packed.query }),
 };
 // First runs compile the pipelines; they also check that the three agree (every sequence).
 const [rp, rq, rm] = [await runs.padded(), await runs.packed(), await runs.masked()];
 let err = 0;
-at = 0;
+let at = 0;
 lengths.forEach((n, b) => {
   for (let e = 0; e < n * D; e++) {
     const want = rp.attention.data[b * maxLen * D + e];
