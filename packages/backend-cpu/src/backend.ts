@@ -5,6 +5,7 @@ import {
   type BackendFactory,
   type BackendTensor,
   describeValue,
+  type FusedAttentionAttrs,
   type FusedKernels,
   type Kernels,
   QkvError,
@@ -150,32 +151,38 @@ export class CpuBackend implements Backend<CpuTensor> {
       k.writeRows(d(cache), d(rows), attrs);
       return cache;
     },
-  };
-
-  readonly fused: FusedKernels<CpuTensor> = {
-    fusedAttention: (q, key, v, pad, am, attrs, ids) => {
-      const out = this.#make([attrs.batch, attrs.queryLength, attrs.numHeads * attrs.headDim]);
-      if (ids) {
-        const rows = k.rowsOf(attrs);
-        k.packedFusedAttention(
-          this.#fusedAttention,
-          d(q),
-          d(key),
-          d(v),
-          data(pad),
-          data(am),
-          out.data,
-          attrs,
-          0,
-          rows,
-          d(ids),
-        );
-      } else {
-        this.#fusedAttention(d(q), d(key), d(v), data(pad), data(am), out.data, attrs);
-      }
+    logSumExp: (s, attrs) => {
+      const out = this.#make(s.shape.slice(0, -1));
+      k.logSumExp(d(s), out.data, attrs);
       return out;
     },
   };
+
+  readonly fused: FusedKernels<CpuTensor> = {
+    fusedAttention: (q, key, v, pad, am, attrs, ids) => this.#fused(q, key, v, pad, am, attrs, ids ?? null, null),
+    fusedAttentionLse: (q, key, v, pad, am, attrs, ids) => {
+      const lse = this.#make([attrs.batch, attrs.numHeads, attrs.queryLength]);
+      return [this.#fused(q, key, v, pad, am, attrs, ids ?? null, lse.data), lse] as const;
+    },
+  };
+
+  /** heads [B, Lq, H·hd] (and lse into `lse` [B, H, Lq] when given); packed when sequence ids come. */
+  #fused(
+    q: CpuTensor,
+    key: CpuTensor,
+    v: CpuTensor,
+    pad: CpuTensor | null,
+    am: CpuTensor | null,
+    attrs: FusedAttentionAttrs,
+    ids: CpuTensor | null,
+    lse: Float32Array | null,
+  ): CpuTensor {
+    const out = this.#make([attrs.batch, attrs.queryLength, attrs.numHeads * attrs.headDim]);
+    const args = [d(q), d(key), d(v), data(pad), data(am), out.data, attrs, 0, k.rowsOf(attrs), lse] as const;
+    if (ids) k.packedFusedAttention(this.#fusedAttention, ...args, d(ids));
+    else this.#fusedAttention(...args);
+    return out;
+  }
 
   destroy(): void {
     for (const t of this.#live) t.disposed = true;

@@ -87,6 +87,41 @@ describe('softmax', () => {
   });
 });
 
+describe('logSumExp', () => {
+  it('log Σ exp per row, −∞ for an all −∞ row, NaN propagates; ranges compose', () => {
+    const ninf = Number.NEGATIVE_INFINITY;
+    const s = Float32Array.from([1, 2, 3, ninf, ninf, ninf, 1000, ninf, 1000, 0, Number.NaN, 0]);
+    const out = new Float32Array(4);
+    k.logSumExp(s, out, { rows: 4, cols: 3 }, 0, 2);
+    k.logSumExp(s, out, { rows: 4, cols: 3 }, 2, 4);
+    expect(out[0]).toBeCloseTo(Math.log(Math.E + Math.E ** 2 + Math.E ** 3), 5);
+    expect(out[1]).toBe(ninf);
+    expect(out[2]).toBeCloseTo(1000 + Math.LN2, 3); // max-subtracted: no overflow
+    expect(out[3]).toBeNaN();
+  });
+  it('fusedAttention (reference and SIMD) fills lse like logSumExp over the masked scores', () => {
+    const q = seq(2 * 3 * 4);
+    const kk = seq(2 * 4 * 2, 0.07);
+    const v = seq(2 * 4 * 2, 0.05);
+    const rows = 2 * 2 * 3;
+    const attrs = { ...dims, scale: 0.7, causal: true };
+    const pad = Float32Array.from([0, 0, 0, 0, 1, 1, 1, 1]); // batch 1 sees nothing
+    const s = new Float32Array(rows * 4);
+    k.scores(q, kk, s, dims);
+    k.scale(s, s, { scale: 0.7 });
+    k.mask(s, pad, null, s, attrs);
+    const want = new Float32Array(rows);
+    k.logSumExp(s, want, { rows, cols: 4 });
+    for (const fused of [k.fusedAttention, k.fusedAttentionFast]) {
+      const lse = new Float32Array(rows);
+      fused(q, kk, v, pad, null, new Float32Array(2 * 3 * 2 * 2), attrs, 0, rows, lse);
+      lse.forEach((x, i) =>
+        i >= 6 ? expect(x).toBe(Number.NEGATIVE_INFINITY) : expect(x).toBeCloseTo(want[i] as number, 5),
+      );
+    }
+  });
+});
+
 describe('scale', () => {
   it('multiplies', () => {
     const out = new Float32Array(2);

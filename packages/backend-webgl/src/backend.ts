@@ -16,8 +16,9 @@ import {
 import { acquireDevice, defaultMode, type GlDevice, probe, releaseDevice, type WebGLMode } from './device.js';
 import { add } from './ops/add.js';
 import { copySpec } from './ops/common.js';
-import { fusedAttention } from './ops/fusedAttention.js';
+import { fusedAttention, fusedAttentionLse } from './ops/fusedAttention.js';
 import { linear } from './ops/linear.js';
+import { logSumExp } from './ops/logSumExp.js';
 import { mask } from './ops/mask.js';
 import { rotary } from './ops/rotary.js';
 import { scale } from './ops/scale.js';
@@ -197,6 +198,7 @@ export class WebGLBackend implements Backend<WebGLTensor> {
     scale: (s, attrs) => scale(this.#t, s, attrs),
     mask: (s, pad, am, attrs, ids) => mask(this.#t, s, pad, am, attrs, ids ?? null),
     softmax: (s, attrs) => softmax(this.#t, s, attrs),
+    logSumExp: (s, attrs) => logSumExp(this.#t, s, attrs),
     weightedSum: (w, v, attrs) => weightedSum(this.#t, w, v, attrs),
     rotary: (x, attrs) => rotary(this.#t, x, attrs),
     writeRows: (cache, rows, attrs) => writeRows(this.#t, cache, rows, attrs),
@@ -204,6 +206,8 @@ export class WebGLBackend implements Backend<WebGLTensor> {
 
   readonly fused: FusedKernels<WebGLTensor> = {
     fusedAttention: (q, k, v, pad, am, attrs, ids) => fusedAttention(this.#t, q, k, v, pad, am, attrs, ids ?? null),
+    fusedAttentionLse: (q, k, v, pad, am, attrs, ids) =>
+      fusedAttentionLse(this.#t, q, k, v, pad, am, attrs, ids ?? null),
   };
 
   /**

@@ -158,6 +158,8 @@ export class WebGPUBackend implements Backend<WebGPUTensor> {
       this.#drop(sinks);
       return out;
     }),
+    // returnLse runs the unfused chain here: the flash kernel does not hand back its row stats yet.
+    logSumExp: this.#run((s, attrs) => k.logSumExp(this.runtime, s, attrs)),
     weightedSum: this.#run((w, v, attrs) => k.weightedSum(this.runtime, w, v, attrs)),
     rotary: this.#run((x, attrs) => k.rotary(this.runtime, x, attrs)),
     // Appends in place and hands back the cache itself (a session's persistent tensor).

@@ -9,6 +9,7 @@ import type {
   Tensor,
 } from '@qkv/core';
 import { QkvError } from '@qkv/core';
+import { workersFused } from './decode.js';
 import { OPS } from './ops.js';
 import { OPTION_KEYS, resolveOptions } from './options.js';
 import { defaultThreadCount, threadSupport, usesWebWorkers } from './platform.js';
@@ -125,8 +126,9 @@ export class WorkersBackend implements Backend<WorkersTensor> {
       weightedSum: OPS.weightedSum.kernel(q, kernelBuild),
       rotary: OPS.rotary.kernel(q, kernelBuild),
       writeRows: OPS.writeRows.kernel(q, kernelBuild),
+      logSumExp: OPS.logSumExp.kernel(q, kernelBuild),
     };
-    this.fused = { fusedAttention: OPS.fusedAttention.kernel(q, kernelBuild) };
+    this.fused = workersFused(this.#s, this.threads, kernelBuild);
   }
 
   readonly kernels: Kernels<WorkersTensor>;
@@ -181,6 +183,11 @@ export class WorkersBackend implements Backend<WorkersTensor> {
 
   dispose(t: WorkersTensor): void {
     this.#s.dispose(t);
+  }
+
+  /** A zero KV cache in the decode arena (split-KV decode reads it in place on every thread). */
+  allocateCache(shape: readonly number[]): WorkersTensor {
+    return this.#s.allocateCache(shape);
   }
 
   liveTensors(): number {

@@ -4,6 +4,7 @@ import type {
   FusedKernels,
   Kernels,
   LinearAttrs,
+  LogSumExpAttrs,
   MaskAttrs,
   RotaryAttrs,
   ScaleAttrs,
@@ -53,6 +54,8 @@ export interface Tasks {
   };
   /** s [rows, cols] → out [rows, cols]; rows = attrs.rows = B·H·Lq. */
   softmax: { s: F32; out: F32; attrs: SoftmaxAttrs };
+  /** masked [rows, cols] → lse [rows]; rows = attrs.rows = B·H·Lq. */
+  logSumExp: { s: F32; out: F32; attrs: LogSumExpAttrs };
   /** weights [B, H, Lq, Lk], v [B, Lk, KVH·hd] → out [B, Lq, H·hd]; rows = B·H·Lq. */
   weightedSum: { weights: F32; v: F32; out: F32; attrs: WeightedSumAttrs };
   /** RoPE on x [B, L, heads·hd] → out, same shape; rows = B·L. */
@@ -60,8 +63,9 @@ export interface Tasks {
   /** KV-cache append: rows [B, t, width] into cache [B, capacity, width] in place; rows = B. */
   writeRows: { cache: F32; rows: F32; attrs: WriteRowsAttrs };
   /**
-   * q, k, v (+ masks, sequenceIds [B, Lk]) → heads [B, Lq, H·hd]; rows = B·H·Lq. With ids each
-   * thread's slice of rows skips the keys of other sequences, as on cpu (`packedFusedAttention`).
+   * q, k, v (+ masks, sequenceIds [B, Lk]) → heads [B, Lq, H·hd] (and lse [B, H, Lq] when given);
+   * rows = B·H·Lq. With ids each thread's slice of rows skips the keys of other sequences, as on
+   * cpu (`packedFusedAttention`).
    */
   fusedAttention: {
     q: F32;
@@ -71,9 +75,24 @@ export interface Tasks {
     attnMask: F32 | null;
     sequenceIds: F32 | null;
     out: F32;
+    lse: F32 | null;
     attrs: FusedAttentionAttrs;
     kernels: KernelBuild;
   };
+  /**
+   * Split-KV decode, pass 1 (decode.ts): per (b, kvh, split) the partial (o, m, l) of its query
+   * rows over the split's keys, read in place from caches in the decode arena; rows = B·KVH·splits.
+   */
+  decodePartial: {
+    q: F32;
+    k: k.ArenaRef;
+    v: k.ArenaRef;
+    partial: F32;
+    splits: number;
+    attrs: FusedAttentionAttrs;
+  };
+  /** Split-KV decode, pass 2: each (b, kvh)'s partials merged → heads [B, Lq, H·hd] (+ lse); rows = B·KVH. */
+  decodeMerge: { partial: F32; out: F32; lse: F32 | null; splits: number; attrs: FusedAttentionAttrs };
 }
 export type SliceOp = keyof Tasks;
 export type TaskOf<K extends SliceOp> = { readonly op: K } & Tasks[K];
@@ -93,13 +112,19 @@ export type Enqueue = (
 ) => WorkersTensor;
 
 type WorkersKernels = Required<Kernels<WorkersTensor>> & FusedKernels<WorkersTensor>;
+/** Ops that are a backend kernel of the same name (the decode passes are queued by decode.ts). */
+type KernelOp = SliceOp & keyof WorkersKernels;
 
-export interface OpRecord<K extends SliceOp> {
+export interface OpRecord<K extends SliceOp> extends TaskRecord<K> {
   /**
    * The backend's kernel for this op: queues the task through `enqueue`; ops that have
    * WebAssembly kernels name `build` (the backend's resolved `kernels` option) in their task.
    */
-  kernel(enqueue: Enqueue, build: KernelBuild): WorkersKernels[K];
+  kernel(enqueue: Enqueue, build: KernelBuild): WorkersKernels[K & KernelOp];
+}
+
+/** What a thread needs of an op: its block computation, rows, work and split. */
+export interface TaskRecord<K extends SliceOp> {
   /** Computes rows [from, to); blocks write disjoint ranges of the output, so they need no locking. */
   run(t: TaskOf<K>, from: number, to: number): void;
   /** Length of the parallel axis (what `run` ranges over). */
@@ -130,7 +155,7 @@ const scoreShape = (a: ScoresAttrs): number[] => [a.batch, a.numHeads, a.queryLe
 /** [B, Lq, H·hd]: the heads. */
 const headsShape = (a: WeightedSumAttrs): number[] => [a.batch, a.queryLength, a.numHeads * a.headDim];
 
-export const OPS: { readonly [K in SliceOp]: OpRecord<K> } = {
+export const OPS: { readonly [K in SliceOp]: K extends KernelOp ? OpRecord<K> : TaskRecord<K> } = {
   add: {
     kernel: (q) => (a, b) => q(a.shape, [a, b], (out) => ({ op: 'add', a: d(a), b: d(b), out })),
     run: (t, from, to) => k.add(t.a, t.b, t.out, from, to),
@@ -189,6 +214,13 @@ export const OPS: { readonly [K in SliceOp]: OpRecord<K> } = {
     // max pass, exp pass (4), normalise pass
     workPerRow: (t) => 6 * t.attrs.cols,
   },
+  logSumExp: {
+    kernel: (q) => (s, attrs) => q(s.shape.slice(0, -1), [s], (out) => ({ op: 'logSumExp', s: d(s), out, attrs })),
+    run: (t, from, to) => k.logSumExp(t.s, t.out, t.attrs, from, to),
+    rows: (t) => t.attrs.rows,
+    // max pass, exp pass (4)
+    workPerRow: (t) => 5 * t.attrs.cols,
+  },
   weightedSum: {
     kernel: (q) => (w, v, attrs) =>
       q(headsShape(attrs), [w, v], (out) => ({ op: 'weightedSum', weights: d(w), v: d(v), out, attrs })),
@@ -230,16 +262,15 @@ export const OPS: { readonly [K in SliceOp]: OpRecord<K> } = {
         attnMask: data(am),
         sequenceIds: data(ids ?? null),
         out,
+        lse: null,
         attrs,
         kernels,
       })),
     run: (t, from, to) => {
       const fused = kernelsOf(t.kernels).fusedAttention;
-      if (t.sequenceIds === null) fused(t.q, t.k, t.v, t.keyPaddingMask, t.attnMask, t.out, t.attrs, from, to);
-      else {
-        const { q, k: kt, v, keyPaddingMask: pad, attnMask: am, out, attrs, sequenceIds: ids } = t;
-        k.packedFusedAttention(fused, q, kt, v, pad, am, out, attrs, from, to, ids);
-      }
+      const { q, k: kt, v, keyPaddingMask: pad, attnMask: am, out, attrs, lse, sequenceIds: ids } = t;
+      if (ids === null) fused(q, kt, v, pad, am, out, attrs, from, to, lse);
+      else k.packedFusedAttention(fused, q, kt, v, pad, am, out, attrs, from, to, lse, ids);
     },
     rows: (t) => k.rowsOf(t.attrs),
     // q·k and p·v per key, plus one exp.
@@ -247,11 +278,49 @@ export const OPS: { readonly [K in SliceOp]: OpRecord<K> } = {
     plan: (t, rows, threads) => planFused(rows, t.attrs.queryLength, threads),
     fast: (t) => t.kernels !== 'reference' && k.fusedAttentionIsFast(t.attrs),
   },
+  decodePartial: {
+    run: (t, from, to) => {
+      const size = k.partialFloats(t.attrs);
+      const KVH = t.attrs.numKVHeads;
+      for (let row = from; row < to; row++) {
+        const [j0, j1] = splitRange(t.attrs.keyLength, t.splits, row % t.splits);
+        const bk = Math.floor(row / t.splits);
+        const kvh = bk % KVH;
+        k.decodePartial(t.k, t.v, t.q, t.attrs, (bk - kvh) / KVH, kvh, j0, j1, t.partial, row * size);
+      }
+    },
+    rows: (t) => t.attrs.batch * t.attrs.numKVHeads * t.splits,
+    // q·k and p·v for each query row of the KV head over the split's keys, plus one exp.
+    workPerRow: (t) =>
+      Math.ceil(t.attrs.keyLength / t.splits) *
+      (t.attrs.numHeads / t.attrs.numKVHeads) *
+      t.attrs.queryLength *
+      (2 * t.attrs.headDim + 4),
+    fast: () => true,
+  },
+  decodeMerge: {
+    run: (t, from, to) => {
+      const size = k.partialFloats(t.attrs);
+      for (let row = from; row < to; row++) {
+        const kvh = row % t.attrs.numKVHeads;
+        const b = (row - kvh) / t.attrs.numKVHeads;
+        k.finishPartials(t.partial, row * t.splits * size, t.splits, t.attrs, b, kvh, t.out, t.lse);
+      }
+    },
+    rows: (t) => t.attrs.batch * t.attrs.numKVHeads,
+    workPerRow: (t) => 2 * t.splits * k.partialFloats(t.attrs),
+  },
 };
 
+/** Keys [j0, j1) of split `p` of `splits` over Lk keys (whole multiples of 4). */
+export function splitRange(Lk: number, splits: number, p: number): [number, number] {
+  const span = Math.ceil(Lk / splits / 4) * 4;
+  return [Math.min(Lk, p * span), Math.min(Lk, (p + 1) * span)];
+}
+
 /** The record of a task's op (typed by that op). */
-function recordOf<K extends SliceOp>(t: TaskOf<K>): OpRecord<K> {
-  return OPS[t.op];
+function recordOf<K extends SliceOp>(t: TaskOf<K>): TaskRecord<K> {
+  return OPS[t.op] as TaskRecord<K>;
 }
 
 /** Computes rows [from, to) of a task (see `OpRecord.run`). */

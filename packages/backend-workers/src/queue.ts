@@ -1,3 +1,4 @@
+import { cpuKernels } from '@qkv/backend-cpu';
 import { QkvError, sizeOf } from '@qkv/core';
 import { BufferRecycler } from './buffers.js';
 import { dispatchWork, type Enqueue, rowsOfTask, runSlice, type SliceTask } from './ops.js';
@@ -57,6 +58,8 @@ export class Scheduler {
   readonly #open = new Map<object, OpQueue>();
   readonly #directKey = {};
   #flushScheduled = false;
+  /** Where KV caches live for split-KV decoding (decode.ts): created with the first cache. */
+  #arena: cpuKernels.DecodeArena | string | null = null;
 
   constructor(pool: WorkerPool, inlineThreshold: number) {
     this.#pool = pool;
@@ -78,13 +81,34 @@ export class Scheduler {
     return t;
   }
 
+  /**
+   * A zero KV cache in the decode arena: shared WebAssembly memory that every thread instantiates
+   * the decode kernel over, so a decode step's keys split across threads and are read in place.
+   * Without the arena (no WebAssembly SIMD here), a plain shared buffer.
+   */
+  allocateCache(shape: readonly number[]): WorkersTensor {
+    this.assertUsable();
+    this.#arena ??= cpuKernels.createArena();
+    if (typeof this.#arena === 'string') {
+      const t = this.make([...shape]);
+      t.data.fill(0);
+      return t;
+    }
+    const n = sizeOf(shape);
+    const ptr = this.#arena.alloc(n * 4);
+    const { memory, id } = this.#arena;
+    const t = new WorkersTensor([...shape], this.#arena.f32(ptr, n), { memory, id, ptr });
+    this.live.add(t);
+    return t;
+  }
+
   dispose(t: WorkersTensor): void {
     t.disposed = true;
     // Only a tensor this instance still owns goes back, and only once (disposing twice must not
     // hand one buffer to two later tensors).
     if (!this.live.delete(t)) return;
     // Used only by its own still-open queue: later steps of that queue may take the buffer.
-    if (t.uses.size === 1 && t.error === null) {
+    if (t.uses.size === 1 && t.error === null && t.arena === null) {
       const [queue, steps] = t.uses.entries().next().value as [OpQueue, number[]];
       if (queue.state === 'open') {
         queue.free.push({ buf: t.data.buffer as SharedArrayBuffer, after: steps });
@@ -102,6 +126,10 @@ export class Scheduler {
   #release(t: WorkersTensor): void {
     if (!t.disposed || t.released || t.uses.size > 0 || this.live.has(t)) return;
     t.released = true;
+    if (t.arena !== null) {
+      if (typeof this.#arena === 'object' && this.#arena !== null && !this.dead) this.#arena.free(t.arena.ptr);
+      return;
+    }
     const buf = t.data.buffer as SharedArrayBuffer;
     if (t.error !== null || this.dead) this.buffers.drop(buf);
     else this.buffers.give(buf);
@@ -140,25 +168,41 @@ export class Scheduler {
     build: (out: Float32Array) => SliceTask,
     inPlace: WorkersTensor | null = null,
   ): WorkersTensor {
+    const [out] = this.enqueueOutputs(
+      shape === null ? [] : [shape],
+      inputs,
+      ([o]) => build(o as Float32Array),
+      inPlace,
+    );
+    return out as WorkersTensor;
+  }
+
+  /** As `enqueue`, for a step that writes several new tensors (fused attention with its lse). */
+  enqueueOutputs(
+    shapes: readonly (readonly number[])[],
+    inputs: readonly (WorkersTensor | null)[],
+    build: (outs: Float32Array[]) => SliceTask,
+    inPlace: WorkersTensor | null = null,
+  ): WorkersTensor[] {
     this.assertUsable();
     const queue = this.#openQueue();
     const deps = new Set<number>();
     for (const t of inputs) if (t !== null) this.#order(queue, deps, t, false);
-    let out: WorkersTensor;
+    let outs: WorkersTensor[];
     if (inPlace !== null) {
       this.#order(queue, deps, inPlace, true);
-      out = inPlace;
+      outs = [inPlace];
     } else {
-      out = this.#output(queue, shape as readonly number[], deps);
+      outs = shapes.map((shape) => this.#output(queue, shape, deps));
     }
     // Inputs were checked above (`#order`), so building the descriptor cannot throw.
-    const task = build(out.data);
+    const task = build(outs.map((o) => o.data));
     const step = queue.steps.length;
     queue.steps.push({ task, deps: [...deps].sort((x, y) => x - y) });
     queue.work += dispatchWork(task);
-    for (const t of [...inputs, out]) if (t !== null) this.#use(queue, t, step);
-    out.writer = { queue, step };
-    return out;
+    for (const t of [...inputs, ...outs]) if (t !== null) this.#use(queue, t, step);
+    for (const out of outs) out.writer = { queue, step };
+    return outs;
   }
 
   /**
@@ -282,9 +326,10 @@ export class Scheduler {
     for (const t of this.live) {
       t.disposed = true;
       t.released = true;
-      this.buffers.drop(t.data.buffer as SharedArrayBuffer);
+      if (t.arena === null) this.buffers.drop(t.data.buffer as SharedArrayBuffer);
     }
     this.live.clear();
     this.buffers.clear();
+    if (typeof this.#arena === 'object' && this.#arena !== null) cpuKernels.releaseDecodeKernel(this.#arena.id);
   }
 }

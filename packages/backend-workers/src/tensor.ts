@@ -1,3 +1,4 @@
+import type { cpuKernels } from '@qkv/backend-cpu';
 import { type BackendTensor, QkvError, sizeOf } from '@qkv/core';
 import type { OpQueue } from './queue.js';
 
@@ -21,9 +22,16 @@ export class WorkersTensor implements BackendTensor {
   error: unknown = null;
   /** Its buffer went back for reuse (or was dropped); set once. */
   released = false;
-  constructor(shape: readonly number[], buffer: SharedArrayBuffer) {
+  /** A KV cache in the decode arena (`data` is a view of its shared memory), else null. */
+  readonly arena: cpuKernels.ArenaRef | null;
+  constructor(
+    shape: readonly number[],
+    buffer: SharedArrayBuffer | Float32Array,
+    arena: cpuKernels.ArenaRef | null = null,
+  ) {
     this.shape = shape;
-    this.data = new Float32Array(buffer, 0, sizeOf(shape));
+    this.data = buffer instanceof Float32Array ? buffer : new Float32Array(buffer, 0, sizeOf(shape));
+    this.arena = arena;
   }
 }
 

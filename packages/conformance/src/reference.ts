@@ -70,12 +70,14 @@ function ropeInPlace(x: Float64Array, off: number, d: number, p: number, base: n
  *   sequenceIds hidden unless ids[b, i] = ids[b, j] (packed sequences)
  *   sinks       weights = exp(s_j) / (Σ_k exp(s_k) + exp(sink_h)) over visible keys (gpt-oss);
  *               a row with no visible key stays zero
+ * and `lse` [B, H, Lq] = the log of each row's softmax denominator, log(Σ_j exp(masked[i, j]) + exp(sink_h)),
+ * the sink term only with sinks: −∞ for a query that sees no key (sink_h with sinks).
  */
 export function referenceAttention(
   configIn: AttentionConfig,
   weightsIn: AttentionWeights,
   inputsIn: AttentionInputs,
-): Record<StepName, RefTensor> & { unbatched: boolean } {
+): Record<StepName, RefTensor> & { lse: RefTensor; unbatched: boolean } {
   const config = resolveConfig(configIn);
   const w = validateWeights(config, weightsIn);
   const { shape, feeds, unbatched } = prepareInputs(config, inputsIn);
@@ -150,6 +152,7 @@ export function referenceAttention(
   const masked = f64(S);
   const weights = f64(S);
   const heads = f64(B * Lq * H * hd);
+  const lse = f64(B * H * Lq).fill(Number.NEGATIVE_INFINITY);
   const pad = get('keyPaddingMask');
   const am = get('attnMask');
   for (let b = 0; b < B; b++) {
@@ -180,11 +183,16 @@ export function referenceAttention(
         }
         let max = Number.NEGATIVE_INFINITY;
         for (let j = 0; j < Lk; j++) max = Math.max(max, masked[row + j] as number);
-        if (max === Number.NEGATIVE_INFINITY) continue; // nothing visible: weights stay 0
         const sink = sinks === null ? null : (sinks[h] as number);
+        if (max === Number.NEGATIVE_INFINITY) {
+          // Nothing visible: weights stay 0; the denominator is the sink's exp alone, if any.
+          if (sink !== null) lse[(b * H + h) * Lq + i] = sink;
+          continue;
+        }
         if (sink !== null) max = Math.max(max, sink);
         let sum = sink === null ? 0 : Math.exp(sink - max);
         for (let j = 0; j < Lk; j++) sum += Math.exp((masked[row + j] as number) - max);
+        lse[(b * H + h) * Lq + i] = max + Math.log(sum);
         for (let j = 0; j < Lk; j++) weights[row + j] = Math.exp((masked[row + j] as number) - max) / sum;
         for (let c = 0; c < hd; c++) {
           let acc = 0;
@@ -212,6 +220,7 @@ export function referenceAttention(
     scaled: { shape: bs([H, Lq, Lk]), data: scaled },
     masked: { shape: bs([H, Lq, Lk]), data: masked },
     weights: { shape: bs([H, Lq, Lk]), data: weights },
+    lse: { shape: bs([H, Lq]), data: lse },
     heads: { shape: bs([Lq, H * hd]), data: heads },
     attention: { shape: bs([Lq, D]), data: attention },
     residual: { shape: bs([Lq, D]), data: residual },

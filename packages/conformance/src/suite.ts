@@ -19,6 +19,7 @@ import { compareArrays, DEFAULT_TOLERANCE, type Tolerance } from './compare.js';
 import { describeFeatureConformance } from './features.js';
 import { GOLDEN_CASES, type GoldenCaseName, goldenToApi, loadGoldenCase } from './golden.js';
 import { describeMagnitudeConformance } from './magnitudes.js';
+import { describeLseConformance } from './lse.js';
 import { randomCase } from './random.js';
 import { type RefTensor, referenceAttention } from './reference.js';
 import { describeServingConformance } from './serving.js';
@@ -253,6 +254,8 @@ export function describeConformance(factory: BackendFactory, options: Conformanc
     describeCheckpointFeatures((config, weights) => make(config, weights), { timeout });
     // Activations that overflow float32: the same NUMERIC_OVERFLOW on every backend.
     describeMagnitudeConformance((config, weights) => make(config, weights), { timeout });
+    // returnLse fused and unfused, the shard merge, sessions (lse.ts).
+    describeLseConformance((config, weights) => make(config, weights), { timeout });
 
     describe('differential: random configs and masks', () => {
       const seed = Number(env('QKV_FUZZ_SEED') ?? options.seed ?? 20261128);

@@ -1,4 +1,4 @@
-import type { AttentionConfig } from '@qkv/core';
+import { type AttentionConfig, mergeAttentionShards } from '@qkv/core';
 import { describe, expect, it } from 'vitest';
 import { referenceAlibiSlopes, referenceAttention } from '../src/index.js';
 
@@ -103,5 +103,26 @@ describe('docs/FEATURES.md hand-computed cases', () => {
     near(q(Math.sqrt(3)).masked.data, [1.810297], 5); // √3 rounds to float32
     near(q(Math.sqrt(10)).masked.data, [1.999818], 5);
     expect(seen.length).toBe(2);
+  });
+  it('log-sum-exp of scaled scores [1, 2, 3], and the two-shard merge example', () => {
+    // One query x = 1 against keys 1, 2, 3 (dModel 1, identity weights, scale 1): scores = keys.
+    const ref = referenceAttention(
+      { dModel: 1, numHeads: 1, bias: false, scale: 1, selfAttention: false },
+      { wq: eye(1), wk: eye(1), wv: eye(1), wo: eye(1) },
+      {
+        query: { shape: [1, 1, 1], data: Float32Array.from([1]) },
+        key: { shape: [1, 3, 1], data: Float32Array.from([1, 2, 3]) },
+        value: { shape: [1, 3, 1], data: Float32Array.from([1, 2, 3]) },
+      },
+    );
+    near(ref.lse.data, [3.407606]);
+    near(ref.weights.data, [0.090031, 0.244728, 0.665241]);
+    const shard = (heads: number, lse: number) => ({
+      heads: { shape: [1, 1, 1], data: Float32Array.from([heads]) },
+      lse: { shape: [1, 1, 1], data: Float32Array.from([lse]) },
+    });
+    const merged = mergeAttentionShards(shard(10, 0), shard(20, Math.log(3)));
+    near(merged.heads.data, [17.5], 5);
+    near(merged.lse.data, [1.386294]);
   });
 });

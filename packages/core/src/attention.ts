@@ -26,6 +26,8 @@ export interface AttentionResult {
   attention: Tensor;
   /** E' = X + ΔE: [B, Lq, dModel]. */
   residual: Tensor;
+  /** [B, H, Lq] with `returnLse: true`: log Σ_j exp(masked score), −∞ for a query that sees nothing. */
+  lse?: Tensor;
   /** [B, H, Lq, Lk] with `returnWeights: true | 'perHead'`, [B, Lq, Lk] with 'averaged'. */
   weights?: Tensor;
   /** [Lq, dModel] when the config adds a positional encoding. */
@@ -237,6 +239,7 @@ class AttentionHandle implements Attention {
     const result: AttentionResult = { attention, residual, captured: {}, backend: this.backend, fused };
     if (weights) result.weights = weights;
     if (tensors.has('positionalEncoding')) result.positionalEncoding = take('positionalEncoding');
+    if (tensors.has('lse')) result.lse = take('lse');
     for (const c of captures) result.captured[c] = take(c);
     return result;
   }

@@ -3,6 +3,7 @@ import type { GraphDims } from './graph.js';
 import type {
   FusedAttentionAttrs,
   LinearAttrs,
+  LogSumExpAttrs,
   MaskAttrs,
   PositionalEncodingAttrs,
   RotaryAttrs,
@@ -69,6 +70,12 @@ export interface Kernels<T extends BackendTensor = BackendTensor> {
    * Backends with `writeRows` must honour `keyCapacity` in scores/weightedSum/fusedAttention.
    */
   writeRows?(cache: T, rows: T, attrs: WriteRowsAttrs): MaybePromise<T>;
+  /**
+   * masked [B, H, Lq, Lk] → lse [B, H, Lq]: the natural log of each row's softmax denominator,
+   * max-subtracted (m + log Σ exp(s − m)); −∞ for a row with no visible key. Needed for
+   * `returnLse` on the unfused path.
+   */
+  logSumExp?(s: T, attrs: LogSumExpAttrs): MaybePromise<T>;
 }
 
 /**
@@ -90,6 +97,19 @@ export interface FusedKernels<T extends BackendTensor = BackendTensor> {
     /** [B, Lk], as in `Kernels.mask`; blocks of keys with no id of the query's are skipped. */
     sequenceIds?: T | null,
   ): MaybePromise<T>;
+  /**
+   * As `fusedAttention`, plus lse [B, H, Lq] from the same pass (the running max and sum of the
+   * online softmax): log Σ_j exp(s_ij) over the visible scaled scores, −∞ when none. Without it,
+   * a run with `returnLse` takes the unfused path (the result says `fused: false`).
+   */
+  fusedAttentionLse?(
+    q: T,
+    k: T,
+    v: T,
+    keyPaddingMask: T | null,
+    attnMask: T | null,
+    attrs: FusedAttentionAttrs,
+  ): MaybePromise<readonly [heads: T, lse: T]>;
 }
 
 export interface Backend<T extends BackendTensor = BackendTensor> {

@@ -328,6 +328,16 @@ function attentionNodes({ config, shape, att, offset, constants, nodes }: Builde
     attrs: { ...kv },
     doc: 'ΔE_i(h) = Σ_j W_a[i, j] · V_j per head, heads side by side (concat)',
   });
+  // Requested only with returnLse; the fused path computes it in the same pass as heads.
+  nodes.push({
+    name: 'lse',
+    op: 'logSumExp',
+    inputs: ['masked'],
+    shape: [B, H, Lq],
+    dims: ['B', 'H', 'Lq'],
+    attrs: { rows: B * H * Lq, cols: Lk },
+    doc: 'lse = log Σ_j exp(masked[i, j]) over the visible keys (the softmax denominator); −∞ when none',
+  });
   nodes.push({
     name: 'attention',
     op: 'linear',

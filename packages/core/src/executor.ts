@@ -32,9 +32,14 @@ export interface ExecuteResult {
   readonly fused: boolean;
 }
 
-/** The ops a run calls: the graph's, plus the fused kernel that stands in for `heads`. */
+/**
+ * The ops a run calls: the graph's, plus the fused kernel that stands in for `heads` (with
+ * `returnLse`, its variant that also yields lse, which the `fusedLse` step then hands on).
+ */
 export interface StepAttrs extends OpAttrs {
   readonly fusedAttention: FusedAttentionAttrs;
+  readonly fusedAttentionLse: FusedAttentionAttrs;
+  readonly fusedLse: Readonly<Record<string, never>>;
 }
 export type StepOp = keyof StepAttrs;
 
@@ -56,11 +61,15 @@ export interface ExecutionPlan {
   readonly fused: boolean;
 }
 
-/** Plans which nodes a request needs and whether the fused path applies. */
+/**
+ * Plans which nodes a request needs and whether the fused path applies. `lse` stays fused only
+ * where the backend's fused kernel also returns it (`fusedAttentionLse`).
+ */
 export function planExecution(
   graph: AttentionGraph,
   outputs: readonly string[],
   backendHasFused: boolean,
+  backendHasFusedLse = false,
 ): ExecutionPlan {
   const byName = new Map(graph.nodes.map((n) => [n.name, n]));
   for (const o of outputs) {
@@ -70,9 +79,12 @@ export function planExecution(
         `capture: "${o}" is not a node of this graph; nodes: ${[...byName.keys()].join(', ')}`,
       );
   }
-  const fused = backendHasFused && !outputs.some((o) => SCORE_NODES.has(o));
+  const wantsLse = outputs.includes('lse');
+  const fused = backendHasFused && !outputs.some((o) => SCORE_NODES.has(o)) && (backendHasFusedLse || !wantsLse);
   const steps = new Map<string, Step>(graph.nodes.map((n) => [n.name, n]));
-  if (fused) steps.set('heads', fusedStep(graph));
+  if (fused) steps.set('heads', fusedStep(graph, wantsLse));
+  if (fused && wantsLse)
+    steps.set('lse', { ...nodeOf(graph, 'lse', 'logSumExp'), op: 'fusedLse', inputs: ['heads'], attrs: {} });
   const needed = new Set<string>();
   const visit = (name: string) => {
     if (needed.has(name)) return;
@@ -91,7 +103,7 @@ export function planExecution(
  * whole cache) and the masks, with the scores' dims (keyCapacity included), every mask attr
  * (causal and the optional ScoreModifiers) and the scale: exactly what the chain would see.
  */
-function fusedStep(graph: AttentionGraph): StepOf<'fusedAttention'> {
+function fusedStep(graph: AttentionGraph, withLse: boolean): StepOf<'fusedAttention' | 'fusedAttentionLse'> {
   const scores = nodeOf(graph, 'scores', 'scores');
   const masked = nodeOf(graph, 'masked', 'mask');
   const heads = nodeOf(graph, 'heads', 'weightedSum');
@@ -101,7 +113,7 @@ function fusedStep(graph: AttentionGraph): StepOf<'fusedAttention'> {
     name: heads.name,
     shape: heads.shape,
     dims: heads.dims,
-    op: 'fusedAttention',
+    op: withLse ? 'fusedAttentionLse' : 'fusedAttention',
     inputs: [
       'q',
       scores.inputs[1] ?? 'k',
@@ -121,7 +133,12 @@ function fusedStep(graph: AttentionGraph): StepOf<'fusedAttention'> {
  */
 export async function execute(req: ExecuteRequest): Promise<ExecuteResult> {
   const { graph, backend, params, feeds, outputs } = req;
-  const { steps, fused } = planExecution(graph, outputs, !req.unfused && backend.fused !== undefined);
+  const { steps, fused } = planExecution(
+    graph,
+    outputs,
+    !req.unfused && backend.fused !== undefined,
+    backend.fused?.fusedAttentionLse !== undefined,
+  );
   const limit = req.maxTensorElements ?? DEFAULT_MAX_TENSOR_ELEMENTS;
   for (const n of steps) {
     if (n.op === 'param') continue;
@@ -159,7 +176,23 @@ export async function execute(req: ExecuteRequest): Promise<ExecuteResult> {
     return v;
   };
 
-  const context: CallContext = { backend, feeds, params };
+  const context: CallContext = {
+    backend,
+    feeds,
+    params,
+    // The fused kernel's lse, until its `fusedLse` step: held so a failure in between frees it.
+    lse: {
+      put: (t) => {
+        lseHandle = t;
+        holds.set(t, holds.get(t) ?? 0);
+      },
+      take: () => {
+        if (!lseHandle) throw new Error('qkv executor: lse used before the fused kernel ran');
+        return lseHandle;
+      },
+    },
+  };
+  let lseHandle: BackendTensor | null = null;
   // This run's kernels form one queue on a backend that batches them (Backend.useQueue).
   const queue = {};
   try {
@@ -195,6 +228,8 @@ interface CallContext {
   readonly backend: Backend;
   readonly feeds: ReadonlyMap<string, Tensor>;
   readonly params: ReadonlyMap<string, BackendTensor>;
+  /** The second output of `fusedAttentionLse`, handed on by the `fusedLse` step. */
+  readonly lse: { put(t: BackendTensor): void; take(): BackendTensor };
 }
 type Inputs = readonly (BackendTensor | null)[];
 type Call<K extends StepOp> = (c: CallContext, step: StepOf<K>, ins: Inputs) => MaybePromise<BackendTensor>;
@@ -216,8 +251,8 @@ function masksNothing(m: MaskAttrs, keyPaddingMask: BackendTensor | null, attnMa
   return !m.causal && !modifies && keyPaddingMask === null && attnMask === null;
 }
 
-function capability(backend: Backend, kernel: string): never {
-  throw new QkvError('CAPABILITY', `backend "${backend.name}" has no ${kernel} kernel`);
+function capability(backend: Backend, kernel: string, option?: string): never {
+  throw new QkvError('CAPABILITY', `${option ? `${option}: ` : ''}backend "${backend.name}" has no ${kernel} kernel`);
 }
 
 /** One entry per op: how a step of that op calls the backend. Adding an op = one entry here. */
@@ -253,12 +288,30 @@ const CALLS: { readonly [K in StepOp]: Call<K> } = {
     backend.kernels.writeRows
       ? backend.kernels.writeRows(need(cache), need(rows), attrs)
       : capability(backend, 'writeRows'),
+  logSumExp: ({ backend }, { attrs }, [s]) =>
+    backend.kernels.logSumExp
+      ? backend.kernels.logSumExp(need(s), attrs)
+      : capability(backend, 'logSumExp', 'returnLse'),
   fusedAttention: ({ backend }, { attrs }, [q, k, v, pad = null, am = null, ids = null]) =>
     !backend.fused
       ? capability(backend, 'fusedAttention')
       : ids === null
         ? backend.fused.fusedAttention(need(q), need(k), need(v), pad, am, attrs)
         : backend.fused.fusedAttention(need(q), need(k), need(v), pad, am, attrs, ids),
+  fusedAttentionLse: ({ backend, lse }, { attrs }, [q, k, v, pad = null, am = null, ids = null]) => {
+    const run = backend.fused?.fusedAttentionLse;
+    if (!run) return capability(backend, 'fusedAttentionLse', 'returnLse');
+    const pair =
+      ids === null
+        ? run(need(q), need(k), need(v), pad, am, attrs)
+        : run(need(q), need(k), need(v), pad, am, attrs, ids);
+    const split = ([heads, l]: readonly [BackendTensor, BackendTensor]) => {
+      lse.put(l);
+      return heads;
+    };
+    return pair instanceof Promise ? pair.then(split) : split(pair);
+  },
+  fusedLse: ({ lse }) => lse.take(),
 };
 
 function call<K extends StepOp>(c: CallContext, step: StepOf<K>, ins: Inputs): MaybePromise<BackendTensor> {

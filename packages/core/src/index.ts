@@ -14,5 +14,6 @@ export * from './position-ids.js';
 export * from './positional.js';
 export * from './registry.js';
 export * from './session.js';
+export * from './shards.js';
 export * from './tensor.js';
 export * from './warmup.js';

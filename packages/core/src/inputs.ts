@@ -56,13 +56,19 @@ export interface RunOptions {
   returnWeights?: ReturnWeights;
   /** Step names to return in `captured`, or 'all'. Score-shaped steps force the unfused path. */
   capture?: readonly StepName[] | 'all';
+  /**
+   * Also return `lse` [B, H, Lq]: the natural log of each query's softmax denominator over its
+   * visible scaled scores (−∞ when it sees no key). Results over disjoint key shards merge
+   * exactly with it (docs/FEATURES.md › Log-sum-exp). Fused where the backend's kernel gives it.
+   */
+  returnLse?: boolean;
 }
 
 export type ReturnWeights = boolean | 'perHead' | 'averaged';
 
 const WEIGHT_KEYS = new Set(['wq', 'wk', 'wv', 'wo', 'bq', 'bk', 'bv', 'bo', 'positionalEmbedding', 'sinks']);
 const INPUT_KEYS = new Set(['query', 'key', 'value', 'keyPaddingMask', 'attnMask', 'positionIds', 'sequenceIds']);
-const RUN_KEYS = new Set(['returnWeights', 'capture']);
+const RUN_KEYS = new Set(['returnWeights', 'capture', 'returnLse']);
 
 /** Validates weights against the config; returns float32 tensors by name. */
 export function validateWeights(config: ResolvedConfig, weights: AttentionWeights): Map<string, Tensor> {
@@ -297,6 +303,12 @@ export function validateRunOptions(
     throw new QkvError('INVALID_OPTION', `options: expected an object, got ${describeValue(options)}`);
   }
   assertKnownKeys('run options', options, RUN_KEYS);
+  if (options.returnLse !== undefined && typeof options.returnLse !== 'boolean') {
+    throw new QkvError(
+      'INVALID_OPTION',
+      `options.returnLse: expected true or false, got ${describeValue(options.returnLse)}`,
+    );
+  }
   const rw = options.returnWeights;
   if (rw !== undefined && typeof rw !== 'boolean' && rw !== 'perHead' && rw !== 'averaged') {
     throw new QkvError(
@@ -334,6 +346,7 @@ export function validateRunOptions(
   }
   const outputs = new Set<string>(['attention', 'residual', ...captures]);
   if (options.returnWeights) outputs.add('weights');
+  if (options.returnLse) outputs.add('lse');
   if (hasPE) outputs.add('positionalEncoding');
   return { outputs: [...outputs], captures };
 }

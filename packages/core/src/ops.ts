@@ -17,7 +17,8 @@ export type KernelOp =
   | 'softmax'
   | 'weightedSum'
   | 'rotary'
-  | 'writeRows';
+  | 'writeRows'
+  | 'logSumExp';
 /** Graph ops: the kernels plus the nodes the executor resolves itself (feeds, params, aliases). */
 export type OpName = 'input' | 'param' | 'identity' | KernelOp;
 
@@ -113,6 +114,11 @@ export interface SoftmaxAttrs {
   readonly sinks?: readonly number[];
   readonly queryLength?: number;
 }
+/** lse[r] = log Σ_j exp(s[r, j]) over rows [rows, cols] of masked scores; −∞ for an all −∞ row. */
+export interface LogSumExpAttrs {
+  readonly rows: number;
+  readonly cols: number;
+}
 export type ScoresAttrs = AttentionDims;
 export type WeightedSumAttrs = AttentionDims;
 /** scores → scale → mask → softmax → weightedSum in one kernel, never holding [Lq, Lk]. */
@@ -180,5 +186,6 @@ export interface OpAttrs {
   readonly weightedSum: WeightedSumAttrs;
   readonly rotary: RotaryAttrs;
   readonly writeRows: WriteRowsAttrs;
+  readonly logSumExp: LogSumExpAttrs;
 }
 export type NodeAttrs = OpAttrs[OpName];

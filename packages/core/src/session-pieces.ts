@@ -10,7 +10,7 @@ import { formatShape, type Tensor, type TensorLike, toTensor } from './tensor.js
  * step's x and options.
  */
 
-const STEP_KEYS = new Set(['returnWeights', 'sequenceIds']);
+const STEP_KEYS = new Set(['returnWeights', 'returnLse', 'sequenceIds']);
 
 /**
  * A step's options and x [B, t, dModel] (or unbatched [t, dModel], answered unbatched), and its

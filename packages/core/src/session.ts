@@ -64,6 +64,8 @@ export interface SessionStepOptions {
    * session equals one causal run() over its tokens with their sequenceIds.
    */
   sequenceIds?: TensorLike;
+  /** As in `run()`: lse [B, H, t] of the new queries over all cached keys. */
+  returnLse?: boolean;
 }
 
 export interface SessionStepResult {
@@ -72,6 +74,7 @@ export interface SessionStepResult {
   /** X + ΔE for the new tokens. */
   residual: Tensor;
   weights?: Tensor;
+  lse?: Tensor;
   /** Positions of the new tokens: [from, to). */
   positions: [number, number];
   fused: boolean;
@@ -365,6 +368,15 @@ export class Session implements AttentionSession {
       positions: [offset, Lk],
       fused: parts.every((r) => r.fused),
     };
+    if (options.returnLse) {
+      // Pieces' lse [B, H, n] side by side on the query axis → [B, H, t].
+      const l = concatQueries(
+        parts.map(({ lse }) => ({ shape: [...(lse as Tensor).shape, 1], data: (lse as Tensor).data })),
+        1,
+      );
+      const [Bl, H] = l.shape as [number, number];
+      result.lse = unbatched ? { shape: [H, t], data: l.data } : { shape: [Bl, H, t], data: l.data };
+    }
     if (options.returnWeights) {
       // [B, H, t, Lk] over every position so far (columns past a piece's own keys are 0).
       const w = concatQueries(
@@ -452,6 +464,8 @@ export class Session implements AttentionSession {
       const positionOf = (j: number) => this.#window?.positionOf(j, ring) ?? j;
       result.weights = weightsByPosition(tensors.get('weights') as Tensor, offset + t, positionOf);
     }
+    const lse = tensors.get('lse');
+    if (lse) result.lse = lse;
     return result;
   }
 }

@@ -214,6 +214,7 @@ function linearWith(
  * Per (b, h) run of rows: K and V of its KV head are packed once (reused while consecutive rows
  * share it, as grouped-query heads do), then queries go through the flash kernel Q_CHUNK at a time.
  * Memory per call: 3·Lk·hd floats for one head's K/V plus O(Q_CHUNK·(hd + Lk)) — never [Lq, Lk].
+ * lse [B, H, Lq] | null: filled from the kernel's running max and sum (base 2: m'·ln 2 + ln l).
  */
 function fusedAttentionWith(
   module: Exports | null,
@@ -226,10 +227,11 @@ function fusedAttentionWith(
   attrs: FusedAttentionAttrs,
   from = 0,
   to = rowsOf(attrs),
+  lse: Float32Array | null = null,
 ): void {
   const m = fusedAttentionIsFast(attrs) ? module : null;
   if (m === null || to <= from) {
-    referenceFusedAttention(q, k, v, keyPaddingMask, attnMask, out, attrs, from, to);
+    referenceFusedAttention(q, k, v, keyPaddingMask, attnMask, out, attrs, from, to, lse);
     return;
   }
   const { numHeads: H, numKVHeads: KVH, queryLength: Lq, keyLength: Lk, headDim: hd, scale, causal } = attrs;
@@ -355,6 +357,18 @@ function fusedAttentionWith(
       for (let r = 0; r < n; r++) {
         const dst = ((b * Lq + i + r) * H + h) * hd;
         out.set(f32.subarray(o0 + r * hdp, o0 + r * hdp + hd), dst);
+      }
+      if (lse !== null) {
+        const [m0, l0] = [at(mBuf), at(lBuf)];
+        for (let r = 0; r < n; r++) {
+          const sum = f32[l0 + r] as number;
+          lse[bh * Lq + i + r] =
+            sum > 0
+              ? (f32[m0 + r] as number) * Math.LN2 + Math.log(sum)
+              : sum !== sum
+                ? Number.NaN
+                : Number.NEGATIVE_INFINITY;
+        }
       }
     }
     row = segEnd;

@@ -17,8 +17,10 @@ import { contiguousRuns, SEQUENCE_BLOCK, sequenceBlocks } from './sequences.js';
  *   p = exp(s − m); l += p; acc += p · v_j
  * heads[b, i, h, :] = acc / l, or 0 when no key was visible (l = 0). With sink logits the state
  * starts at m = sink_h, l = 1 (the sink's exp(sink_h − m)), acc = 0: the sink joins the
- * denominator and adds no value.
- * q [B, Lq, H·hd], k, v [B, Lk, KVH·hd] (or caches [B, keyCapacity, KVH·hd]) → heads [B, Lq, H·hd].
+ * denominator and adds no value. When an `lse` array is given, lse[b, h, i] = m + log l: the log
+ * of the whole denominator (sink included), −∞ when no key was visible and there is no sink.
+ * q [B, Lq, H·hd], k, v [B, Lk, KVH·hd] (or caches [B, keyCapacity, KVH·hd]) → heads [B, Lq, H·hd],
+ * lse [B, H, Lq] (row index = (b·H + h)·Lq + i, the same numbering as `from`/`to`).
  */
 export function fusedAttention(
   q: Float32Array,
@@ -30,6 +32,7 @@ export function fusedAttention(
   attrs: FusedAttentionAttrs,
   from = 0,
   to = rowsOf(attrs),
+  lse: Float32Array | null = null,
   sequenceIds: Float32Array | null = null,
 ): void {
   const { numHeads: H, numKVHeads: KVH, queryLength: Lq, keyLength: Lk, headDim: hd, scale, sinks } = attrs;
@@ -93,10 +96,11 @@ export function fusedAttention(
     const outOff = ((b * Lq + i) * H + h) * hd;
     const inv = l > 0 ? 1 / l : 0;
     for (let c = 0; c < hd; c++) out[outOff + c] = l > 0 ? (acc[c] as number) * inv : l !== l ? Number.NaN : 0;
+    if (lse !== null) lse[row] = l > 0 ? m + Math.log(l) : l !== l ? Number.NaN : Number.NEGATIVE_INFINITY;
   }
 }
 
-/** A fused kernel of this contract (the SIMD one has no sequenceIds: it never gets them). */
+/** A fused kernel of this contract (the SIMD one stops at lse: it never gets sequenceIds). */
 type FusedKernel = typeof fusedAttention;
 
 /**
@@ -136,13 +140,14 @@ export function packedFusedAttention(
   attrs: FusedAttentionAttrs,
   from: number,
   to: number,
+  lse: Float32Array | null,
   sequenceIds: Float32Array,
 ): void {
   const { batch: B, numHeads: H, queryLength: L, headDim: hd } = attrs;
   const runs: (number[] | null)[] = [];
   if (splittable(attrs, attnMask)) for (let b = 0; b < B; b++) runs.push(contiguousRuns(sequenceIds, b, L));
   if (runs.length === 0 || runs.some((r) => r === null)) {
-    fusedAttention(q, k, v, keyPaddingMask, attnMask, out, attrs, from, to, sequenceIds);
+    fusedAttention(q, k, v, keyPaddingMask, attnMask, out, attrs, from, to, lse, sequenceIds);
     return;
   }
   const qStride = H * hd;
@@ -170,6 +175,8 @@ export function packedFusedAttention(
       { ...attrs, batch: 1, queryLength: n, keyLength: n, keyCapacity: undefined },
       h * n + (i - s),
       h * n + (iEnd - s),
+      // The view's row h·n + (i − s) is row (b·H + h)·L + i of the whole lse [B, H, L].
+      lse === null ? null : lse.subarray((b * H + h) * L + s - h * n),
     );
     row += iEnd - i;
   }

@@ -31,6 +31,7 @@ export {
 export { add } from './add.js';
 export { fusedAttention, packedFusedAttention } from './fusedAttention.js';
 export { linear } from './linear.js';
+export { logSumExp } from './logSumExp.js';
 export { hasScoreModifiers, mask, modifiedScore, sinkKeysEnd, visibleKeys } from './mask.js';
 export { positionalEncoding } from './positionalEncoding.js';
 export { rotary } from './rotary.js';

@@ -15,6 +15,7 @@ import {
   STATS_WIDTH,
   transposeValuesSource,
 } from './fusedAttention.glsl.js';
+import { lseTileSpec } from './logSumExp.js';
 import {
   ID_BLOCKS,
   keyUniforms,
@@ -124,6 +125,25 @@ export function fusedAttention(
   ids: WebGLTensor | null,
 ): WebGLTensor {
   return fusedPacked(ctx, q, k, v, pad, am, attrs, ids) ?? fusedGpuJs(ctx, q, k, v, pad, am, attrs, ids);
+}
+
+/**
+ * As `fusedAttention`, plus lse [B, H, Lq], through the gpu.js tiles: they keep each tile's row
+ * max and sum as textures, from which lse follows (the packed path's stats are not read back).
+ */
+export function fusedAttentionLse(
+  ctx: Textures,
+  q: WebGLTensor,
+  k: WebGLTensor,
+  v: WebGLTensor,
+  pad: WebGLTensor | null,
+  am: WebGLTensor | null,
+  attrs: FusedAttentionAttrs,
+  ids: WebGLTensor | null,
+): readonly [WebGLTensor, WebGLTensor] {
+  const lse: { t: WebGLTensor | null } = { t: null };
+  const heads = fusedGpuJs(ctx, q, k, v, pad, am, attrs, ids, lse);
+  return [heads, lse.t as WebGLTensor];
 }
 
 const nextPow2 = (n: number) => 2 ** Math.ceil(Math.log2(Math.max(1, n)));
@@ -317,6 +337,7 @@ function fusedGpuJs(
   am: WebGLTensor | null,
   attrs: FusedAttentionAttrs,
   ids: WebGLTensor | null,
+  lse: { t: WebGLTensor | null } | null = null,
 ): WebGLTensor {
   const { batch: B, numHeads: H, queryLength: Lq, keyLength: Lk, headDim: hd } = attrs;
   const rows = B * H * Lq;
@@ -358,12 +379,23 @@ function fusedGpuJs(
         args.push(rowStart);
         out = ctx.run(fusedOutputSpec(attrs, tileRows, prev !== null), headsShape, args);
         if (prev) ctx.dispose(prev);
+        // returnLse: this tile's rows of lse [B, H, Lq] from m and l; the rest from the last tile's.
+        if (lse) {
+          const prevLse = lse.t;
+          const lseArgs: unknown[] = [ctx.tex(m), ctx.tex(l)];
+          if (prevLse) lseArgs.push(ctx.tex(prevLse));
+          lseArgs.push(Number.NEGATIVE_INFINITY, rowStart);
+          if (sinks) lseArgs.push(Float32Array.from(attrs.sinks as readonly number[]));
+          lse.t = ctx.run(lseTileSpec(rows, tileRows, prevLse !== null, sinks), [B, H, Lq], lseArgs);
+          if (prevLse) ctx.dispose(prevLse);
+        }
       } finally {
         for (const t of tmp) ctx.dispose(t);
       }
     }
   } catch (e) {
     if (out) ctx.dispose(out);
+    if (lse?.t) ctx.dispose(lse.t);
     throw e;
   }
   return out as WebGLTensor;

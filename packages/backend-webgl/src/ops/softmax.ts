@@ -31,7 +31,7 @@ export function rowSinks(attrs: { sinks?: readonly number[]; queryLength?: numbe
 }
 
 // Score row rowStart + r (a fused tile's rows start at rowStart) belongs to head bh mod H.
-const sinkLine = `const bh = Math.floor((r + rowStart + 0.5) / this.constants.Lq);
+export const sinkLine = `const bh = Math.floor((r + rowStart + 0.5) / this.constants.Lq);
   const sink = sinks[bh - Math.floor((bh + 0.5) / this.constants.H) * this.constants.H];`;
 
 /** s [rows, cols] (, sinks [H], rowStart) → m [rows]. */
@@ -118,12 +118,28 @@ export function normalizeSpec(rows: number, cols: number): KernelSpec {
  */
 export function softmax(ctx: Textures, s: WebGLTensor, attrs: SoftmaxAttrs): WebGLTensor {
   const { rows, cols } = attrs;
+  return withRowStats(ctx, s, attrs, (m, l) =>
+    ctx.run(normalizeSpec(rows, cols), s.shape, [ctx.tex(s), ctx.tex(m), ctx.tex(l)]),
+  );
+}
+
+/**
+ * Passes 1–2 over the rows of s (row max m, l = Σ exp(s − m), the sink in both with sink logits),
+ * then `use(m, l)`; frees m and l after. Shared with logSumExp.
+ */
+export function withRowStats(
+  ctx: Textures,
+  s: WebGLTensor,
+  attrs: SoftmaxAttrs,
+  use: (m: WebGLTensor, l: WebGLTensor) => WebGLTensor,
+): WebGLTensor {
+  const { rows, cols } = attrs;
   const sinks = rowSinks(attrs);
   const m = ctx.run(rowMaxSpec(rows, cols, sinks), [rows], [ctx.tex(s), Number.NEGATIVE_INFINITY, ...sinkArgs(attrs)]);
   try {
     const l = ctx.run(rowSumSpec(rows, cols, sinks), [rows], [ctx.tex(s), ctx.tex(m), ...sinkArgs(attrs)]);
     try {
-      return ctx.run(normalizeSpec(rows, cols), s.shape, [ctx.tex(s), ctx.tex(m), ctx.tex(l)]);
+      return use(m, l);
     } finally {
       ctx.dispose(l);
     }

@@ -1,6 +1,7 @@
 export { add } from './add.js';
 export { fusedAttention } from './fusedAttention.js';
 export { linear } from './linear.js';
+export { logSumExp } from './logSumExp.js';
 export { mask } from './mask.js';
 export { positionalEncoding } from './positionalEncoding.js';
 export { rotary } from './rotary.js';
