@@ -34,6 +34,7 @@ function fusedTask(batch: number, numHeads: number, queryLength: number): SliceT
     attnMask: null,
     sequenceIds: null,
     out: none,
+    lse: null,
     attrs,
     kernels: 'simd128',
   };
