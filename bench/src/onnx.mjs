@@ -70,10 +70,15 @@ export function node(op, inputs, outputs, attrs = {}, domain = '') {
   ]);
 }
 
-/** ValueInfoProto for a float tensor: name(1), type(2) → TypeProto.tensor_type(1) → elem_type(1), shape(2). */
-function valueInfo(name, dims) {
-  const shape = cat(dims.map((d) => ld(1, int(1, d))));
-  return cat([str(1, name), ld(2, ld(1, cat([int(1, FLOAT), ld(2, shape)])))]);
+export const INT32 = 6;
+
+/**
+ * ValueInfoProto: name(1), type(2) → TypeProto.tensor_type(1) → elem_type(1), shape(2). Float
+ * unless `[name, dims, elemType]` says otherwise; a dim that is a string is symbolic (dim_param).
+ */
+function valueInfo(name, dims, elemType = FLOAT) {
+  const shape = cat(dims.map((d) => ld(1, typeof d === 'string' ? str(2, d) : int(1, d))));
+  return cat([str(1, name), ld(2, ld(1, cat([int(1, elemType), ld(2, shape)])))]);
 }
 
 /**
@@ -85,8 +90,8 @@ export function model({ nodes, initializers, inputs, outputs }) {
     ...nodes.map((n) => ld(1, n)),
     str(2, 'attention'),
     ...initializers.map((t) => ld(5, t)),
-    ...inputs.map(([n, d]) => ld(11, valueInfo(n, d))),
-    ...outputs.map(([n, d]) => ld(12, valueInfo(n, d))),
+    ...inputs.map(([n, d, t]) => ld(11, valueInfo(n, d, t))),
+    ...outputs.map(([n, d, t]) => ld(12, valueInfo(n, d, t))),
   ]);
   const opset = (domain, version) => cat([...(domain ? [str(1, domain)] : []), int(2, version)]);
   return cat([int(1, 8), ld(7, graph), ld(8, opset('', 17)), ld(8, opset('com.microsoft', 1))]);

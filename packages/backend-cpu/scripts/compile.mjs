@@ -4,8 +4,11 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import asc from 'assemblyscript/asc';
 
-/** Compiles `entry` with `--enable features` (e.g. 'simd' or 'simd,relaxed-simd'); the .wasm bytes. */
-export async function compileKernels(entry, features) {
+/**
+ * Compiles `entry` with `--enable features` (e.g. 'simd' or 'simd,relaxed-simd') and any `extra`
+ * flags (the decode module's imported shared memory); the .wasm bytes.
+ */
+export async function compileKernels(entry, features, extra = []) {
   let wasm = null;
   const { error, stderr } = await asc.main(
     [
@@ -23,6 +26,7 @@ export async function compileKernels(entry, features) {
       features,
       '--initialMemory',
       '1',
+      ...extra,
     ],
     {
       readFile: (name, baseDir) => {

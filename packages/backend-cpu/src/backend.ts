@@ -48,10 +48,17 @@ function resolveOptions(options: BackendCreateOptions | undefined): KernelBuild 
 export class CpuTensor implements BackendTensor {
   readonly shape: readonly number[];
   readonly data: Float32Array;
+  /** A KV cache in the decode arena: `data` is a view of the arena's memory at `arena.ptr`. */
+  readonly arena: fast.ArenaRef | null;
   disposed = false;
-  constructor(shape: readonly number[], data: Float32Array = new Float32Array(sizeOf(shape))) {
+  constructor(
+    shape: readonly number[],
+    data: Float32Array = new Float32Array(sizeOf(shape)),
+    arena: fast.ArenaRef | null = null,
+  ) {
     this.shape = shape;
     this.data = data;
+    this.arena = arena;
   }
 }
 
@@ -70,6 +77,8 @@ export class CpuBackend implements Backend<CpuTensor> {
   readonly kernelBuild: KernelBuild;
   readonly #linear: typeof k.linear;
   readonly #fusedAttention: typeof k.fusedAttention;
+  /** Where KV caches live for the decode kernel (fast path only): created on the first cache. */
+  #arena: fast.DecodeArena | string | null = null;
 
   /** Throws INVALID_OPTION / CAPABILITY for a choice that cannot run here (as `create` does). */
   constructor(options: CpuBackendOptions = {}) {
@@ -79,10 +88,45 @@ export class CpuBackend implements Backend<CpuTensor> {
     this.#fusedAttention = kernels.fusedAttention;
   }
 
-  #make(shape: readonly number[], arr?: Float32Array): CpuTensor {
-    const t = new CpuTensor(shape, arr);
+  #make(shape: readonly number[], arr?: Float32Array, arena: fast.ArenaRef | null = null): CpuTensor {
+    const t = new CpuTensor(shape, arr, arena);
     this.#live.add(t);
     return t;
+  }
+
+  /**
+   * A KV cache holding `data` (zeros when absent): in the decode arena when the SIMD kernels run
+   * here (so decode steps read it in place), else a plain array. `decodeArena` says which and why.
+   */
+  allocateCache(shape: readonly number[], data?: Float32Array): CpuTensor {
+    if (this.#arena === null)
+      this.#arena = this.kernelBuild !== 'reference' ? fast.createArena() : 'kernels: reference';
+    const n = sizeOf(shape);
+    if (typeof this.#arena === 'string') return this.#make([...shape], data?.slice());
+    const ptr = this.#arena.alloc(n * 4);
+    const t = this.#make([...shape], this.#arena.f32(ptr, n), { memory: this.#arena.memory, id: this.#arena.id, ptr });
+    if (data) t.data.set(data);
+    return t;
+  }
+
+  /** Whether caches go to the decode arena: true, or why not (null before the first cache). */
+  get decodeArena(): true | string | null {
+    return this.#arena === null ? null : typeof this.#arena === 'string' ? this.#arena : true;
+  }
+
+  /** heads (and lse) through the decode kernel when q is a few rows against arena caches. */
+  #decode(
+    q: CpuTensor,
+    key: CpuTensor,
+    v: CpuTensor,
+    masked: boolean,
+    attrs: FusedAttentionAttrs,
+    out: Float32Array,
+    lse: Float32Array | null,
+  ): boolean {
+    if (key.arena === null || v.arena === null || !fast.decodeApplies(attrs, masked)) return false;
+    fast.decodeAttention(key.arena, v.arena, d(q), out, lse, attrs, new Float32Array(fast.partialFloats(attrs)));
+    return true;
   }
 
   upload(t: Tensor): CpuTensor {
@@ -96,6 +140,8 @@ export class CpuBackend implements Backend<CpuTensor> {
   }
 
   dispose(t: CpuTensor): void {
+    if (!t.disposed && t.arena !== null && typeof this.#arena === 'object' && this.#arena !== null)
+      this.#arena.free(t.arena.ptr);
     t.disposed = true;
     this.#live.delete(t);
   }
@@ -178,6 +224,7 @@ export class CpuBackend implements Backend<CpuTensor> {
     lse: Float32Array | null,
   ): CpuTensor {
     const out = this.#make([attrs.batch, attrs.queryLength, attrs.numHeads * attrs.headDim]);
+    if (this.#decode(q, key, v, pad !== null || am !== null || ids !== null, attrs, out.data, lse)) return out;
     const args = [d(q), d(key), d(v), data(pad), data(am), out.data, attrs, 0, k.rowsOf(attrs), lse] as const;
     if (ids) k.packedFusedAttention(this.#fusedAttention, ...args, d(ids));
     else this.#fusedAttention(...args);
@@ -187,6 +234,8 @@ export class CpuBackend implements Backend<CpuTensor> {
   destroy(): void {
     for (const t of this.#live) t.disposed = true;
     this.#live.clear();
+    if (typeof this.#arena === 'object' && this.#arena !== null) fast.releaseDecodeKernel(this.#arena.id);
+    this.#arena = null;
   }
 }
 

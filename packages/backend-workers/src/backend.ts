@@ -186,8 +186,8 @@ export class WorkersBackend implements Backend<WorkersTensor> {
   }
 
   /** A zero KV cache in the decode arena (split-KV decode reads it in place on every thread). */
-  allocateCache(shape: readonly number[]): WorkersTensor {
-    return this.#s.allocateCache(shape);
+  allocateCache(shape: readonly number[], data?: Float32Array): WorkersTensor {
+    return this.#s.allocateCache(shape, data);
   }
 
   liveTensors(): number {

@@ -1,4 +1,5 @@
 export { WorkersBackend, type WorkersStats, workersBackend } from './backend.js';
+export { DECODE_BLOCKS_PER_THREAD, decodeSplits, MIN_SPLIT_KEYS } from './decode.js';
 export {
   dispatchWork,
   FAST_WORK_DIVISOR,

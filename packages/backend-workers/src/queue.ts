@@ -82,23 +82,25 @@ export class Scheduler {
   }
 
   /**
-   * A zero KV cache in the decode arena: shared WebAssembly memory that every thread instantiates
-   * the decode kernel over, so a decode step's keys split across threads and are read in place.
-   * Without the arena (no WebAssembly SIMD here), a plain shared buffer.
+   * A KV cache holding `data` (zeros when absent) in the decode arena: shared WebAssembly memory
+   * that every thread instantiates the decode kernel over, so a decode step's keys split across
+   * threads and are read in place. Without the arena (no WebAssembly SIMD here), a shared buffer.
    */
-  allocateCache(shape: readonly number[]): WorkersTensor {
+  allocateCache(shape: readonly number[], data?: Float32Array): WorkersTensor {
     this.assertUsable();
     this.#arena ??= cpuKernels.createArena();
+    let t: WorkersTensor;
     if (typeof this.#arena === 'string') {
-      const t = this.make([...shape]);
+      t = this.make([...shape]);
       t.data.fill(0);
-      return t;
+    } else {
+      const n = sizeOf(shape);
+      const ptr = this.#arena.alloc(n * 4);
+      const { memory, id } = this.#arena;
+      t = new WorkersTensor([...shape], this.#arena.f32(ptr, n), { memory, id, ptr });
+      this.live.add(t);
     }
-    const n = sizeOf(shape);
-    const ptr = this.#arena.alloc(n * 4);
-    const { memory, id } = this.#arena;
-    const t = new WorkersTensor([...shape], this.#arena.f32(ptr, n), { memory, id, ptr });
-    this.live.add(t);
+    if (data) t.data.set(data);
     return t;
   }
 

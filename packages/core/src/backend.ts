@@ -120,6 +120,12 @@ export interface Backend<T extends BackendTensor = BackendTensor> {
   download(t: T): Promise<Tensor>;
   /** Frees a handle. Idempotent. */
   dispose(t: T): void;
+  /**
+   * Optional: a session's KV cache [B, capacity, KVH·hd], holding `data` (zeros when absent),
+   * placed where the backend's decode kernel reads it in place (the cpu/workers decode arena).
+   * Without it, core uploads the data.
+   */
+  allocateCache?(shape: readonly number[], data?: Float32Array): MaybePromise<T>;
   readonly kernels: Kernels<T>;
   readonly fused?: FusedKernels<T>;
   /** As on the factory, for what only the created backend knows (e.g. what gpu.js can compile). */

@@ -60,10 +60,12 @@ export class KvCache {
     const [kData, vData] = data ?? [new Float32Array(n), new Float32Array(n)];
     if (!device) return new KvCache(batch, capacity, width, null, [kData, vData], ids);
     const shape = [batch, capacity, width];
-    const k = await backend.upload({ shape, data: kData });
+    // Where the backend's decode kernel reads it in place, if it says where (allocateCache).
+    const place = (d: Float32Array) => (backend.allocateCache ? backend.allocateCache(shape, d) : backend.upload({ shape, data: d }));
+    const k = await place(kData);
     let v: BackendTensor;
     try {
-      v = await backend.upload({ shape, data: vData });
+      v = await place(vData);
     } catch (e) {
       backend.dispose(k);
       throw e;

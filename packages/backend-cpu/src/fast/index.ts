@@ -1,3 +1,4 @@
+export { createArena, DecodeArena, releaseDecodeKernel } from './arena.js';
 export {
   bestWasmBuild,
   KERNEL_CHOICES,
@@ -7,6 +8,17 @@ export {
   type WasmBuild,
   wasmBuildSupport,
 } from './builds.js';
+export {
+  type ArenaRef,
+  DECODE_MAX_ROWS,
+  decodeApplies,
+  decodeAttention,
+  decodePartial,
+  finishPartials,
+  KEY_CHUNK,
+  partialFloats,
+  readArena,
+} from './decode.js';
 export {
   beginPackScope,
   endPackScope,

@@ -117,7 +117,8 @@ function layout(w: Exports, floats: readonly number[]): { f32: Float32Array; ptr
 }
 
 const LINEAR_KEYS = new Set(['rows', 'inFeatures', 'outFeatures']);
-const FUSED_KEYS = new Set([
+/** The fused attrs the SIMD kernels implement (the decode kernel too); anything else → reference. */
+export const FUSED_KEYS: ReadonlySet<string> = new Set([
   'batch',
   'numHeads',
   'numKVHeads',
@@ -135,7 +136,7 @@ const FUSED_KEYS = new Set([
  * sliding window, ALiBi slopes, score/mask mods, whatever comes next) sends the call to the
  * reference kernel, so features added there are never silently ignored here.
  */
-function onlyKnown(attrs: object, known: ReadonlySet<string>): boolean {
+export function onlyKnown(attrs: object, known: ReadonlySet<string>): boolean {
   for (const [key, value] of Object.entries(attrs)) if (value !== undefined && !known.has(key)) return false;
   return true;
 }

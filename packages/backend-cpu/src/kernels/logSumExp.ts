@@ -1,4 +1,5 @@
 import type { LogSumExpAttrs } from '@qkv/core';
+import { rowMax } from './softmax.js';
 
 /**
  * lse[r] = log Σ_j exp(s[r, j]) for rows [from, to) of masked scores [rows, cols], computed as
@@ -10,15 +11,9 @@ export function logSumExp(s: Float32Array, out: Float32Array, attrs: LogSumExpAt
   const n = attrs.cols;
   for (let r = from; r < to; r++) {
     const off = r * n;
-    let max = Number.NEGATIVE_INFINITY;
-    let nan = false;
-    for (let j = 0; j < n; j++) {
-      const v = s[off + j] as number;
-      if (v > max) max = v;
-      else if (v !== v) nan = true;
-    }
-    if (nan || max === Number.NEGATIVE_INFINITY) {
-      out[r] = nan ? Number.NaN : max;
+    const max = rowMax(s, off, n);
+    if (max !== max || max === Number.NEGATIVE_INFINITY) {
+      out[r] = max;
       continue;
     }
     let sum = 0;

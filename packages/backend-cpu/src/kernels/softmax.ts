@@ -10,19 +10,25 @@ import type { SoftmaxAttrs } from '@qkv/core';
  * With attrs.sinks (learned sink logits, gpt-oss) the head's sink joins the max and the sum of
  * passes 1–2 and carries no value, so the row sums to < 1; a row with no visible key stays zero.
  */
+/** Pass 1 of a row: its max (−∞ when all −∞), NaN when the row holds a NaN. Shared with logSumExp. */
+export function rowMax(s: Float32Array, off: number, n: number): number {
+  let max = Number.NEGATIVE_INFINITY;
+  let nan = false;
+  for (let j = 0; j < n; j++) {
+    const v = s[off + j] as number;
+    if (v > max) max = v;
+    else if (v !== v) nan = true;
+  }
+  return nan ? Number.NaN : max;
+}
+
 export function softmax(s: Float32Array, out: Float32Array, attrs: SoftmaxAttrs, from = 0, to = attrs.rows): void {
   const n = attrs.cols;
   const sinks = attrs.sinks;
   for (let r = from; r < to; r++) {
     const off = r * n;
-    let max = Number.NEGATIVE_INFINITY;
-    let nan = false;
-    for (let j = 0; j < n; j++) {
-      const v = s[off + j] as number;
-      if (v > max) max = v;
-      else if (v !== v) nan = true;
-    }
-    if (nan) {
+    const max = rowMax(s, off, n);
+    if (max !== max) {
       out.fill(Number.NaN, off, off + n);
       continue;
     }
