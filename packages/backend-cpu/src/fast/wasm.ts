@@ -408,8 +408,8 @@ export function fastKernels(build: WasmBuild): FastKernels {
     fk = {
       build,
       linear: (x, w, bias, out, attrs, from, to) => linearWith(m, x, w, bias, out, attrs, from, to),
-      fusedAttention: (q, k, v, pad, am, out, attrs, from, to) =>
-        fusedAttentionWith(m, q, k, v, pad, am, out, attrs, from, to),
+      fusedAttention: (q, k, v, pad, am, out, attrs, from, to, lse) =>
+        fusedAttentionWith(m, q, k, v, pad, am, out, attrs, from, to, lse),
     };
     bound.set(build, fk);
   }
@@ -430,5 +430,5 @@ export const linear: typeof referenceLinear = (x, w, bias, out, attrs, from, to)
   linearWith(best(), x, w, bias, out, attrs, from, to);
 
 /** Same contract as the reference `fusedAttention`, on the best build this runtime has. */
-export const fusedAttention: typeof referenceFusedAttention = (q, k, v, pad, am, out, attrs, from, to) =>
-  fusedAttentionWith(best(), q, k, v, pad, am, out, attrs, from, to);
+export const fusedAttention: typeof referenceFusedAttention = (q, k, v, pad, am, out, attrs, from, to, lse) =>
+  fusedAttentionWith(best(), q, k, v, pad, am, out, attrs, from, to, lse);
