@@ -99,7 +99,7 @@ describe('fusedAttention: packed sequences', () => {
       },
     });
     const out = new Float32Array(L * hd);
-    k.fusedAttention(q, key, v, null, null, out, attrs, 0, L, counted);
+    k.fusedAttention(q, key, v, null, null, out, attrs, 0, L, null, counted);
     // Blocks of 32: id-0 queries visit 4 blocks of id 0 and the mixed block 192…223; id-1
     // queries the 4 id-1 blocks. Without skipping every query would read all 256 ids.
     const rows0 = 129;
@@ -119,18 +119,22 @@ describe('fusedAttention: packed sequences', () => {
     expect(k.contiguousRuns(ids, 0, L)).toBeNull();
     const calls: [number, number, number][] = [];
     const out = new Float32Array(L * hd);
-    const spy: typeof k.fusedAttention = (qq, kk, vv, pad, am, o, a, from, to) => {
+    const spy: typeof k.fusedAttention = (qq, kk, vv, pad, am, o, a, from, to, lse) => {
       calls.push([a.queryLength, from ?? 0, to ?? 0]);
-      k.fusedAttention(qq, kk, vv, pad, am, o, a, from, to);
+      k.fusedAttention(qq, kk, vv, pad, am, o, a, from, to, lse);
     };
-    k.packedFusedAttention(spy, q, key, v, null, null, out, attrs, 0, L, runs);
+    const lse = new Float32Array(L);
+    k.packedFusedAttention(spy, q, key, v, null, null, out, attrs, 0, L, lse, runs);
     expect(calls).toEqual([
       [10, 0, 10],
       [190, 0, 190],
       [56, 0, 56],
     ]);
     const ref = new Float32Array(L * hd);
-    k.fusedAttention(q, key, v, null, null, ref, attrs, 0, L, runs);
+    const refLse = new Float32Array(L);
+    k.fusedAttention(q, key, v, null, null, ref, attrs, 0, L, refLse, runs);
     for (let e = 0; e < L * hd; e++) expect(out[e]).toBeCloseTo(ref[e] as number, 6);
+    // Each sequence's lse lands on its own rows of the whole lse [B, H, L].
+    for (let i = 0; i < L; i++) expect(lse[i]).toBeCloseTo(refLse[i] as number, 5);
   });
 });

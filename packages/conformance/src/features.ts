@@ -27,14 +27,11 @@ export interface FeatureSuiteOptions {
 
 export const TOL: Tolerance = { atol: 1e-4, rtol: 1e-3 };
 
-export function close(
-  name: string,
-  actual: Tensor | undefined,
-  expected: { shape: readonly number[]; data: ArrayLike<number> },
-  tol = TOL,
-) {
+type Numbers = { readonly shape: readonly number[]; readonly data: ArrayLike<number> };
+
+export function close(name: string, actual: Numbers | undefined, expected: Numbers, tol = TOL) {
   expect(actual, `${name} missing`).toBeDefined();
-  const c = compareArrays(name, actual as Tensor, expected, tol);
+  const c = compareArrays(name, actual as Numbers, expected, tol);
   if (!c.ok) expect.fail(c.message);
 }
 

@@ -6,25 +6,12 @@ import {
   type Tensor,
 } from '@qkv/core';
 import { describe, expect, it } from 'vitest';
-import { compareArrays, type Tolerance } from './compare.js';
+import { close } from './features.js';
 import { GOLDEN_CASES, goldenToApi, loadGoldenCase } from './golden.js';
 import { randomTensor, randomWeights, rng } from './random.js';
 import { referenceAttention } from './reference.js';
 
 type Make = (config: AttentionConfig, weights: AttentionWeights) => Promise<Attention>;
-
-const TOL: Tolerance = { atol: 1e-4, rtol: 1e-3 };
-
-function close(
-  name: string,
-  actual: { shape: readonly number[]; data: ArrayLike<number> } | undefined,
-  expected: { shape: readonly number[]; data: ArrayLike<number> },
-  tol = TOL,
-) {
-  expect(actual, `${name} missing`).toBeDefined();
-  const c = compareArrays(name, actual as Tensor, expected, tol);
-  if (!c.ok) expect.fail(c.message);
-}
 
 /** Keys [from, to) of a [B, L, d] tensor (or mask [B, L]) along axis 1. */
 function keyRange(t: Tensor, from: number, to: number): Tensor {

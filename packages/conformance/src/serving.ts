@@ -24,7 +24,7 @@ import { referenceAttention } from './reference.js';
  */
 
 /** Tokens at … at+t−1 of E [B, L, D] → [B, t, D]. */
-function tokens(E: Tensor, at: number, t: number): Tensor {
+export function tokens(E: Tensor, at: number, t: number): Tensor {
   const [B, L, D] = E.shape as [number, number, number];
   const x = new Float32Array(B * t * D);
   for (let b = 0; b < B; b++) x.set(E.data.subarray((b * L + at) * D, (b * L + at + t) * D), b * t * D);
@@ -51,7 +51,7 @@ async function feed(session: AttentionSession, E: Tensor, from: number, to: numb
 const rowsOf = (full: Tensor, at: number, t: number) => tokens(full, at, t);
 
 /** Runs `body`, or checks that a backend without packed sequences refuses them with CAPABILITY. */
-async function packed(attn: Attention, body: () => Promise<void>): Promise<void> {
+export async function packed(attn: Attention, body: () => Promise<void>): Promise<void> {
   try {
     await body();
   } catch (e) {
@@ -61,7 +61,7 @@ async function packed(attn: Attention, body: () => Promise<void>): Promise<void>
   }
 }
 
-const ids = (B: number, L: number, rows: number[][]): Tensor => ({
+export const ids = (B: number, L: number, rows: number[][]): Tensor => ({
   shape: [B, L],
   data: Float32Array.from(rows.flat()),
 });

@@ -19,6 +19,7 @@ import { compareArrays, DEFAULT_TOLERANCE, type Tolerance } from './compare.js';
 import { describeFeatureConformance } from './features.js';
 import { GOLDEN_CASES, type GoldenCaseName, goldenToApi, loadGoldenCase } from './golden.js';
 import { describeLseConformance } from './lse.js';
+import { describeLseServingConformance } from './lse-serving.js';
 import { describeMagnitudeConformance } from './magnitudes.js';
 import { randomCase } from './random.js';
 import { type RefTensor, referenceAttention } from './reference.js';
@@ -256,6 +257,8 @@ export function describeConformance(factory: BackendFactory, options: Conformanc
     describeMagnitudeConformance((config, weights) => make(config, weights), { timeout });
     // returnLse fused and unfused, the shard merge, sessions (lse.ts).
     describeLseConformance((config, weights) => make(config, weights), { timeout });
+    // returnLse with softcap, sinks, sinkTokens, sequenceIds and window sessions (lse-serving.ts).
+    describeLseServingConformance(factory, (config, weights) => make(config, weights), { timeout });
 
     describe('differential: random configs and masks', () => {
       const seed = Number(env('QKV_FUZZ_SEED') ?? options.seed ?? 20261128);

@@ -72,8 +72,8 @@ export interface Kernels<T extends BackendTensor = BackendTensor> {
   writeRows?(cache: T, rows: T, attrs: WriteRowsAttrs): MaybePromise<T>;
   /**
    * masked [B, H, Lq, Lk] → lse [B, H, Lq]: the natural log of each row's softmax denominator,
-   * max-subtracted (m + log Σ exp(s − m)); −∞ for a row with no visible key. Needed for
-   * `returnLse` on the unfused path.
+   * max-subtracted (m + log Σ exp(s − m)), with exp(sinks[h]) in it when `attrs.sinks` (as in
+   * softmax); −∞ for a row with no visible key and no sink. Needed for `returnLse` unfused.
    */
   logSumExp?(s: T, attrs: LogSumExpAttrs): MaybePromise<T>;
 }
@@ -99,8 +99,9 @@ export interface FusedKernels<T extends BackendTensor = BackendTensor> {
   ): MaybePromise<T>;
   /**
    * As `fusedAttention`, plus lse [B, H, Lq] from the same pass (the running max and sum of the
-   * online softmax): log Σ_j exp(s_ij) over the visible scaled scores, −∞ when none. Without it,
-   * a run with `returnLse` takes the unfused path (the result says `fused: false`).
+   * online softmax): the log of the softmax denominator, log Σ_j exp(s_ij) over the visible
+   * scaled scores (+ exp(sinks[h]) with `attrs.sinks`), −∞ when nothing is in it. Without it, a
+   * run with `returnLse` takes the unfused path (the result says `fused: false`).
    */
   fusedAttentionLse?(
     q: T,
@@ -109,6 +110,7 @@ export interface FusedKernels<T extends BackendTensor = BackendTensor> {
     keyPaddingMask: T | null,
     attnMask: T | null,
     attrs: FusedAttentionAttrs,
+    sequenceIds?: T | null,
   ): MaybePromise<readonly [heads: T, lse: T]>;
 }
 

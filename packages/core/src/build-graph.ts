@@ -335,8 +335,8 @@ function attentionNodes({ config, shape, att, offset, constants, nodes }: Builde
     inputs: ['masked'],
     shape: [B, H, Lq],
     dims: ['B', 'H', 'Lq'],
-    attrs: { rows: B * H * Lq, cols: Lk },
-    doc: 'lse = log Σ_j exp(masked[i, j]) over the visible keys (the softmax denominator); −∞ when none',
+    attrs: sinks ? { rows: B * H * Lq, cols: Lk, sinks, queryLength: Lq } : { rows: B * H * Lq, cols: Lk },
+    doc: `lse = log Σ_j exp(masked[i, j]) over the visible keys${sinks ? ' + exp(sinks[h])' : ''} (the softmax denominator); −∞ when empty`,
   });
   nodes.push({
     name: 'attention',

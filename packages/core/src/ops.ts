@@ -114,11 +114,12 @@ export interface SoftmaxAttrs {
   readonly sinks?: readonly number[];
   readonly queryLength?: number;
 }
-/** lse[r] = log Σ_j exp(s[r, j]) over rows [rows, cols] of masked scores; −∞ for an all −∞ row. */
-export interface LogSumExpAttrs {
-  readonly rows: number;
-  readonly cols: number;
-}
+/**
+ * lse[r] = log(Σ_j exp(s[r, j]) + exp(sinks[h])) over rows [rows, cols] of masked scores, the sink
+ * term only with `sinks` (row r's head as in `SoftmaxAttrs`): the log of softmax's denominator, so
+ * softmax(s)[r, j] = exp(s[r, j] − lse[r]). An all −∞ row gives −∞ (sinks[h] with sinks).
+ */
+export type LogSumExpAttrs = SoftmaxAttrs;
 export type ScoresAttrs = AttentionDims;
 export type WeightedSumAttrs = AttentionDims;
 /** scores → scale → mask → softmax → weightedSum in one kernel, never holding [Lq, Lk]. */

@@ -61,7 +61,8 @@ export class KvCache {
     if (!device) return new KvCache(batch, capacity, width, null, [kData, vData], ids);
     const shape = [batch, capacity, width];
     // Where the backend's decode kernel reads it in place, if it says where (allocateCache).
-    const place = (d: Float32Array) => (backend.allocateCache ? backend.allocateCache(shape, d) : backend.upload({ shape, data: d }));
+    const place = (d: Float32Array) =>
+      backend.allocateCache ? backend.allocateCache(shape, d) : backend.upload({ shape, data: d });
     const k = await place(kData);
     let v: BackendTensor;
     try {
