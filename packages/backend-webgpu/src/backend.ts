@@ -159,7 +159,12 @@ export class WebGPUBackend implements Backend<WebGPUTensor> {
       return out;
     }),
     // returnLse runs the unfused chain here: the flash kernel does not hand back its row stats yet.
-    logSumExp: this.#run((s, attrs) => k.logSumExp(this.runtime, s, attrs)),
+    logSumExp: this.#run((s, attrs) => {
+      const sinks = this.#perHead(attrs.sinks);
+      const out = k.logSumExp(this.runtime, s, sinks, attrs);
+      this.#drop(sinks);
+      return out;
+    }),
     weightedSum: this.#run((w, v, attrs) => k.weightedSum(this.runtime, w, v, attrs)),
     rotary: this.#run((x, attrs) => k.rotary(this.runtime, x, attrs)),
     // Appends in place and hands back the cache itself (a session's persistent tensor).
