@@ -1,4 +1,5 @@
-// Shared by the SIMD kernels (kernels.ts) and the decode kernel (decode.ts).
+// The one base-2 exponential of the flash kernel (attention.ts) and the decode kernel (decode.ts).
+import { madd } from './madd';
 
 // 2^x for f32x4, x ≤ 0: 2^x = 2^n · 2^f with n = round(x), f = x − n ∈ [−½, ½], and 2^f from its
 // degree-6 Taylor polynomial (truncation error (½·ln 2)^7 / 7! ≈ 1.2e-7, about one float32 ulp).
@@ -23,12 +24,12 @@ export function exp2NonPositive(x: v128): v128 {
   const t = f32x4.add(xc, magic);
   const f = f32x4.sub(xc, f32x4.sub(t, magic));
   let y = f32x4.splat(1.5403530393381606e-4); // ln2^6 / 6!
-  y = f32x4.add(f32x4.mul(y, f), f32x4.splat(1.3333558146428443e-3)); // ln2^5 / 5!
-  y = f32x4.add(f32x4.mul(y, f), f32x4.splat(9.618129107628477e-3)); // ln2^4 / 4!
-  y = f32x4.add(f32x4.mul(y, f), f32x4.splat(5.550410866482158e-2)); // ln2^3 / 3!
-  y = f32x4.add(f32x4.mul(y, f), f32x4.splat(2.402265069591007e-1)); // ln2^2 / 2!
-  y = f32x4.add(f32x4.mul(y, f), f32x4.splat(6.931471805599453e-1)); // ln2
-  y = f32x4.add(f32x4.mul(y, f), f32x4.splat(1));
+  y = madd(y, f, f32x4.splat(1.3333558146428443e-3)); // ln2^5 / 5!
+  y = madd(y, f, f32x4.splat(9.618129107628477e-3)); // ln2^4 / 4!
+  y = madd(y, f, f32x4.splat(5.550410866482158e-2)); // ln2^3 / 3!
+  y = madd(y, f, f32x4.splat(2.402265069591007e-1)); // ln2^2 / 2!
+  y = madd(y, f, f32x4.splat(6.931471805599453e-1)); // ln2
+  y = madd(y, f, f32x4.splat(1));
   // t's bits are bits(magic) + n; shifting (bits + 127) left by 23 drops the magic's bits (all at
   // 2^9 and above) and leaves 2^n's exponent field: n ∈ [−126, 0] here, so 2^n is normal.
   const pow2n = i32x4.shl(i32x4.add(t, i32x4.splat(127)), 23);

@@ -9,6 +9,7 @@ import {
 } from '@qkv/core';
 import { describe, expect, it } from 'vitest';
 import { close, type Make, setup, withSupport } from './features.js';
+import { runLseBothWays, weightsFromLse } from './lse.js';
 import { randomTensor, randomWeights, rng } from './random.js';
 import { referenceAttention } from './reference.js';
 import { ids, packed, tokens } from './serving.js';
@@ -25,22 +26,17 @@ import { ids, packed, tokens } from './serving.js';
 /** lse fused and unfused vs float64, and exp(masked − lse) = the reference weights. */
 async function checkLse(attn: Attention, config: AttentionConfig, weights: AttentionWeights, inputs: AttentionInputs) {
   const ref = referenceAttention(config, weights, inputs);
-  const unfused = await attn.run(inputs, { returnLse: true, returnWeights: 'perHead' });
-  const fused = await attn.run(inputs, { returnLse: true });
-  expect(unfused.fused).toBe(false);
-  for (const [label, out] of [
-    ['unfused', unfused],
-    [`fused=${fused.fused}`, fused],
-  ] as const) {
+  const runs = await runLseBothWays(attn, inputs);
+  for (const [label, out] of runs) {
     close(`lse (${label})`, out.lse, ref.lse);
     close(`attention (${label})`, out.attention, ref.attention);
+    close(
+      `exp(masked − lse) (${label}) vs float64 weights`,
+      weightsFromLse(ref.masked, out.lse as Tensor),
+      ref.weights,
+    );
   }
-  const lse = (unfused.lse as Tensor).data;
-  const Lk = ref.masked.shape[ref.masked.shape.length - 1] as number;
-  const w = Float64Array.from(ref.masked.data, (s, idx) =>
-    s === Number.NEGATIVE_INFINITY ? 0 : Math.exp(s - (lse[Math.floor(idx / Lk)] as number)),
-  );
-  close('exp(masked − lse) vs float64 weights', { shape: ref.weights.shape, data: w }, ref.weights);
+  const fused = runs[1][1];
   return { ref, fused };
 }
 

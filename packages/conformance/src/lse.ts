@@ -1,6 +1,8 @@
 import {
   type Attention,
   type AttentionConfig,
+  type AttentionInputs,
+  type AttentionResult,
   type AttentionWeights,
   mergeAttentionShards,
   type Tensor,
@@ -22,6 +24,29 @@ function keyRange(t: Tensor, from: number, to: number): Tensor {
   return { shape: t.shape.length === 3 ? [B, to - from, w] : [B, to - from], data };
 }
 
+/** The run with lse unfused (weights asked for) and fused (where the backend can), labelled. */
+export async function runLseBothWays(
+  attn: Attention,
+  inputs: AttentionInputs,
+): Promise<readonly [readonly [string, AttentionResult], readonly [string, AttentionResult]]> {
+  const unfused = await attn.run(inputs, { returnLse: true, returnWeights: 'perHead' });
+  const fused = await attn.run(inputs, { returnLse: true });
+  expect(unfused.fused).toBe(false);
+  return [
+    ['unfused', unfused],
+    [`fused=${fused.fused}`, fused],
+  ];
+}
+
+/** softmax rebuilt from lse: exp(masked − lse) per row of masked [B, H, Lq, Lk] (0 where −∞). */
+export function weightsFromLse(masked: { shape: readonly number[]; data: ArrayLike<number> }, lse: Tensor) {
+  const Lk = masked.shape[masked.shape.length - 1] as number;
+  const data = Float64Array.from(masked.data, (s, idx) =>
+    s === Number.NEGATIVE_INFINITY ? 0 : Math.exp(s - (lse.data[Math.floor(idx / Lk)] as number)),
+  );
+  return { shape: masked.shape, data };
+}
+
 /**
  * returnLse: lse [B, H, Lq] = log Σ_j exp(masked score) over the visible keys, −∞ for a query that
  * sees none; checked fused and unfused against the float64 reference and PyTorch's weights
@@ -39,28 +64,18 @@ export function describeLseConformance(make: Make, options: { timeout: number })
           const ref = referenceAttention(config, weights, inputs);
           const attn = await make(config, weights);
           try {
-            const unfused = await attn.run(inputs, { returnLse: true, returnWeights: true });
-            const fused = await attn.run(inputs, { returnLse: true });
-            expect(unfused.fused).toBe(false);
-            for (const [label, out] of [
-              ['unfused', unfused],
-              [`fused=${fused.fused}`, fused],
-            ] as const) {
+            const runs = await runLseBothWays(attn, inputs);
+            for (const [label, out] of runs) {
               close(`${name}.lse (${label})`, out.lse, ref.lse, c.tolerance);
               // softmax from the backend's lse and the float64 masked scores reproduces PyTorch.
-              const lse = (out.lse as Tensor).data;
-              const Lk = ref.masked.shape[ref.masked.shape.length - 1] as number;
-              const w = Float64Array.from(ref.masked.data, (s, idx) => {
-                const l = lse[Math.floor(idx / Lk)] as number;
-                return l === Number.NEGATIVE_INFINITY ? 0 : Math.exp(s - l);
-              });
               close(
                 `${name}: exp(masked − lse) (${label}) vs golden weights`,
-                { shape: ref.weights.shape, data: w },
+                weightsFromLse(ref.masked, out.lse as Tensor),
                 c.outputs.weights as { shape: number[]; data: number[] },
                 c.tolerance,
               );
             }
+            const fused = runs[1][1];
             if (c.fullyMaskedRows) {
               const [, H, Lq] = (fused.lse as Tensor).shape as [number, number, number];
               for (const [b, i] of c.fullyMaskedRows)

@@ -103,3 +103,12 @@ export function concatQueries(parts: Tensor[], Lk: number): Tensor {
   }
   return { shape: [B, H, t, Lk], data: out };
 }
+
+/** lse pieces [B, H, t_p] → [B, H, Σ t_p] (side by side on the query axis). */
+export function concatLse(parts: Tensor[]): Tensor {
+  const w = concatQueries(
+    parts.map((p) => ({ shape: [...p.shape, 1], data: p.data })),
+    1,
+  );
+  return { shape: w.shape.slice(0, 3), data: w.data };
+}

@@ -10,6 +10,7 @@ import { type CachedNorms, checkOverflow, type WeightNorms } from './overflow.js
 import { checkInputs } from './serving.js';
 import { KvCache } from './session-cache.js';
 import {
+  concatLse,
   concatQueries,
   concatTokens,
   sliceIds,
@@ -369,13 +370,8 @@ export class Session implements AttentionSession {
       fused: parts.every((r) => r.fused),
     };
     if (options.returnLse) {
-      // Pieces' lse [B, H, n] side by side on the query axis → [B, H, t].
-      const l = concatQueries(
-        parts.map(({ lse }) => ({ shape: [...(lse as Tensor).shape, 1], data: (lse as Tensor).data })),
-        1,
-      );
-      const [Bl, H] = l.shape as [number, number];
-      result.lse = unbatched ? { shape: [H, t], data: l.data } : { shape: [Bl, H, t], data: l.data };
+      const lse = concatLse(parts.map((r) => r.lse as Tensor));
+      result.lse = unbatched ? unbatch(lse, ['B']) : lse;
     }
     if (options.returnWeights) {
       // [B, H, t, Lk] over every position so far (columns past a piece's own keys are 0).
