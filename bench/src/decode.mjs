@@ -193,9 +193,15 @@ async function floorReader(bytes) {
 
 const registry = new BackendRegistry().register(cpuBackend).register(workersBackend);
 const rows = [];
-console.log(
-  `decode bench: ${os.cpus()[0]?.model} × ${os.cpus().length}, load ${os.loadavg()[0].toFixed(1)}, ${STEPS} steps per cell`,
-);
+const outFile = join(here, '..', 'results', `${arg('out') ?? 'decode'}.json`);
+const machine = `${os.cpus()[0]?.model} × ${os.cpus().length}`;
+/** Rewritten after every row: a crash or a kill keeps every row measured so far. */
+const save = () =>
+  writeFileSync(
+    outFile,
+    `${JSON.stringify({ date: new Date().toISOString(), machine, node: process.version, steps: STEPS, rows }, null, 2)}\n`,
+  );
+console.log(`decode bench: ${machine}, load ${os.loadavg()[0].toFixed(1)}, ${STEPS} steps per cell`);
 for (const shape of SHAPES) {
   const weights = weightsFor(shape, 7);
   const maxLength = Math.max(...CACHES) + STEPS + 2;
@@ -239,6 +245,7 @@ for (const shape of SHAPES) {
       },
     };
     rows.push(row);
+    save();
     const f = (v) => v.toFixed(2).padStart(7);
     console.log(
       `${shape.label.padEnd(26)} cache ${String(cache).padStart(5)} (K+V ${row.kvMB.toFixed(0).padStart(3)} MB)` +
@@ -250,9 +257,5 @@ for (const shape of SHAPES) {
   }
   for (const impl of Object.values(impls)) await impl.dispose();
 }
-const out = arg('out') ?? 'decode';
-writeFileSync(
-  join(here, '..', 'results', `${out}.json`),
-  `${JSON.stringify({ date: new Date().toISOString(), machine: `${os.cpus()[0]?.model} × ${os.cpus().length}`, node: process.version, steps: STEPS, rows }, null, 2)}\n`,
-);
+save();
 process.exit(0);

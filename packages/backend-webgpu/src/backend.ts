@@ -6,6 +6,7 @@ import {
   type BackendFactory,
   compileByRunning,
   describeValue,
+  type FusedAttentionAttrs,
   type FusedKernels,
   formatShape,
   type GraphDims,
@@ -158,7 +159,6 @@ export class WebGPUBackend implements Backend<WebGPUTensor> {
       this.#drop(sinks);
       return out;
     }),
-    // returnLse runs the unfused chain here: the flash kernel does not hand back its row stats yet.
     logSumExp: this.#run((s, attrs) => {
       const sinks = this.#perHead(attrs.sinks);
       const out = k.logSumExp(this.runtime, s, sinks, attrs);
@@ -175,15 +175,40 @@ export class WebGPUBackend implements Backend<WebGPUTensor> {
   };
 
   readonly fused: FusedKernels<WebGPUTensor> = {
-    fusedAttention: this.#run((q, key, v, pad, am, attrs, ids) => {
-      const slopes = this.#perHead(attrs.alibiSlopes);
-      const sinks = this.#perHead(attrs.sinks);
-      const out = k.fusedAttention(this.runtime, q, key, v, pad, am, slopes, this.#use(ids ?? null), sinks, attrs);
+    fusedAttention: this.#run((q, key, v, pad, am, attrs, ids) => this.#flash(q, key, v, pad, am, attrs, ids, null)),
+    // The flash kernel writes each row's m + log l as it writes the row (returnLse stays fused).
+    fusedAttentionLse: (q, key, v, pad, am, attrs, ids) => {
+      this.#alive();
+      const lse = this.#track(this.runtime.tensor([attrs.batch, attrs.numHeads, attrs.queryLength]));
+      try {
+        const heads = this.#run(this.#flash.bind(this))(q, key, v, pad, am, attrs, ids, lse);
+        return [heads, lse] as const;
+      } catch (e) {
+        this.dispose(lse);
+        throw e;
+      }
+    },
+  };
+
+  #flash(
+    q: WebGPUTensor,
+    key: WebGPUTensor,
+    v: WebGPUTensor,
+    pad: WebGPUTensor | null,
+    am: WebGPUTensor | null,
+    attrs: FusedAttentionAttrs,
+    ids: WebGPUTensor | null | undefined,
+    lse: WebGPUTensor | null,
+  ): WebGPUTensor {
+    const slopes = this.#perHead(attrs.alibiSlopes);
+    const sinks = this.#perHead(attrs.sinks);
+    try {
+      return k.fusedAttention(this.runtime, q, key, v, pad, am, slopes, this.#use(ids ?? null), sinks, attrs, lse);
+    } finally {
       this.#drop(slopes);
       this.#drop(sinks);
-      return out;
-    }),
-  };
+    }
+  }
 
   /** Refuses, before any upload, a graph whose buffers or grids this device cannot hold. */
   checkLimits(dims: GraphDims, fused: boolean): void {

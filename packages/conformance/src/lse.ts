@@ -32,6 +32,8 @@ export async function runLseBothWays(
   const unfused = await attn.run(inputs, { returnLse: true, returnWeights: 'perHead' });
   const fused = await attn.run(inputs, { returnLse: true });
   expect(unfused.fused).toBe(false);
+  // Asking for lse never costs the fused path: every backend's fused kernel also returns it.
+  expect(fused.fused, 'returnLse keeps the path a plain run takes').toBe((await attn.run(inputs)).fused);
   return [
     ['unfused', unfused],
     [`fused=${fused.fused}`, fused],

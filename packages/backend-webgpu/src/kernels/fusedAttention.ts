@@ -49,14 +49,16 @@ const load4 = (buf: string, base: string, i: number, hd: number) =>
  *           raises the running max m, rescale l and acc by exp(m − s) (rare after the first
  *           keys); p = exp(s − m), l += p, acc += p·v_j.
  * heads = acc / l, 0 when l = 0. With sink logits each row starts at m = sink_h, l = 1 (the
- * sink's own exp(sink_h − m)), acc = 0: it joins the denominator and adds no value.
+ * sink's own exp(sink_h − m)), acc = 0: it joins the denominator and adds no value. With `withLse`
+ * (returnLse) the row's lse = m + log l goes to lse [B, H, Lq] too: the log of the whole
+ * denominator, sink included; −∞ when l = 0.
  * q [B, Lq, H·hd], k, v [B, Lk | keyCapacity, KVH·hd], sequenceIds [B, Lk] → heads [B, Lq, H·hd].
  */
-const wgsl = (hd: number, m: MaskInputs, sinks: boolean) => {
+const wgsl = (hd: number, m: MaskInputs, sinks: boolean, withLse: boolean) => {
   const BC = keyTile(hd);
   const n4 = Math.ceil(hd / 4);
   const buffers = ['q', 'k', 'v', ...maskBuffers(m), ...(m.seq ? ['blocks'] : []), ...(sinks ? ['sinks'] : [])];
-  return `${declare([...headFields, ...maskFields, 'scale: f32', 'nb: u32'], [...buffers, 'out:rw'])}
+  return `${declare([...headFields, ...maskFields, 'scale: f32', 'nb: u32'], [...buffers, 'out:rw', ...(withLse ? ['lse:rw'] : [])])}
 ${infinity}
 ${visibleKeys}
 ${servingFns}
@@ -169,6 +171,7 @@ ${unroll(n4, (c) => `          acc${c} += pj * vt[t + ${c}u];`)}
   if (!inRange) { return; }
   let inv = select(0.0, 1.0 / l, l > 0.0);
 ${unroll(hd, (c) => `  out[qOff + ${c}u] = acc${Math.floor(c / 4)}[${c % 4}] * inv;`)}
+${withLse ? '  lse[(b * p.H + h) * p.Lq + row] = select(negInf(), m + log(l), l > 0.0);' : ''}
 }`;
 };
 
@@ -183,6 +186,7 @@ export function fusedAttention(
   ids: WebGPUTensor | null,
   sinks: WebGPUTensor | null,
   attrs: FusedAttentionAttrs,
+  lse: WebGPUTensor | null = null,
 ): WebGPUTensor {
   const { batch: B, numHeads: H, queryLength: Lq, keyLength: Lk, headDim: hd } = attrs;
   const m = maskInputs(pad, am, slopes, ids, attrs);
@@ -196,10 +200,10 @@ export function fusedAttention(
     .filter((t): t is WebGPUTensor => t !== null)
     .map((t) => t.buffer);
   rt.dispatch({
-    key: `fusedAttention:${hd}:${maskKey(m)}${sinks === null ? '' : 's'}`,
-    wgsl: () => wgsl(hd, m, sinks !== null),
+    key: `fusedAttention:${hd}:${maskKey(m)}${sinks === null ? '' : 's'}${lse === null ? '' : 'l'}`,
+    wgsl: () => wgsl(hd, m, sinks !== null, lse !== null),
     params,
-    buffers: [q.buffer, k.buffer, v.buffer, ...optional, out.buffer],
+    buffers: [q.buffer, k.buffer, v.buffer, ...optional, out.buffer, ...(lse === null ? [] : [lse.buffer])],
     groups: [Math.ceil(Lq / BR), H, B],
   });
   if (blocks !== null) rt.destroyBuffer(blocks.buffer);
