@@ -58,18 +58,20 @@ export function workersFused(s: Scheduler, threads: number, build: KernelBuild):
   };
 
   return {
-    fusedAttention: (q, k, v, pad, am, attrs) =>
-      decode(q, k, v, pad !== null || am !== null, attrs, false)?.[0] ?? flash(q, k, v, pad, am, attrs),
-    fusedAttentionLse: (q, k, v, pad, am, attrs) => {
+    fusedAttention: (q, k, v, pad, am, attrs, ids) =>
+      decode(q, k, v, pad !== null || am !== null || ids != null, attrs, false)?.[0] ??
+      flash(q, k, v, pad, am, attrs, ids),
+    fusedAttentionLse: (q, k, v, pad, am, attrs, ids) => {
       const [out, lse] =
-        decode(q, k, v, pad !== null || am !== null, attrs, true) ??
-        s.enqueueOutputs([heads(attrs), lseShape(attrs)], [q, k, v, pad, am], ([o, l]) => ({
+        decode(q, k, v, pad !== null || am !== null || ids != null, attrs, true) ??
+        s.enqueueOutputs([heads(attrs), lseShape(attrs)], [q, k, v, pad, am, ids ?? null], ([o, l]) => ({
           op: 'fusedAttention',
           q: d(q),
           k: d(k),
           v: d(v),
           keyPaddingMask: data(pad),
           attnMask: data(am),
+          sequenceIds: data(ids ?? null),
           out: o as Float32Array,
           lse: l as Float32Array,
           attrs,

@@ -15,7 +15,6 @@ import {
   STATS_WIDTH,
   transposeValuesSource,
 } from './fusedAttention.glsl.js';
-import { lseTileSpec } from './logSumExp.js';
 import {
   ID_BLOCKS,
   keyUniforms,
@@ -24,6 +23,7 @@ import {
   SEQ_BLOCK,
   spansSource,
 } from './fusedAttention.keys.glsl.js';
+import { lseTileSpec } from './logSumExp.js';
 import {
   hiddenLines,
   type MaskVariant,

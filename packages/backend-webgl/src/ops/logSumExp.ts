@@ -15,7 +15,8 @@ import { type RowSinks, rowSinks, sinkArgs, sinkLine, withRowStats } from './sof
 
 /** What a row with no visible key gets: −∞, or its head's sink (`sinkLine` needs r, rowStart). */
 const empty = (sinks: RowSinks | null) => (sinks ? `${sinkLine}\n    return sink;` : 'return negInf;');
-const constantsOf = (sinks: RowSinks | null) => (sinks ? { H: sinks.numHeads, Lq: sinks.queryLength } : {});
+const constantsOf = (sinks: RowSinks | null): Record<string, number> =>
+  sinks ? { H: sinks.numHeads, Lq: sinks.queryLength } : {};
 
 /** m [rows], l [rows] (, sinks [H], rowStart) → lse [rows]. */
 export function lseSpec(rows: number, sinks: RowSinks | null): KernelSpec {
