@@ -8,11 +8,12 @@ import {
   type FusedAttentionAttrs,
   type FusedKernels,
   type Kernels,
+  type LinearAttrs,
   QkvError,
   sizeOf,
   type Tensor,
 } from '@qkv/core';
-import type { KernelBuild, KernelChoice } from './fast/index.js';
+import type { FastKernels, KernelBuild, KernelChoice, PreparedWeight } from './fast/index.js';
 import * as fast from './fast/index.js';
 import * as k from './kernels/index.js';
 
@@ -79,11 +80,20 @@ export class CpuBackend implements Backend<CpuTensor> {
   readonly #fusedAttention: typeof k.fusedAttention;
   /** Where KV caches live for the decode kernel (fast path only): created on the first cache. */
   #arena: fast.DecodeArena | string | null = null;
+  readonly #fast: FastKernels | null;
+  /**
+   * Projection weights packed once into the module's memory, per weight tensor (the handle's
+   * params, uploaded once): every run and session step after the first copies only x. Safe to
+   * key by the tensor: upload() made it a private copy, and no kernel writes into a tensor in
+   * place except writeRows (KV caches), which drops any packing of its target.
+   */
+  readonly #prepared = new Map<CpuTensor, { bias: CpuTensor | null; weight: PreparedWeight }>();
 
   /** Throws INVALID_OPTION / CAPABILITY for a choice that cannot run here (as `create` does). */
   constructor(options: CpuBackendOptions = {}) {
     this.kernelBuild = fast.resolveKernelChoice(options.kernels, 'cpu');
-    const kernels = this.kernelBuild === 'reference' ? k : fast.fastKernels(this.kernelBuild);
+    this.#fast = this.kernelBuild === 'reference' ? null : fast.fastKernels(this.kernelBuild);
+    const kernels = this.#fast ?? k;
     this.#linear = kernels.linear;
     this.#fusedAttention = kernels.fusedAttention;
   }
@@ -144,6 +154,28 @@ export class CpuBackend implements Backend<CpuTensor> {
       this.#arena.free(t.arena.ptr);
     t.disposed = true;
     this.#live.delete(t);
+    this.#unprepare(t);
+  }
+
+  /** W packed in the module for `linear` (made on first use), or null for the reference path. */
+  #preparedFor(w: CpuTensor, bias: CpuTensor | null, attrs: LinearAttrs): PreparedWeight | null {
+    if (this.#fast === null || !fast.linearIsFast(attrs)) return null;
+    const have = this.#prepared.get(w);
+    if (
+      have?.bias === bias &&
+      have.weight.inFeatures === attrs.inFeatures &&
+      have.weight.outFeatures === attrs.outFeatures
+    )
+      return have.weight;
+    this.#unprepare(w);
+    const weight = this.#fast.prepareWeight(d(w), data(bias), attrs);
+    this.#prepared.set(w, { bias, weight });
+    return weight;
+  }
+
+  #unprepare(w: CpuTensor): void {
+    this.#prepared.get(w)?.weight.release();
+    this.#prepared.delete(w);
   }
 
   liveTensors(): number {
@@ -159,7 +191,9 @@ export class CpuBackend implements Backend<CpuTensor> {
     },
     linear: (x, w, bias, attrs) => {
       const out = this.#make([...x.shape.slice(0, -1), attrs.outFeatures]);
-      this.#linear(d(x), d(w), data(bias), out.data, attrs);
+      const prepared = this.#preparedFor(w, bias, attrs);
+      if (prepared) prepared.linear(d(x), out.data, attrs.rows);
+      else this.#linear(d(x), d(w), data(bias), out.data, attrs);
       return out;
     },
     scores: (q, key, attrs) => {
@@ -194,6 +228,7 @@ export class CpuBackend implements Backend<CpuTensor> {
     },
     // Appends in place and hands back the cache itself (a session's persistent tensor).
     writeRows: (cache, rows, attrs) => {
+      this.#unprepare(cache);
       k.writeRows(d(cache), d(rows), attrs);
       return cache;
     },
@@ -236,6 +271,8 @@ export class CpuBackend implements Backend<CpuTensor> {
     this.#live.clear();
     if (typeof this.#arena === 'object' && this.#arena !== null) fast.releaseDecodeKernel(this.#arena.id);
     this.#arena = null;
+    for (const { weight } of this.#prepared.values()) weight.release();
+    this.#prepared.clear();
   }
 }
 

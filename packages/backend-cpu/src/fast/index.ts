@@ -19,6 +19,8 @@ export {
   partialFloats,
   readArena,
 } from './decode.js';
+export { PreparedWeight } from './prepared.js';
+export { residentBytes } from './resident.js';
 export {
   beginPackScope,
   endPackScope,
@@ -29,5 +31,6 @@ export {
   fusedAttention,
   fusedAttentionIsFast,
   linear,
+  linearIsFast,
   preloadFastKernels,
 } from './wasm.js';

@@ -10,6 +10,8 @@ import {
   type WasmBuild,
   wasmMemoryBytes,
 } from './builds.js';
+import { gemmRows, PreparedWeight, packWeight } from './prepared.js';
+import { layout, scratchBase } from './resident.js';
 
 /**
  * The WebAssembly SIMD fast path: `linear` and `fusedAttention` with exactly the reference
@@ -27,8 +29,6 @@ import {
  * that is ~1e-6 relative, well inside the conformance tolerance (atol 1e-4, rtol 1e-3).
  */
 
-/** Rows of x copied into the module per gemm call. */
-const ROW_CHUNK = 256;
 /** Query rows per attention call (a multiple of the kernel's 64-row block). */
 const Q_CHUNK = 256;
 /** The kernel's S scratch: BQ × BK floats (assembly/kernels.ts). */
@@ -72,11 +72,21 @@ let scope = 0;
 let scopes = 0;
 /** What the module's memory holds from the previous call, for reuse inside the same scope. */
 let packed:
-  | { kind: 'linear'; m: Exports; scope: number; w: Float32Array; bias: Float32Array | null; K: number; N: number }
+  | {
+      kind: 'linear';
+      m: Exports;
+      scope: number;
+      base: number;
+      w: Float32Array;
+      bias: Float32Array | null;
+      K: number;
+      N: number;
+    }
   | {
       kind: 'attention';
       m: Exports;
       scope: number;
+      base: number;
       k: Float32Array;
       v: Float32Array;
       mask: Float32Array | null;
@@ -99,22 +109,6 @@ export function endPackScope(): void {
 
 const up8 = (n: number) => (n + 7) & ~7;
 const up4 = (n: number) => (n + 3) & ~3;
-
-/**
- * Bump layout of one call's buffers in linear memory, 16-byte aligned, from heapBase up. The
- * memory grows as needed and never shrinks (it is reused by every later call on this thread).
- */
-function layout(w: Exports, floats: readonly number[]): { f32: Float32Array; ptr: number[] } {
-  const ptr: number[] = [];
-  let top = (w.heapBase() + 15) & ~15;
-  for (const n of floats) {
-    ptr.push(top);
-    top += (n * 4 + 15) & ~15;
-  }
-  const have = w.memory.buffer.byteLength;
-  if (top > have) w.memory.grow(Math.ceil((top - have) / 65536));
-  return { f32: new Float32Array(w.memory.buffer), ptr };
-}
 
 const LINEAR_KEYS = new Set(['rows', 'inFeatures', 'outFeatures']);
 /** The fused attrs the SIMD kernels implement (the decode kernel too); anything else → reference. */
@@ -141,6 +135,11 @@ export function onlyKnown(attrs: object, known: ReadonlySet<string>): boolean {
   return true;
 }
 
+/** Whether `linear` takes the SIMD path for these attrs (else: the reference). */
+export function linearIsFast(attrs: LinearAttrs): boolean {
+  return onlyKnown(attrs, LINEAR_KEYS);
+}
+
 /** Whether `fusedAttention` below takes the SIMD path for these attrs (else: the reference). */
 export function fusedAttentionIsFast(attrs: FusedAttentionAttrs): boolean {
   // queryOffset only positions windows, ALiBi and the mods (extras that go to the reference
@@ -163,49 +162,35 @@ function linearWith(
   from = 0,
   to = attrs.rows,
 ): void {
-  const m = onlyKnown(attrs, LINEAR_KEYS) ? module : null;
+  const m = linearIsFast(attrs) ? module : null;
   if (m === null || to <= from) {
     referenceLinear(x, w, bias, out, attrs, from, to);
     return;
   }
   const { inFeatures: K, outFeatures: N } = attrs;
   const Np = up8(N);
-  const chunk = Math.min(ROW_CHUNK, up4(to - from));
+  // Scratch: the packed W and bias, then (gemmRows) x and out chunks; the raw W is staged above.
+  const base = scratchBase(m);
   const {
-    f32,
-    ptr: [wRaw, wPacked, biasP, a, c],
-  } = layout(m, [K * N, K * Np, Np, chunk * K, chunk * Np]);
-  const at = (p: number) => p >>> 2;
+    ptr: [wPacked, biasP],
+    end,
+  } = layout(m, [K * Np, Np]);
   const reuse =
     scope !== 0 &&
     packed?.kind === 'linear' &&
     packed.m === m &&
     packed.scope === scope &&
+    packed.base === base &&
     packed.w === w &&
     packed.bias === bias &&
     packed.K === K &&
     packed.N === N;
   if (!reuse) {
     packed = null; // overwritten below; a throw halfway must not leave a stale claim
-    f32.set(w.subarray(0, K * N), at(wRaw as number));
-    m.packPanels(wRaw as number, K, N, N, wPacked as number);
-    if (bias) {
-      f32.fill(0, at(biasP as number), at(biasP as number) + Np);
-      f32.set(bias.subarray(0, N), at(biasP as number));
-    }
-    packed = { kind: 'linear', m, scope, w, bias, K, N };
+    packWeight(m, w, bias, K, N, wPacked as number, biasP as number, end);
+    packed = { kind: 'linear', m, scope, base, w, bias, K, N };
   }
-  for (let r0 = from; r0 < to; r0 += chunk) {
-    const n = Math.min(chunk, to - r0);
-    const n4 = up4(n);
-    f32.set(x.subarray(r0 * K, (r0 + n) * K), at(a as number));
-    // Zero the pad rows (the kernel works on whole 4-row quads; their results are dropped).
-    f32.fill(0, at(a as number) + n * K, at(a as number) + n4 * K);
-    m.gemm(a as number, n4, K, wPacked as number, Np, bias ? (biasP as number) : 0, c as number);
-    const c0 = at(c as number);
-    if (Np === N) out.set(f32.subarray(c0, c0 + n * N), r0 * N);
-    else for (let r = 0; r < n; r++) out.set(f32.subarray(c0 + r * Np, c0 + r * Np + N), (r0 + r) * N);
-  }
+  gemmRows(m, x, out, K, N, wPacked as number, bias ? (biasP as number) : 0, from, to, end);
 }
 
 /**
@@ -265,11 +250,13 @@ function fusedAttentionWith(
   let vNonFinite = 0;
   // Same K/V arrays, same layout, same scope: what the previous call packed is still there.
   const shape = `${Lk},${hd},${capacity},${KVH}`;
+  const base = scratchBase(m);
   if (
     scope !== 0 &&
     packed?.kind === 'attention' &&
     packed.m === m &&
     packed.scope === scope &&
+    packed.base === base &&
     packed.k === k &&
     packed.v === v &&
     packed.mask === keyPaddingMask &&
@@ -378,6 +365,7 @@ function fusedAttentionWith(
     kind: 'attention',
     m,
     scope,
+    base,
     k,
     v,
     mask: keyPaddingMask,
@@ -388,11 +376,16 @@ function fusedAttentionWith(
   };
 }
 
-/** `linear` and `fusedAttention` bound to one WebAssembly build (the reference contract each). */
+/**
+ * `linear` and `fusedAttention` bound to one WebAssembly build (the reference contract each), and
+ * `prepareWeight`: W and bias packed once into this build's module on this thread, for backends
+ * that hold weights across runs (see PreparedWeight).
+ */
 export interface FastKernels {
   readonly build: WasmBuild;
   readonly linear: typeof referenceLinear;
   readonly fusedAttention: typeof referenceFusedAttention;
+  prepareWeight(w: Float32Array, bias: Float32Array | null, attrs: LinearAttrs): PreparedWeight;
 }
 
 const bound = new Map<WasmBuild, FastKernels>();
@@ -408,6 +401,7 @@ export function fastKernels(build: WasmBuild): FastKernels {
     fk = {
       build,
       linear: (x, w, bias, out, attrs, from, to) => linearWith(m, x, w, bias, out, attrs, from, to),
+      prepareWeight: (w, bias, attrs) => new PreparedWeight(m, w, bias, attrs.inFeatures, attrs.outFeatures),
       fusedAttention: (q, k, v, pad, am, out, attrs, from, to, lse) =>
         fusedAttentionWith(m, q, k, v, pad, am, out, attrs, from, to, lse),
     };

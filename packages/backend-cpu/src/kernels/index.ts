@@ -29,6 +29,7 @@ export {
   type KernelBuild,
   type KernelChoice,
   linear as linearFast,
+  type PreparedWeight,
   partialFloats,
   preloadFastKernels,
   readArena,

@@ -1,0 +1,115 @@
+import { QkvError } from '@qkv/core';
+import type { KernelExports as Exports } from './builds.js';
+import { allocResident, freeResident, layout } from './resident.js';
+
+/** Rows of x copied into the module per gemm call. */
+const ROW_CHUNK = 256;
+const up8 = (n: number) => (n + 7) & ~7;
+
+/**
+ * out[r, :] = x[r, :] · W + bias for r in [from, to), W already packed in the module at `wPtr`
+ * ([Np/8][K][8] panels, Np = N rounded up to 8) and the bias at `biasPtr` ([Np], or 0). x is
+ * copied in ROW_CHUNK rows at a time, scratch from `scratchFrom` up; the kernel takes any row
+ * count (the last M mod 4 rows on its few-row path), so nothing is padded.
+ * x [rows, K], out [rows, N].
+ */
+export function gemmRows(
+  m: Exports,
+  x: Float32Array,
+  out: Float32Array,
+  K: number,
+  N: number,
+  wPtr: number,
+  biasPtr: number,
+  from: number,
+  to: number,
+  scratchFrom?: number,
+): void {
+  const Np = up8(N);
+  const chunk = Math.min(ROW_CHUNK, to - from);
+  const {
+    f32,
+    ptr: [a, c],
+  } = layout(m, [chunk * K, chunk * Np], scratchFrom);
+  const a0 = (a as number) >>> 2;
+  const c0 = (c as number) >>> 2;
+  for (let r0 = from; r0 < to; r0 += chunk) {
+    const n = Math.min(chunk, to - r0);
+    f32.set(x.subarray(r0 * K, (r0 + n) * K), a0);
+    m.gemm(a as number, n, K, wPtr, Np, biasPtr, c as number);
+    if (Np === N) out.set(f32.subarray(c0, c0 + n * N), r0 * N);
+    else for (let r = 0; r < n; r++) out.set(f32.subarray(c0 + r * Np, c0 + r * Np + N), (r0 + r) * N);
+  }
+}
+
+/**
+ * Packs W [K, N] into panels at `wPtr` and the bias (zero-padded to Np) at `biasPtr`, staging the
+ * raw W in scratch from `scratchFrom` up.
+ */
+export function packWeight(
+  m: Exports,
+  w: Float32Array,
+  bias: Float32Array | null,
+  K: number,
+  N: number,
+  wPtr: number,
+  biasPtr: number,
+  scratchFrom?: number,
+): void {
+  const Np = up8(N);
+  const {
+    f32,
+    ptr: [raw],
+  } = layout(m, [K * N], scratchFrom);
+  f32.set(w.subarray(0, K * N), (raw as number) >>> 2);
+  m.packPanels(raw as number, K, N, N, wPtr);
+  if (bias) {
+    f32.fill(0, biasPtr >>> 2, (biasPtr >>> 2) + Np);
+    f32.set(bias.subarray(0, N), biasPtr >>> 2);
+  }
+}
+
+/**
+ * A projection's W (and bias) packed once into one module's memory, where it stays until
+ * `release()`: every `linear` on it then copies only x in and the rows out, never W — for a
+ * decode step (one row) that is the difference between reading W once and copying and
+ * re-packing all of it per token. The weights are copied at `prepareWeight`: changing the
+ * source arrays afterwards changes nothing here (prepare again to see new values).
+ */
+export class PreparedWeight {
+  readonly inFeatures: number;
+  readonly outFeatures: number;
+  readonly #m: Exports;
+  readonly #ptr: number;
+  readonly #bias: boolean;
+  #released = false;
+
+  constructor(m: Exports, w: Float32Array, bias: Float32Array | null, inFeatures: number, outFeatures: number) {
+    this.#m = m;
+    this.inFeatures = inFeatures;
+    this.outFeatures = outFeatures;
+    const Np = up8(outFeatures);
+    // One block: the panels [Np/8][K][8], then the bias [Np] (16-byte aligned: K·Np is a multiple of 8).
+    this.#ptr = allocResident(m, inFeatures * Np + Np);
+    this.#bias = bias !== null;
+    packWeight(m, w, bias, inFeatures, outFeatures, this.#ptr, this.#biasPtr());
+  }
+
+  #biasPtr(): number {
+    return this.#ptr + this.inFeatures * up8(this.outFeatures) * 4;
+  }
+
+  /** out[r, :] = x[r, :] · W + bias for r in [from, to). x [rows, in] → out [rows, out]. */
+  linear(x: Float32Array, out: Float32Array, rows: number, from = 0, to = rows): void {
+    if (this.#released) throw new QkvError('DISPOSED', 'cpu fast kernels: a prepared weight was used after release()');
+    if (to <= from) return;
+    gemmRows(this.#m, x, out, this.inFeatures, this.outFeatures, this.#ptr, this.#bias ? this.#biasPtr() : 0, from, to);
+  }
+
+  /** Returns its block to the module (idempotent). */
+  release(): void {
+    if (this.#released) return;
+    this.#released = true;
+    freeResident(this.#m, this.#ptr);
+  }
+}
