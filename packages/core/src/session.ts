@@ -1,14 +1,13 @@
-import type { Backend, BackendTensor } from './backend.js';
+import type { BackendTensor } from './backend.js';
 import { buildGraph } from './build-graph.js';
-import { assertKnownKeys, positiveInt, type ResolvedConfig } from './config.js';
-import { describeValue, QkvError } from './errors.js';
-import { DEFAULT_MAX_TENSOR_ELEMENTS, execute } from './executor.js';
-import type { GraphConstants, GraphShape } from './graph.js';
-import { learnedPositionalEncoding, type ReturnWeights } from './inputs.js';
+import { QkvError } from './errors.js';
+import { execute } from './executor.js';
+import type { GraphShape } from './graph.js';
+import { learnedPositionalEncoding } from './inputs.js';
 import { averageHeads, unbatch } from './outputs.js';
-import { type CachedNorms, checkOverflow, type WeightNorms } from './overflow.js';
-import { checkInputs } from './serving.js';
+import { type CachedNorms, checkOverflow } from './overflow.js';
 import { KvCache } from './session-cache.js';
+import { checkCacheSize, checkPacked, checkTruncate, resolveSession } from './session-checks.js';
 import {
   concatLse,
   concatQueries,
@@ -18,8 +17,18 @@ import {
   validateStep,
   weightsByPosition,
 } from './session-pieces.js';
-import { WindowRing } from './session-ring.js';
-import { formatShape, sizeOf, type Tensor, type TensorLike } from './tensor.js';
+import type { WindowRing } from './session-ring.js';
+import type {
+  AttentionSession,
+  SessionContext,
+  SessionInfo,
+  SessionOptions,
+  SessionStepOptions,
+  SessionStepResult,
+} from './session-types.js';
+import { formatShape, type Tensor, type TensorLike } from './tensor.js';
+
+export type * from './session-types.js';
 
 /**
  * KV-cache sessions (incremental decoding). Each step feeds the next t tokens x [B, t, dModel]:
@@ -45,101 +54,6 @@ import { formatShape, sizeOf, type Tensor, type TensorLike } from './tensor.js';
  * copies it, O(rows)); truncate(n) drops the cache back to n tokens.
  */
 
-export interface SessionOptions {
-  /** Rows of cache per batch: the most tokens the session can hold. */
-  maxLength: number;
-  /** Batch size B; default: fixed by the first step. */
-  batch?: number;
-  /** 'auto' (default): 'device' when the backend can hold the cache, else 'host'. */
-  cache?: 'auto' | 'device' | 'host';
-}
-
-export interface SessionStepOptions {
-  /** As in `run()`: the weights of the new queries over all cached keys, [B, H, t, Lk] or averaged. */
-  returnWeights?: ReturnWeights;
-  /**
-   * Packed decoding: the sequence of each new token, [B, t] integers ([t] for unbatched x). The
-   * session keeps every cached token's id, and a new token sees only the cached and new tokens
-   * of its own id (causal as always). A session is packed or not from its first step (until
-   * reset()): then every step gives ids, or none does. Positions stay the row's, so a packed
-   * session equals one causal run() over its tokens with their sequenceIds.
-   */
-  sequenceIds?: TensorLike;
-  /** As in `run()`: lse [B, H, t] of the new queries over all cached keys. */
-  returnLse?: boolean;
-}
-
-export interface SessionStepResult {
-  /** ΔE for the new tokens: [B, t, dModel] (or [t, dModel] for unbatched x). */
-  attention: Tensor;
-  /** X + ΔE for the new tokens. */
-  residual: Tensor;
-  weights?: Tensor;
-  lse?: Tensor;
-  /** Positions of the new tokens: [from, to). */
-  positions: [number, number];
-  fused: boolean;
-}
-
-export interface SessionInfo {
-  readonly backend: string;
-  readonly cache: 'device' | 'host';
-  /** Why the cache lives there. */
-  readonly reason: string;
-  readonly maxLength: number;
-  /**
-   * Cache rows per batch: maxLength, or min(maxLength, s + w) for a window session (the sinks
-   * and a ring of the last w keys), whatever the session's length.
-   */
-  readonly capacity: number;
-}
-
-export interface AttentionSession {
-  readonly info: SessionInfo;
-  readonly maxLength: number;
-  /** Tokens in the cache (after every settled step). */
-  readonly length: number;
-  readonly disposed: boolean;
-  /** Feeds the next tokens; steps queue in call order. Past maxLength: QkvError 'SESSION_FULL'. */
-  step(x: TensorLike, options?: SessionStepOptions): Promise<SessionStepResult>;
-  /** Empties the cache (after queued steps); positions restart at 0. */
-  reset(): Promise<void>;
-  /**
-   * Drops the cache back to its first `length` tokens (after queued steps): later steps equal a
-   * fresh session fed those tokens. INVALID_OPTION unless 0 ≤ length ≤ this.length is an integer
-   * (or, in a compacted window session, when positions it needs were already dropped).
-   */
-  truncate(length: number): Promise<void>;
-  /**
-   * A new session continuing from this one's tokens (after the steps queued before the call);
-   * stepping either never changes the other. O(1): the cache is shared until one of them writes,
-   * which copies it once. DISPOSED for a disposed session.
-   */
-  fork(): AttentionSession;
-  /** Frees the cache; later steps reject with DISPOSED. */
-  dispose(): Promise<void>;
-}
-
-/** What a session needs from its attention handle. */
-export interface SessionContext {
-  readonly config: ResolvedConfig;
-  readonly backend: Backend;
-  readonly backendName: string;
-  readonly params: ReadonlyMap<string, BackendTensor>;
-  readonly table: Tensor | null;
-  /** The handle's weight norms, for the NUMERIC_OVERFLOW check of every step. */
-  readonly norms: WeightNorms;
-  readonly constants: GraphConstants;
-  readonly checkAlive: () => void;
-  /** Counts a step as an in-flight run of the handle (dispose waits for it). */
-  readonly track: (p: Promise<unknown>) => void;
-  readonly forget: (s: Session) => void;
-  /** Registers a forked session with the handle (disposed with it). */
-  readonly adopt: (s: Session) => void;
-}
-
-const SESSION_KEYS = new Set(['maxLength', 'batch', 'cache']);
-
 export class Session implements AttentionSession {
   readonly info: SessionInfo;
   readonly maxLength: number;
@@ -163,81 +77,17 @@ export class Session implements AttentionSession {
   constructor(ctx: SessionContext, options: SessionOptions) {
     this.#options = options;
     this.#ctx = ctx;
-    const { config } = ctx;
-    if (options === null || typeof options !== 'object') {
-      throw new QkvError(
-        'INVALID_OPTION',
-        `createSession: expected { maxLength, batch?, cache? }, got ${describeValue(options)}`,
-      );
-    }
-    assertKnownKeys('createSession options', options, SESSION_KEYS);
-    this.maxLength = positiveInt('createSession.maxLength', options.maxLength);
-    this.#batch = options.batch === undefined ? null : positiveInt('createSession.batch', options.batch);
-    if (!config.causal) {
-      throw new QkvError(
-        'INVALID_CONFIG',
-        'createSession: needs config.causal true (a KV cache decodes left to right: each token sees only the ones before it), got causal false',
-      );
-    }
-    if (config.selfAttention === false) {
-      throw new QkvError(
-        'INVALID_CONFIG',
-        'createSession: needs self-attention (K and V come from the tokens fed), got config.selfAttention false',
-      );
-    }
-    if (config.keyDim !== config.dModel || config.valueDim !== config.dModel) {
-      throw new QkvError(
-        'INVALID_CONFIG',
-        `createSession: needs self-attention, but config.keyDim ${config.keyDim} / valueDim ${config.valueDim} differ from dModel ${config.dModel} (cross-attention widths)`,
-      );
-    }
-    if (ctx.table && this.maxLength > (ctx.table.shape[0] as number)) {
-      throw new QkvError(
-        'INVALID_OPTION',
-        `createSession.maxLength: the learned positionalEmbedding has ${ctx.table.shape[0]} rows, got maxLength ${this.maxLength}`,
-      );
-    }
-    const mode = options.cache ?? 'auto';
-    if (mode !== 'auto' && mode !== 'device' && mode !== 'host') {
-      throw new QkvError(
-        'INVALID_OPTION',
-        `createSession.cache: expected 'auto', 'device' or 'host', got ${describeValue(mode)}`,
-      );
-    }
-    const canDevice = typeof ctx.backend.kernels.writeRows === 'function';
-    if (mode === 'device' && !canDevice) {
-      throw new QkvError(
-        'CAPABILITY',
-        `createSession.cache: 'device' needs a writeRows kernel, which backend "${ctx.backendName}" does not have; use 'auto' or 'host'`,
-      );
-    }
-    const device = mode === 'device' || (mode === 'auto' && canDevice);
-    this.#window =
-      config.window === null ? null : new WindowRing(config.sinkTokens ?? 0, config.window, this.maxLength);
-    const capacity = this.#window ? this.#window.capacity : this.maxLength;
-    this.info = {
-      backend: ctx.backendName,
-      maxLength: this.maxLength,
-      capacity,
-      cache: device ? 'device' : 'host',
-      reason: device
-        ? `backend "${ctx.backendName}" holds the K/V cache and appends with writeRows`
-        : mode === 'host'
-          ? "requested cache: 'host'"
-          : `backend "${ctx.backendName}" has no writeRows kernel: K/V are kept on the host and uploaded every step (O(length) transfer per token)`,
-    };
+    const setup = resolveSession(ctx, options);
+    this.maxLength = setup.maxLength;
+    this.#batch = setup.batch;
+    this.#window = setup.window;
+    this.info = setup.info;
     // Refuse a cache that could never be allocated, before the first step.
     if (this.#batch !== null) this.#checkCacheSize(this.#batch);
   }
 
   #checkCacheSize(B: number): void {
-    const width = this.#ctx.config.numKVHeads * this.#ctx.config.headDim;
-    if (sizeOf([B, this.info.capacity, width]) > DEFAULT_MAX_TENSOR_ELEMENTS) {
-      throw new QkvError(
-        'LIMIT_EXCEEDED',
-        `createSession.maxLength: a cache of ${formatShape([B, this.info.capacity, width])} (B × ${this.#window ? 'cache rows' : 'maxLength'} × KVH·hd) is over the limit of ${DEFAULT_MAX_TENSOR_ELEMENTS} elements`,
-      );
-    }
+    checkCacheSize(this.#ctx.config, this.info, B, this.#window !== null);
   }
 
   get length(): number {
@@ -276,20 +126,7 @@ export class Session implements AttentionSession {
   truncate(length: number): Promise<void> {
     return this.#enqueue(async () => {
       this.#checkAlive();
-      if (typeof length !== 'number' || !Number.isInteger(length) || length < 0 || length > this.#length) {
-        throw new QkvError(
-          'INVALID_OPTION',
-          `session.truncate(length): expected an integer 0 … ${this.#length} (the tokens in the cache), got ${describeValue(length)}`,
-        );
-      }
-      const ring = this.#window;
-      if (ring && !ring.canTruncate(this.#length, length)) {
-        const held = `${ring.sinks ? `the ${ring.sinks} sink tokens and ` : ''}positions ${this.#length - ring.w} … ${this.#length - 1}`;
-        throw new QkvError(
-          'INVALID_OPTION',
-          `session.truncate(length): this window session holds ${held} (a ring of w = ${ring.w}); a query after ${length} tokens needs positions from ${Math.max(ring.sinks, length - ring.w + 1)}: expected length ≤ ${ring.sinks} or ≥ ${this.#length - 1}, got ${length}`,
-        );
-      }
+      checkTruncate(this.#length, length, this.#window);
       this.#length = length;
     });
   }
@@ -340,14 +177,7 @@ export class Session implements AttentionSession {
       );
     }
     this.#checkCacheSize(B);
-    if (ids !== null && this.#packed !== false) {
-      checkInputs(this.#ctx.backend, this.#ctx.backendName, new Map([['sequenceIds', ids]]));
-    } else if (this.#packed !== null && (ids !== null) !== this.#packed) {
-      throw new QkvError(
-        'INVALID_OPTION',
-        `session.step options.sequenceIds: this session's steps ${this.#packed ? 'are packed: expected [B, t] ids for every step' : 'have no ids: a session is packed from its first step (or after reset())'}, got ${ids === null ? 'none' : 'ids'}`,
-      );
-    }
+    checkPacked(this.#ctx, this.#packed, ids);
     this.#packed = ids !== null;
     // A window ring takes what fits, then one token at a time.
     const parts: SessionStepResult[] = [];
