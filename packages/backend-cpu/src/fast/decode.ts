@@ -1,6 +1,6 @@
 import type { FusedAttentionAttrs } from '@qkv/core';
 import { decodeKernel } from './arena.js';
-import { FUSED_KEYS, onlyKnown } from './wasm.js';
+import { FUSED_KEYS, onlyKnown } from './attrs.js';
 
 /**
  * Decode attention in place on KV caches held in a shared arena (arena.ts): the step's few query

@@ -19,11 +19,10 @@ export {
   partialFloats,
   readArena,
 } from './decode.js';
-export { PreparedWeight } from './prepared.js';
+export { linearIsFast, PreparedWeight } from './linear.js';
 export { residentBytes } from './resident.js';
+export { beginPackScope, endPackScope } from './scope.js';
 export {
-  beginPackScope,
-  endPackScope,
   type FastKernels,
   fastKernelMemoryBytes,
   fastKernels,
@@ -31,6 +30,5 @@ export {
   fusedAttention,
   fusedAttentionIsFast,
   linear,
-  linearIsFast,
   preloadFastKernels,
 } from './wasm.js';

@@ -1,7 +1,8 @@
 import type { FusedAttentionAttrs, LinearAttrs } from '@qkv/core';
 import { fusedAttention as referenceFusedAttention } from '../kernels/fusedAttention.js';
-import { linear as referenceLinear } from '../kernels/linear.js';
+import type { linear as referenceLinear } from '../kernels/linear.js';
 import { rowsOf } from '../kernels/scores.js';
+import { FUSED_KEYS, onlyKnown } from './attrs.js';
 import {
   bestWasmBuild,
   buildExports,
@@ -10,8 +11,9 @@ import {
   type WasmBuild,
   wasmMemoryBytes,
 } from './builds.js';
-import { gemmRows, PreparedWeight, packWeight } from './prepared.js';
+import { linearWith, PreparedWeight } from './linear.js';
 import { layout, scratchBase } from './resident.js';
+import { keepPacked, takePacked } from './scope.js';
 
 /**
  * The WebAssembly SIMD fast path: `linear` and `fusedAttention` with exactly the reference
@@ -59,138 +61,14 @@ export function fastKernelsAvailable(): boolean {
 /** Bytes of linear memory the kernels hold on this thread (0 before first use): it only grows. */
 export const fastKernelMemoryBytes = wasmMemoryBytes;
 
-/**
- * Reuse of packed operands between calls on this thread. Packing W (linear) or one head's K/V
- * (fusedAttention) into the module's memory is O(n²) and is the same for every row block of one
- * op, so a caller that runs many blocks of one op (the workers backend, one lease) opens a scope;
- * inside it, a call whose operands are the very arrays of the previous call skips the copy and
- * the pack. Outside a scope (the cpu backend: one call per op) nothing is reused, so an array
- * whose contents changed between two ops can never be served stale. The caller promises that the
- * operands' contents do not change within its scope (a job's inputs are immutable while it runs).
- */
-let scope = 0;
-let scopes = 0;
-/** What the module's memory holds from the previous call, for reuse inside the same scope. */
-let packed:
-  | {
-      kind: 'linear';
-      m: Exports;
-      scope: number;
-      base: number;
-      w: Float32Array;
-      bias: Float32Array | null;
-      K: number;
-      N: number;
-    }
-  | {
-      kind: 'attention';
-      m: Exports;
-      scope: number;
-      base: number;
-      k: Float32Array;
-      v: Float32Array;
-      mask: Float32Array | null;
-      shape: string;
-      kv: number;
-      bias: number;
-      vNonFinite: number;
-    }
-  | null = null;
-
-/** Opens a reuse scope (see `packed`); calls up to `endPackScope()` may reuse packed operands. */
-export function beginPackScope(): void {
-  scope = ++scopes;
-}
-
-/** Closes the scope: later calls pack their operands afresh. */
-export function endPackScope(): void {
-  scope = 0;
-}
-
 const up8 = (n: number) => (n + 7) & ~7;
 const up4 = (n: number) => (n + 3) & ~3;
-
-const LINEAR_KEYS = new Set(['rows', 'inFeatures', 'outFeatures']);
-/** The fused attrs the SIMD kernels implement (the decode kernel too); anything else → reference. */
-export const FUSED_KEYS: ReadonlySet<string> = new Set([
-  'batch',
-  'numHeads',
-  'numKVHeads',
-  'queryLength',
-  'keyLength',
-  'headDim',
-  'keyCapacity',
-  'scale',
-  'causal',
-  'queryOffset',
-]);
-
-/**
- * True when attrs carry nothing the fast kernels do not implement. Any other defined key (a
- * sliding window, ALiBi slopes, score/mask mods, whatever comes next) sends the call to the
- * reference kernel, so features added there are never silently ignored here.
- */
-export function onlyKnown(attrs: object, known: ReadonlySet<string>): boolean {
-  for (const [key, value] of Object.entries(attrs)) if (value !== undefined && !known.has(key)) return false;
-  return true;
-}
-
-/** Whether `linear` takes the SIMD path for these attrs (else: the reference). */
-export function linearIsFast(attrs: LinearAttrs): boolean {
-  return onlyKnown(attrs, LINEAR_KEYS);
-}
 
 /** Whether `fusedAttention` below takes the SIMD path for these attrs (else: the reference). */
 export function fusedAttentionIsFast(attrs: FusedAttentionAttrs): boolean {
   // queryOffset only positions windows, ALiBi and the mods (extras that go to the reference
   // anyway); causal masking itself is always bottom-right aligned (j ≤ i + Lk − Lq).
   return onlyKnown(attrs, FUSED_KEYS);
-}
-
-/**
- * Same contract as the reference `linear`: out[r, :] = x[r, :] · w + bias for r in [from, to).
- * x [rows, K], w [K, N], bias [N] | null → out [rows, N].
- * Memory per call: w raw + packed (2·K·N), then ROW_CHUNK rows of x and out at a time.
- */
-function linearWith(
-  module: Exports | null,
-  x: Float32Array,
-  w: Float32Array,
-  bias: Float32Array | null,
-  out: Float32Array,
-  attrs: LinearAttrs,
-  from = 0,
-  to = attrs.rows,
-): void {
-  const m = linearIsFast(attrs) ? module : null;
-  if (m === null || to <= from) {
-    referenceLinear(x, w, bias, out, attrs, from, to);
-    return;
-  }
-  const { inFeatures: K, outFeatures: N } = attrs;
-  const Np = up8(N);
-  // Scratch: the packed W and bias, then (gemmRows) x and out chunks; the raw W is staged above.
-  const base = scratchBase(m);
-  const {
-    ptr: [wPacked, biasP],
-    end,
-  } = layout(m, [K * Np, Np]);
-  const reuse =
-    scope !== 0 &&
-    packed?.kind === 'linear' &&
-    packed.m === m &&
-    packed.scope === scope &&
-    packed.base === base &&
-    packed.w === w &&
-    packed.bias === bias &&
-    packed.K === K &&
-    packed.N === N;
-  if (!reuse) {
-    packed = null; // overwritten below; a throw halfway must not leave a stale claim
-    packWeight(m, w, bias, K, N, wPacked as number, biasP as number, end);
-    packed = { kind: 'linear', m, scope, base, w, bias, K, N };
-  }
-  gemmRows(m, x, out, K, N, wPacked as number, bias ? (biasP as number) : 0, from, to, end);
 }
 
 /**
@@ -251,22 +129,12 @@ function fusedAttentionWith(
   // Same K/V arrays, same layout, same scope: what the previous call packed is still there.
   const shape = `${Lk},${hd},${capacity},${KVH}`;
   const base = scratchBase(m);
-  if (
-    scope !== 0 &&
-    packed?.kind === 'attention' &&
-    packed.m === m &&
-    packed.scope === scope &&
-    packed.base === base &&
-    packed.k === k &&
-    packed.v === v &&
-    packed.mask === keyPaddingMask &&
-    packed.shape === shape
-  ) {
-    loadedKV = packed.kv;
-    loadedBias = packed.bias;
-    vNonFinite = packed.vNonFinite;
+  const prev = takePacked('attention', m, base);
+  if (prev?.k === k && prev.v === v && prev.mask === keyPaddingMask && prev.shape === shape) {
+    loadedKV = prev.kv;
+    loadedBias = prev.bias;
+    vNonFinite = prev.vNonFinite;
   }
-  packed = null; // rewritten below once this call's packing is done
 
   for (let row = from; row < to; ) {
     const i0 = row % Lq;
@@ -361,10 +229,9 @@ function fusedAttentionWith(
     }
     row = segEnd;
   }
-  packed = {
+  keepPacked({
     kind: 'attention',
     m,
-    scope,
     base,
     k,
     v,
@@ -373,7 +240,7 @@ function fusedAttentionWith(
     kv: loadedKV,
     bias: loadedBias,
     vNonFinite,
-  };
+  });
 }
 
 /**

@@ -1,10 +1,21 @@
-import { QkvError } from '@qkv/core';
+// The fast path of `linear`: per call (the kernel contract) and with W prepared once.
+import { type LinearAttrs, QkvError } from '@qkv/core';
+import { linear as referenceLinear } from '../kernels/linear.js';
+import { onlyKnown } from './attrs.js';
 import type { KernelExports as Exports } from './builds.js';
-import { allocResident, freeResident, layout } from './resident.js';
+import { allocResident, freeResident, layout, scratchBase } from './resident.js';
+import { keepPacked, takePacked } from './scope.js';
 
 /** Rows of x copied into the module per gemm call. */
 const ROW_CHUNK = 256;
 const up8 = (n: number) => (n + 7) & ~7;
+
+const LINEAR_KEYS = new Set(['rows', 'inFeatures', 'outFeatures']);
+
+/** Whether `linear` takes the SIMD path for these attrs (else: the reference). */
+export function linearIsFast(attrs: LinearAttrs): boolean {
+  return onlyKnown(attrs, LINEAR_KEYS);
+}
 
 /**
  * out[r, :] = x[r, :] · W + bias for r in [from, to), W already packed in the module at `wPtr`
@@ -112,4 +123,39 @@ export class PreparedWeight {
     this.#released = true;
     freeResident(this.#m, this.#ptr);
   }
+}
+
+/**
+ * Same contract as the reference `linear`: out[r, :] = x[r, :] · w + bias for r in [from, to).
+ * x [rows, K], w [K, N], bias [N] | null → out [rows, N].
+ * Memory per call: w raw + packed (2·K·N), then ROW_CHUNK rows of x and out at a time.
+ */
+export function linearWith(
+  module: Exports | null,
+  x: Float32Array,
+  w: Float32Array,
+  bias: Float32Array | null,
+  out: Float32Array,
+  attrs: LinearAttrs,
+  from = 0,
+  to = attrs.rows,
+): void {
+  const m = linearIsFast(attrs) ? module : null;
+  if (m === null || to <= from) {
+    referenceLinear(x, w, bias, out, attrs, from, to);
+    return;
+  }
+  const { inFeatures: K, outFeatures: N } = attrs;
+  const Np = up8(N);
+  // Scratch: the packed W and bias, then (gemmRows) x and out chunks; the raw W is staged above.
+  const base = scratchBase(m);
+  const {
+    ptr: [wPacked, biasP],
+    end,
+  } = layout(m, [K * Np, Np]);
+  const prev = takePacked('linear', m, base);
+  if (!(prev?.w === w && prev.bias === bias && prev.K === K && prev.N === N))
+    packWeight(m, w, bias, K, N, wPacked as number, biasP as number, end);
+  keepPacked({ kind: 'linear', m, base, w, bias, K, N });
+  gemmRows(m, x, out, K, N, wPacked as number, bias ? (biasP as number) : 0, from, to, end);
 }

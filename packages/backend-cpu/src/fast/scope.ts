@@ -1,0 +1,73 @@
+import type { KernelExports as Exports } from './builds.js';
+
+/**
+ * Reuse of packed operands between calls on this thread. Packing W (linear) or one head's K/V
+ * (fusedAttention) into the module's memory is O(n²) and is the same for every row block of one
+ * op, so a caller that runs many blocks of one op (the workers backend, one lease) opens a scope;
+ * inside it, a call whose operands are the very arrays of the previous call skips the copy and
+ * the pack. Outside a scope (the cpu backend: one call per op) nothing is reused, so an array
+ * whose contents changed between two ops can never be served stale. The caller promises that the
+ * operands' contents do not change within its scope (a job's inputs are immutable while it runs).
+ */
+let scope = 0;
+let scopes = 0;
+
+/** What one call left packed in a module's scratch (at scratch base `base`). */
+export type Packing =
+  | {
+      kind: 'linear';
+      m: Exports;
+      scope: number;
+      base: number;
+      w: Float32Array;
+      bias: Float32Array | null;
+      K: number;
+      N: number;
+    }
+  | {
+      kind: 'attention';
+      m: Exports;
+      scope: number;
+      base: number;
+      k: Float32Array;
+      v: Float32Array;
+      mask: Float32Array | null;
+      shape: string;
+      kv: number;
+      bias: number;
+      vNonFinite: number;
+    };
+/** What the module's memory holds from the previous call, for reuse inside the same scope. */
+let packed: Packing | null = null;
+
+/** Opens a reuse scope (see `packed`); calls up to `endPackScope()` may reuse packed operands. */
+export function beginPackScope(): void {
+  scope = ++scopes;
+}
+
+/** Closes the scope: later calls pack their operands afresh. */
+export function endPackScope(): void {
+  scope = 0;
+}
+
+/**
+ * What an earlier call of the current scope left packed of `kind` in module `m`'s scratch at
+ * `base`, or null (always null outside a scope). Taking it forgets it: a call about to overwrite
+ * the scratch hands back what it leaves there with `keepPacked` once done, so a throw halfway
+ * never leaves a stale claim.
+ */
+export function takePacked<K extends Packing['kind']>(
+  kind: K,
+  m: Exports,
+  base: number,
+): Extract<Packing, { kind: K }> | null {
+  const p = packed;
+  packed = null;
+  if (scope === 0 || p === null || p.kind !== kind || p.m !== m || p.scope !== scope || p.base !== base) return null;
+  return p as Extract<Packing, { kind: K }>;
+}
+
+/** Records what this call left packed, for the next call of the same scope. */
+export function keepPacked(p: Packing extends infer T ? (T extends Packing ? Omit<T, 'scope'> : never) : never): void {
+  packed = { ...p, scope } as Packing;
+}
