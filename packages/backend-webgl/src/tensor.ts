@@ -132,6 +132,17 @@ export class Textures {
     return out;
   }
 
+  /**
+   * A new flat tensor (a gpu.js-owned texture of zeros) for raw programs to render into, through
+   * `flat(t)` as their target.
+   */
+  flatTensor(shape: readonly number[]): WebGLTensor {
+    this.alive();
+    const t = new WebGLTensor(shape, newFlatTexture(this.device, sizeOf(shape)));
+    this.live.add(t);
+    return t;
+  }
+
   /** Wraps a raw program's packed output as a (packed-only) tensor handle. */
   packedTensor(shape: readonly number[], layout: PackedLayout, raw: RawTexture): WebGLTensor {
     const t = new WebGLTensor(shape, null, { layout, raw });

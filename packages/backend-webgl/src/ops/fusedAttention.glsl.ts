@@ -208,6 +208,29 @@ void main() {
 }
 
 /**
+ * With returnLse, after pass 2: lse [B, H, Lq] as a flat texture (one row per texel, in .r), drawn
+ * over the texels of this tile's rows: lse = m + log l, the log of the row's softmax denominator
+ * (the sink logit included); a row with no visible key gets −∞, or sink_h with sink logits.
+ */
+export function fusedLseSource(v: FusedVariant): string {
+  return `${PRELUDE}
+${defines(v)}
+uniform sampler2D uStats; uniform vec2 uStatsSize;
+uniform float uRowStart; uniform float uDstW; uniform float uNegInf;
+${v.sinks ? `uniform float uSinks[H];\n${perHead('uSinks')}` : ''}
+void main() {
+  float n = floor(gl_FragCoord.y) * uDstW + floor(gl_FragCoord.x);
+  float local = n - uRowStart;
+  float sy = floor((local + 0.5) / ${STATS_WIDTH}.0);
+  vec4 st = texel(uStats, uStatsSize, local - sy * ${STATS_WIDTH}.0, sy);
+  float bh = floor((n + 0.5) / float(LQ));
+  float h = bh - floor((bh + 0.5) / float(H)) * float(H);
+  float lse = st.y > 0.0 ? st.x + log(st.y) : ${v.sinks ? 'uSinksOf(h)' : 'uNegInf'};
+  gl_FragColor = vec4(lse, 0.0, 0.0, 0.0);
+}`;
+}
+
+/**
  * Fused pass 3: P = exp(S − m) / l → P [ceil(Lk/4), tileRows]; 0 where l = 0 (no visible key)
  * and, without reading S, on texels outside the row's spans or in blocks of other sequences
  * (pass 4 never reads them). Drawn like pass 1.

@@ -47,8 +47,8 @@ const idsOf = (rows: number[][]): Tensor => ({
 const contiguous = (lengths: number[]) => lengths.flatMap((n, s) => new Array<number>(n).fill(s));
 
 /**
- * Runs `inputs` fused (and, unless `fusedOnly`, unfused) on webgl with `backendOptions`, against
- * the float64 reference.
+ * Runs `inputs` fused (also with returnLse) and, unless `fusedOnly`, unfused on webgl with
+ * `backendOptions`, against the float64 reference.
  */
 async function check(
   config: AttentionConfig,
@@ -63,6 +63,11 @@ async function check(
     const fused = await attn.run(inputs);
     expect(fused.fused).toBe(true);
     expectClose('attention (fused)', fused.attention, ref.attention);
+    // returnLse stays on the same fused programs: lse from their row statistics.
+    const withLse = await attn.run(inputs, { returnLse: true });
+    expect(withLse.fused).toBe(true);
+    expectClose('attention (fused, returnLse)', withLse.attention, ref.attention);
+    expectClose('lse (fused)', withLse.lse, ref.lse);
     if (fusedOnly) return;
     const unfused = await attn.run(inputs, { returnWeights: true });
     expect(unfused.fused).toBe(false);
