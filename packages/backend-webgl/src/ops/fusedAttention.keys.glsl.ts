@@ -176,9 +176,7 @@ void main() {
  * Rows per quad of passes 1 and 3: software and hardware rasterisers shade 2×2 fragment quads,
  * so a quad one row high would run twice the fragments it writes; groups of ROW_GROUP rows drawn
  * over the union of their spans keep the quads full (the few texels of the union outside a row's
- * own spans write −∞ / 0 without reading q, k or S). Measured on llvmpipe (causal, L = 1024,
- * H = 4, hd = 64, per-round ratios vs the whole-tile draw): packed sequences 0.61–0.62×, window
- * 64 0.64–0.74×, plain causal 0.93–1.01× (groups of 4 and 16 rows alike).
+ * own spans write −∞ / 0 without reading q, k or S). bench/README.md has the measurement.
  */
 export const ROW_GROUP = 8;
 
