@@ -12,7 +12,7 @@ import { close, type Make, setup, withSupport } from './features.js';
 import { runLseBothWays, weightsFromLse } from './lse.js';
 import { randomTensor, randomWeights, rng } from './random.js';
 import { referenceAttention } from './reference.js';
-import { ids, packed, tokens } from './serving.js';
+import { ids, packed, tokens } from './serving-helpers.js';
 
 /**
  * returnLse with the serving features (issue #18): softcap, sink logits, sink tokens with a
