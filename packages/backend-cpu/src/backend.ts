@@ -135,7 +135,15 @@ export class CpuBackend implements Backend<CpuTensor> {
     lse: Float32Array | null,
   ): boolean {
     if (key.arena === null || v.arena === null || !fast.decodeApplies(attrs, masked)) return false;
-    fast.decodeAttention(key.arena, v.arena, d(q), out, lse, attrs, new Float32Array(fast.partialFloats(attrs)));
+    fast.decodeAttention(
+      key.arena,
+      v.arena,
+      d(q),
+      out,
+      lse,
+      attrs,
+      new Float32Array(attrs.numKVHeads * fast.partialFloats(attrs)),
+    );
     return true;
   }
 

@@ -8,8 +8,9 @@ import { d, data, type WorkersTensor } from './tensor.js';
  * The workers backend's fused kernels: split-KV decoding (FlashDecoding, Dao et al. 2023) where q
  * is a few rows against caches in the decode arena, the flash kernel over query rows otherwise.
  *
- * A decode step is two queued ops: `decodePartial` blocks of (b, kvh, key split), each a partial
- * (o, m, l) computed in place on the cache by the decode kernel, then `decodeMerge`, which merges
+ * A decode step is two queued ops: `decodePartial` blocks of (b, key split), each the partials
+ * (o, m, l) of every KV head over the split's keys, computed in place on the cache by the decode
+ * kernel (a split is a contiguous block of cache rows), then `decodeMerge`, which merges
  * each (b, kvh)'s partials exactly (rescaled to the larger max, base 2) into heads and lse.
  * Splits give every thread DECODE_BLOCKS_PER_THREAD blocks where the keys allow, none shorter
  * than MIN_SPLIT_KEYS (shorter splits cost more in per-call setup and merging than they save).
@@ -18,7 +19,7 @@ export const DECODE_BLOCKS_PER_THREAD = 8;
 export const MIN_SPLIT_KEYS = 512;
 
 export function decodeSplits(attrs: FusedAttentionAttrs, threads: number): number {
-  const want = Math.ceil((threads * DECODE_BLOCKS_PER_THREAD) / (attrs.batch * attrs.numKVHeads));
+  const want = Math.ceil((threads * DECODE_BLOCKS_PER_THREAD) / attrs.batch);
   return Math.max(1, Math.min(want, Math.floor(attrs.keyLength / MIN_SPLIT_KEYS)));
 }
 

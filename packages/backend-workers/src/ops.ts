@@ -80,8 +80,8 @@ export interface Tasks {
     kernels: KernelBuild;
   };
   /**
-   * Split-KV decode, pass 1 (decode.ts): per (b, kvh, split) the partial (o, m, l) of its query
-   * rows over the split's keys, read in place from caches in the decode arena; rows = B·KVH·splits.
+   * Split-KV decode, pass 1 (decode.ts): per (b, split) the partials (o, m, l) of every KV head's
+   * query rows over the split's keys, read in place from caches in the decode arena; rows = B·splits.
    */
   decodePartial: {
     q: F32;
@@ -279,32 +279,39 @@ export const OPS: { readonly [K in SliceOp]: K extends KernelOp ? OpRecord<K> : 
     fast: (t) => t.kernels !== 'reference' && k.fusedAttentionIsFast(t.attrs),
   },
   decodePartial: {
+    // Row (b, split): every KV head of batch b over the split's keys, KVH records at row·KVH·size.
     run: (t, from, to) => {
-      const size = k.partialFloats(t.attrs);
-      const KVH = t.attrs.numKVHeads;
+      const range = t.attrs.numKVHeads * k.partialFloats(t.attrs);
       for (let row = from; row < to; row++) {
         const [j0, j1] = splitRange(t.attrs.keyLength, t.splits, row % t.splits);
-        const bk = Math.floor(row / t.splits);
-        const kvh = bk % KVH;
-        k.decodePartial(t.k, t.v, t.q, t.attrs, (bk - kvh) / KVH, kvh, j0, j1, t.partial, row * size);
+        k.decodePartial(t.k, t.v, t.q, t.attrs, Math.floor(row / t.splits), j0, j1, t.partial, row * range);
       }
     },
-    rows: (t) => t.attrs.batch * t.attrs.numKVHeads * t.splits,
-    // q·k and p·v for each query row of the KV head over the split's keys, plus one exp.
+    rows: (t) => t.attrs.batch * t.splits,
+    // q·k and p·v for each query row over the split's keys, plus one exp.
     workPerRow: (t) =>
-      Math.ceil(t.attrs.keyLength / t.splits) *
-      (t.attrs.numHeads / t.attrs.numKVHeads) *
-      t.attrs.queryLength *
-      (2 * t.attrs.headDim + 4),
+      Math.ceil(t.attrs.keyLength / t.splits) * t.attrs.numHeads * t.attrs.queryLength * (2 * t.attrs.headDim + 4),
     fast: () => true,
   },
   decodeMerge: {
     run: (t, from, to) => {
       const size = k.partialFloats(t.attrs);
+      const KVH = t.attrs.numKVHeads;
       for (let row = from; row < to; row++) {
-        const kvh = row % t.attrs.numKVHeads;
-        const b = (row - kvh) / t.attrs.numKVHeads;
-        k.finishPartials(t.partial, row * t.splits * size, t.splits, t.attrs, b, kvh, t.out, t.lse);
+        const kvh = row % KVH;
+        const b = (row - kvh) / KVH;
+        // (b, kvh)'s record of split p is at ((b·splits + p)·KVH + kvh)·size.
+        k.finishPartials(
+          t.partial,
+          (b * t.splits * KVH + kvh) * size,
+          t.splits,
+          KVH * size,
+          t.attrs,
+          b,
+          kvh,
+          t.out,
+          t.lse,
+        );
       }
     },
     rows: (t) => t.attrs.batch * t.attrs.numKVHeads,

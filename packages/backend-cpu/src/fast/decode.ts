@@ -46,8 +46,12 @@ export function partialFloats(attrs: FusedAttentionAttrs): number {
 }
 
 /**
- * The partial of (b, kvh) over keys [j0, j1) into `rec` at `at` (a record, see above), merged
- * into what the record holds when `merge` (else overwritten). q [B, Lq, H·hd] is any array.
+ * The partials of every KV head of batch b over keys [j0, j1) into `rec` from `at`: KVH records
+ * one after another (see above), each overwritten. q [B, Lq, H·hd] is any array.
+ * Keys go chunk by chunk, and every KV head of a chunk runs before the next chunk: a cache row
+ * holds all KV heads side by side ([B, capacity, KVH·hd]), so the chunk's rows are pulled from
+ * memory once, by the first head, and the other heads read them from cache (one head at a time
+ * over the whole range would stride KVH·hd floats per key and stream the cache KVH times).
  */
 export function decodePartial(
   k: ArenaRef,
@@ -55,7 +59,6 @@ export function decodePartial(
   q: Float32Array,
   attrs: FusedAttentionAttrs,
   b: number,
-  kvh: number,
   j0: number,
   j1: number,
   rec: Float32Array,
@@ -66,28 +69,30 @@ export function decodePartial(
   const group = H / KVH;
   const nq = group * Lq;
   const nq4 = up4(nq);
+  const size = partialFloats(attrs);
   const chunk = Math.min(KEY_CHUNK, up4(j1 - j0));
-  // Scratch: q [nq4, hd], count [nq4], s [nq4, chunk], o [nq4, hd], m [nq4], l [nq4].
-  const floats = nq4 * (2 * hd + chunk + 3);
+  // Scratch: q [KVH, nq4, hd], count [nq4], s [nq4, chunk], o [nq4, hd], m [nq4], l [nq4].
+  const floats = KVH * nq4 * hd + nq4 * (hd + chunk + 3);
   const { exports, scratch } = decodeKernel(k.memory, k.id, floats * 4);
   const f32 = new Float32Array(k.memory.buffer);
   const i32 = new Int32Array(k.memory.buffer);
   const qP = scratch;
-  const countP = qP + nq4 * hd * 4;
+  const countP = qP + KVH * nq4 * hd * 4;
   const sP = countP + nq4 * 4;
   const oP = sP + nq4 * chunk * 4;
   const mP = oP + nq4 * hd * 4;
   const lP = mP + nq4 * 4;
   const factor = scale * Math.LOG2E;
-  for (let r = 0; r < nq; r++) {
-    const g = Math.floor(r / Lq);
-    const i = r - g * Lq;
-    const src = (b * Lq + i) * H * hd + (kvh * group + g) * hd;
-    for (let c = 0; c < hd; c++) f32[(qP >> 2) + r * hd + c] = (q[src + c] as number) * factor;
+  for (let kvh = 0; kvh < KVH; kvh++) {
+    for (let r = 0; r < nq; r++) {
+      const g = Math.floor(r / Lq);
+      const i = r - g * Lq;
+      const src = (b * Lq + i) * H * hd + (kvh * group + g) * hd;
+      const dst = (qP >> 2) + (kvh * nq4 + r) * hd;
+      for (let c = 0; c < hd; c++) f32[dst + c] = (q[src + c] as number) * factor;
+    }
   }
   const rowStride = KVH * hd * 4;
-  const base = (b * cap * KVH + kvh) * hd * 4;
-  let first = true;
   for (let c0 = j0; c0 < j1; c0 += chunk) {
     const n = Math.min(chunk, j1 - c0);
     for (let r = 0; r < nq4; r++) {
@@ -95,25 +100,14 @@ export function decodePartial(
       const last = r < nq ? (causal ? (r % Lq) + Lk - Lq : Lk - 1) : -1;
       i32[(countP >> 2) + r] = Math.max(0, Math.min(n, last - c0 + 1));
     }
-    exports.decode(
-      qP,
-      nq,
-      hd,
-      k.ptr + base + c0 * rowStride,
-      v.ptr + base + c0 * rowStride,
-      rowStride,
-      n,
-      countP,
-      sP,
-      oP,
-      mP,
-      lP,
-    );
-    mergeKernelOutput(f32, oP >> 2, mP >> 2, lP >> 2, nq, hd, rec, at, !first);
-    first = false;
+    for (let kvh = 0; kvh < KVH; kvh++) {
+      const base = (b * cap * KVH + kvh) * hd * 4 + c0 * rowStride;
+      exports.decode(qP + kvh * nq4 * hd * 4, nq, hd, k.ptr + base, v.ptr + base, rowStride, n, countP, sP, oP, mP, lP);
+      mergeKernelOutput(f32, oP >> 2, mP >> 2, lP >> 2, nq, hd, rec, at + kvh * size, c0 !== j0);
+    }
   }
   // An empty key range: nothing seen (o = 0, m = −∞, l = 0).
-  for (let r = 0; first && r < nq; r++) {
+  for (let r = 0; j1 <= j0 && r < KVH * nq; r++) {
     const d = at + r * (hd + PARTIAL_EXTRA);
     rec.fill(0, d, d + hd + PARTIAL_EXTRA);
     rec[d + hd] = Number.NEGATIVE_INFINITY;
@@ -170,13 +164,14 @@ function mergeRow(
 }
 
 /**
- * Merges `parts` records of (b, kvh) (laid out one after another from `at`, each
- * `partialFloats` long) and writes heads rows and lse of its heads.
+ * Merges `parts` records of (b, kvh) (from `at`, `stride` floats apart: the KVH records of one
+ * key range lie between them) and writes heads rows and lse of its heads.
  */
 export function finishPartials(
   rec: Float32Array,
   at: number,
   parts: number,
+  stride: number,
   attrs: FusedAttentionAttrs,
   b: number,
   kvh: number,
@@ -185,10 +180,9 @@ export function finishPartials(
 ): void {
   const { numHeads: H, numKVHeads: KVH, queryLength: Lq, headDim: hd } = attrs;
   const group = H / KVH;
-  const size = partialFloats(attrs);
   for (let p = 1; p < parts; p++) {
     for (let r = 0; r < group * Lq; r++) {
-      const src = at + p * size + r * (hd + PARTIAL_EXTRA);
+      const src = at + p * stride + r * (hd + PARTIAL_EXTRA);
       mergeRow(rec, at + r * (hd + PARTIAL_EXTRA), rec, src, rec[src + hd] as number, rec[src + hd + 1] as number, hd);
     }
   }
@@ -206,7 +200,7 @@ export function finishPartials(
   }
 }
 
-/** The whole decode on this thread (the cpu backend): every (b, kvh), all keys. */
+/** The whole decode on this thread (the cpu backend): every batch, all keys; `rec` holds KVH records. */
 export function decodeAttention(
   k: ArenaRef,
   v: ArenaRef,
@@ -216,11 +210,10 @@ export function decodeAttention(
   attrs: FusedAttentionAttrs,
   rec: Float32Array,
 ): void {
+  const size = partialFloats(attrs);
   for (let b = 0; b < attrs.batch; b++) {
-    for (let kvh = 0; kvh < attrs.numKVHeads; kvh++) {
-      decodePartial(k, v, q, attrs, b, kvh, 0, attrs.keyLength, rec, 0);
-      finishPartials(rec, 0, 1, attrs, b, kvh, out, lse);
-    }
+    decodePartial(k, v, q, attrs, b, 0, attrs.keyLength, rec, 0);
+    for (let kvh = 0; kvh < attrs.numKVHeads; kvh++) finishPartials(rec, kvh * size, 1, size, attrs, b, kvh, out, lse);
   }
 }
 

@@ -18,8 +18,10 @@ describe('split-KV decode', () => {
       scale: 1,
       causal: true,
     });
-    expect(decodeSplits(a(8192, 8), 2)).toBe(2);
-    expect(decodeSplits(a(8192, 2), 2)).toBe(8);
+    // A block is (b, split) over every KV head: 8 per thread where the keys allow.
+    expect(decodeSplits(a(8192, 8), 2)).toBe(16);
+    expect(decodeSplits(a(8192, 2), 2)).toBe(16);
+    expect(decodeSplits(a(4096, 2), 2)).toBe(8);
     expect(decodeSplits(a(1100, 2), 2)).toBe(2);
     expect(decodeSplits(a(300, 2), 2)).toBe(1);
   });
