@@ -80,6 +80,7 @@ interface DecodeExports {
   decode(
     q: number,
     nq: number,
+    heads: number,
     hd: number,
     k: number,
     v: number,

@@ -6,7 +6,7 @@ import { FUSED_KEYS, onlyKnown } from './attrs.js';
  * Decode attention in place on KV caches held in a shared arena (arena.ts): the step's few query
  * rows against all Lk cached keys, the cache read once, nothing of it copied.
  *
- * Per (b, kvh) the nq = group·Lq query rows of its heads (row r = g·Lq + i is head
+ * Per batch b every KV head's nq = group·Lq query rows (row r = g·Lq + i of KV head kvh is head
  * kvh·group + g, step token i) go through the kernel together, keys in chunks of KEY_CHUNK. Each
  * chunk yields a partial (o, m, l) per row, base 2 (scale·log₂e is folded into q):
  *   o = Σ_j 2^(s_j − m)·v_j,  m = max_j s_j,  l = Σ_j 2^(s_j − m)
@@ -17,7 +17,7 @@ import { FUSED_KEYS, onlyKnown } from './attrs.js';
  * A partial record is nq rows of [o (hd), m, l]: PARTIAL_EXTRA floats after o.
  */
 
-/** The kernel's longest key range per call: its score scratch is nq4 · KEY_CHUNK floats. */
+/** The kernel's longest key range per call: its score scratch is KVH · nqp · KEY_CHUNK floats. */
 export const KEY_CHUNK = 1024;
 /** Most query rows per KV head (group · Lq) the decode path takes; more go to the flash kernel. */
 export const DECODE_MAX_ROWS = 64;
@@ -48,10 +48,9 @@ export function partialFloats(attrs: FusedAttentionAttrs): number {
 /**
  * The partials of every KV head of batch b over keys [j0, j1) into `rec` from `at`: KVH records
  * one after another (see above), each overwritten. q [B, Lq, H·hd] is any array.
- * Keys go chunk by chunk, and every KV head of a chunk runs before the next chunk: a cache row
- * holds all KV heads side by side ([B, capacity, KVH·hd]), so the chunk's rows are pulled from
- * memory once, by the first head, and the other heads read them from cache (one head at a time
- * over the whole range would stride KVH·hd floats per key and stream the cache KVH times).
+ * One kernel call per chunk of keys covers every KV head: a cache row holds all of them side by
+ * side ([B, capacity, KVH·hd]), and the kernel reads each row whole, front to back (one head at
+ * a time over the range would stride KVH·hd floats per key and stream the cache KVH times).
  */
 export function decodePartial(
   k: ArenaRef,
@@ -68,42 +67,56 @@ export function decodePartial(
   const cap = attrs.keyCapacity ?? Lk;
   const group = H / KVH;
   const nq = group * Lq;
-  const nq4 = up4(nq);
+  // The kernel's rows per head: one, or a multiple of 4 (its four-row pass).
+  const nqp = nq === 1 ? 1 : up4(nq);
+  const rows = KVH * nqp;
   const size = partialFloats(attrs);
   const chunk = Math.min(KEY_CHUNK, up4(j1 - j0));
-  // Scratch: q [KVH, nq4, hd], count [nq4], s [nq4, chunk], o [nq4, hd], m [nq4], l [nq4].
-  const floats = KVH * nq4 * hd + nq4 * (hd + chunk + 3);
+  // Scratch: q [rows, hd], count [nqp], s [rows, chunk], o [rows, hd], m [rows], l [rows].
+  const floats = rows * (2 * hd + chunk + 2) + nqp;
   const { exports, scratch } = decodeKernel(k.memory, k.id, floats * 4);
   const f32 = new Float32Array(k.memory.buffer);
   const i32 = new Int32Array(k.memory.buffer);
   const qP = scratch;
-  const countP = qP + KVH * nq4 * hd * 4;
-  const sP = countP + nq4 * 4;
-  const oP = sP + nq4 * chunk * 4;
-  const mP = oP + nq4 * hd * 4;
-  const lP = mP + nq4 * 4;
+  const countP = qP + rows * hd * 4;
+  const sP = countP + nqp * 4;
+  const oP = sP + rows * chunk * 4;
+  const mP = oP + rows * hd * 4;
+  const lP = mP + rows * 4;
   const factor = scale * Math.LOG2E;
   for (let kvh = 0; kvh < KVH; kvh++) {
     for (let r = 0; r < nq; r++) {
       const g = Math.floor(r / Lq);
       const i = r - g * Lq;
       const src = (b * Lq + i) * H * hd + (kvh * group + g) * hd;
-      const dst = (qP >> 2) + (kvh * nq4 + r) * hd;
+      const dst = (qP >> 2) + (kvh * nqp + r) * hd;
       for (let c = 0; c < hd; c++) f32[dst + c] = (q[src + c] as number) * factor;
     }
   }
   const rowStride = KVH * hd * 4;
+  const base = b * cap * rowStride;
   for (let c0 = j0; c0 < j1; c0 += chunk) {
     const n = Math.min(chunk, j1 - c0);
-    for (let r = 0; r < nq4; r++) {
+    for (let r = 0; r < nqp; r++) {
       // Causal, bottom-right aligned: step token i sees keys j ≤ i + Lk − Lq.
       const last = r < nq ? (causal ? (r % Lq) + Lk - Lq : Lk - 1) : -1;
       i32[(countP >> 2) + r] = Math.max(0, Math.min(n, last - c0 + 1));
     }
+    const off = base + c0 * rowStride;
+    exports.decode(qP, nq, KVH, hd, k.ptr + off, v.ptr + off, rowStride, n, countP, sP, oP, mP, lP);
     for (let kvh = 0; kvh < KVH; kvh++) {
-      const base = (b * cap * KVH + kvh) * hd * 4 + c0 * rowStride;
-      exports.decode(qP + kvh * nq4 * hd * 4, nq, hd, k.ptr + base, v.ptr + base, rowStride, n, countP, sP, oP, mP, lP);
-      mergeKernelOutput(f32, oP >> 2, mP >> 2, lP >> 2, nq, hd, rec, at + kvh * size, c0 !== j0);
+      const kr = kvh * nqp;
+      mergeKernelOutput(
+        f32,
+        (oP >> 2) + kr * hd,
+        (mP >> 2) + kr,
+        (lP >> 2) + kr,
+        nq,
+        hd,
+        rec,
+        at + kvh * size,
+        c0 !== j0,
+      );
     }
   }
   // An empty key range: nothing seen (o = 0, m = −∞, l = 0).
