@@ -57,3 +57,16 @@ export const ids = (B: number, L: number, rows: number[][]): Tensor => ({
 /** weights.sinks [H] for a config with sink logits (none otherwise). */
 export const sinkWeights = (config: AttentionConfig, seed: number): Partial<AttentionWeights> =>
   config.sinks ? { sinks: randomTensor([config.numHeads], rng(seed), 2) } : {};
+
+/** The last query's row of weights [B, H, L, L] → [B, H, 1, L] (a session's last step). */
+export function lastQueryWeights(w: { shape: readonly number[]; data: ArrayLike<number> }): {
+  shape: number[];
+  data: Float64Array;
+} {
+  const [B, H, , L] = w.shape as [number, number, number, number];
+  const data = Float64Array.from(
+    { length: B * H * L },
+    (_, e) => w.data[Math.floor(e / L) * L * L + (L - 1) * L + (e % L)] as number,
+  );
+  return { shape: [B, H, 1, L], data };
+}

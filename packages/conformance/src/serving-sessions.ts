@@ -5,7 +5,7 @@ import { compareArrays } from './compare.js';
 import { close, type FeatureSuiteOptions, type Make, setup, withSupport } from './features.js';
 import { randomTensor, rng } from './random.js';
 import { referenceAttention } from './reference.js';
-import { feed, ids, packed, rowsOf, sinkWeights, tokens } from './serving-helpers.js';
+import { feed, ids, lastQueryWeights, packed, rowsOf, sinkWeights, tokens } from './serving-helpers.js';
 
 /**
  * The serving features in KV-cache sessions (issue #18), against the float64 reference: softcap
@@ -70,13 +70,7 @@ export function describeServingSessions(factory: BackendFactory, make: Make, opt
         const last = await s.step(tokens(E, L - 1, 1), { returnWeights: true });
         const wt = last.weights as Tensor;
         expect(wt.shape).toEqual([2, 2, 1, L]);
-        const refW = ref.weights.data;
-        const got = Float32Array.from({ length: 2 * 2 * L }, (_, e) => wt.data[e] as number);
-        const exp = Float64Array.from(
-          { length: 2 * 2 * L },
-          (_, e) => refW[Math.floor(e / L) * L * L + (L - 1) * L + (e % L)] as number,
-        );
-        close('last token weights', { shape: [2, 2, 1, L], data: got }, { shape: [2, 2, 1, L], data: exp });
+        close('last token weights', wt, lastQueryWeights(ref.weights));
         await s.dispose();
       });
     });
@@ -108,11 +102,7 @@ export function describeServingSessions(factory: BackendFactory, make: Make, opt
           // The unfused chain reads the same key positions: the last token's weights.
           const last = await s.step(tokens(E, L - 1, 1), { returnWeights: true });
           close(`last token (${cache} cache)`, last.attention, rowsOf(full, L - 1, 1));
-          const exp = Float64Array.from(
-            { length: 2 * 2 * L },
-            (_, e) => ref.weights.data[Math.floor(e / L) * L * L + (L - 1) * L + (e % L)] as number,
-          );
-          close(`last token weights (${cache} cache)`, last.weights, { shape: [2, 2, 1, L], data: exp });
+          close(`last token weights (${cache} cache)`, last.weights, lastQueryWeights(ref.weights));
           await s.dispose();
         }
       });
