@@ -95,31 +95,31 @@ interface DecodeExports {
 }
 
 /** Per thread: the decode module instantiated over each arena it has seen, and its scratch there. */
-const perArena = new Map<number, { exports: DecodeExports; scratch: number; scratchBytes: number }>();
+const perArena = new Map<number, { kernel: DecodeExports; scratch: number; scratchBytes: number }>();
 
-function header(memory: WebAssembly.Memory, exports: DecodeExports): Int32Array {
-  return new Int32Array(memory.buffer, align(exports.heapBase(), 16), 1);
+function header(memory: WebAssembly.Memory, kernel: DecodeExports): Int32Array {
+  return new Int32Array(memory.buffer, align(kernel.heapBase(), 16), 1);
 }
 
 /** Takes `bytes` from the arena's bump pointer (any thread), growing the memory as needed. */
 function bump(memory: WebAssembly.Memory, bytes: number): number {
-  const { exports } = instanceFor(memory, -1);
-  const ptr = Atomics.add(header(memory, exports), 0, bytes);
+  const { kernel } = instanceFor(memory, -1);
+  const ptr = Atomics.add(header(memory, kernel), 0, bytes);
   const end = ptr + bytes;
   const have = memory.buffer.byteLength;
   if (end > have) memory.grow(Math.ceil((end - have) / 65536));
   return ptr;
 }
 
-function instanceFor(memory: WebAssembly.Memory, id: number): { exports: DecodeExports } {
+function instanceFor(memory: WebAssembly.Memory, id: number): { kernel: DecodeExports } {
   const known = id >= 0 ? perArena.get(id) : undefined;
   if (known) return known;
   const mod = decodeModule();
   if ('error' in mod) throw new Error(mod.error);
-  const exports = new WebAssembly.Instance(mod, { env: { memory, abort: () => {} } })
+  const kernel = new WebAssembly.Instance(mod, { env: { memory, abort: () => {} } })
     .exports as unknown as DecodeExports;
-  if (id >= 0) perArena.set(id, { exports, scratch: 0, scratchBytes: 0 });
-  return { exports };
+  if (id >= 0) perArena.set(id, { kernel, scratch: 0, scratchBytes: 0 });
+  return { kernel };
 }
 
 /** The decode kernel over `memory` on this thread, with a scratch block of at least `bytes`. */
@@ -127,9 +127,9 @@ export function decodeKernel(
   memory: WebAssembly.Memory,
   id: number,
   bytes: number,
-): { exports: DecodeExports; scratch: number } {
+): { kernel: DecodeExports; scratch: number } {
   instanceFor(memory, id);
-  const entry = perArena.get(id) as { exports: DecodeExports; scratch: number; scratchBytes: number };
+  const entry = perArena.get(id) as { kernel: DecodeExports; scratch: number; scratchBytes: number };
   if (entry.scratchBytes < bytes) {
     // Scratch only grows (to the largest step this thread has run); the old block stays unused.
     entry.scratch = bump(memory, align(bytes, 64));
@@ -154,8 +154,8 @@ export function createArena(): DecodeArena | string {
     return `shared WebAssembly memory is unavailable here (${(e as Error).message}); browsers need cross-origin isolation`;
   }
   const id = ++arenas;
-  const { exports } = instanceFor(memory, id);
+  const { kernel } = instanceFor(memory, id);
   // The bump pointer starts after the module's statics and the header itself.
-  Atomics.store(header(memory, exports), 0, align(exports.heapBase(), 16) + 64);
+  Atomics.store(header(memory, kernel), 0, align(kernel.heapBase(), 16) + 64);
   return new DecodeArena(memory, id);
 }

@@ -74,7 +74,7 @@ export function decodePartial(
   const chunk = Math.min(KEY_CHUNK, up4(j1 - j0));
   // Scratch: q [rows, hd], count [nqp], s [rows, chunk], o [rows, hd], m [rows], l [rows].
   const floats = rows * (2 * hd + chunk + 2) + nqp;
-  const { exports, scratch } = decodeKernel(k.memory, k.id, floats * 4);
+  const { kernel, scratch } = decodeKernel(k.memory, k.id, floats * 4);
   const f32 = new Float32Array(k.memory.buffer);
   const i32 = new Int32Array(k.memory.buffer);
   const qP = scratch;
@@ -103,7 +103,7 @@ export function decodePartial(
       i32[(countP >> 2) + r] = Math.max(0, Math.min(n, last - c0 + 1));
     }
     const off = base + c0 * rowStride;
-    exports.decode(qP, nq, KVH, hd, k.ptr + off, v.ptr + off, rowStride, n, countP, sP, oP, mP, lP);
+    kernel.decode(qP, nq, KVH, hd, k.ptr + off, v.ptr + off, rowStride, n, countP, sP, oP, mP, lP);
     for (let kvh = 0; kvh < KVH; kvh++) {
       const kr = kvh * nqp;
       mergeKernelOutput(
@@ -235,5 +235,5 @@ export function decodeAttention(
  * the decode bench's floor, on whichever thread calls it.
  */
 export function readArena(ref: ArenaRef, bytes: number): number {
-  return decodeKernel(ref.memory, ref.id, 64).exports.streamSum(ref.ptr, bytes);
+  return decodeKernel(ref.memory, ref.id, 64).kernel.streamSum(ref.ptr, bytes);
 }
