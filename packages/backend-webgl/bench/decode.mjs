@@ -1,0 +1,67 @@
+#!/usr/bin/env node
+// `pnpm bench:decode` (after build; under an X display via scripts/with-display.mjs): the webgl
+// decode step of issue #17 — batch-1 token-by-token decoding at d = 512, h = 8, caches of 1k / 4k
+// / 8k — beside the cpu backend's step in the same process (steps alternate webgl, cpu), and how
+// the webgl step grows with the cache: the per-1k-keys cost of each backend from the smallest to
+// the largest cache. The split-KV question ("split the key range across fragments and merge, if
+// it pays") is answered by running this twice, LP_NUM_THREADS=1 and the default (one llvmpipe
+// thread per core): if the webgl step does not get faster with a second thread, its key loops run
+// on one thread and splitting them would pay; if it does, the fragments already spread the keys.
+//   QKV_BENCH_CACHES=1024,4096,8192  QKV_BENCH_STEPS=7
+import { cpuBackend } from '@qkv/backend-cpu';
+import { BackendRegistry, createAttention } from '@qkv/core';
+import { webglBackend } from '../dist/index.js';
+
+const CACHES = (process.env.QKV_BENCH_CACHES ?? '1024,4096,8192').split(',').map(Number);
+const STEPS = Number(process.env.QKV_BENCH_STEPS ?? 7);
+const [d, H] = [512, 8];
+const seeded = (shape, seed) => {
+  const n = shape.reduce((a, b) => a * b, 1);
+  const data = new Float32Array(n);
+  let s = seed >>> 0 || 1;
+  for (let i = 0; i < n; i++) {
+    s = (s * 1664525 + 1013904223) >>> 0;
+    data[i] = (s / 2 ** 32 - 0.5) * 0.2;
+  }
+  return { shape, data };
+};
+const weights = { wq: seeded([d, d], 1), wk: seeded([d, d], 2), wv: seeded([d, d], 3), wo: seeded([d, d], 4) };
+const registry = new BackendRegistry().register(webglBackend).register(cpuBackend);
+const config = { dModel: d, numHeads: H, causal: true, bias: false };
+const maxLength = Math.max(...CACHES) + STEPS + 4;
+const make = async (backend) => {
+  const attn = await createAttention(config, weights, { registry, backend });
+  return { attn, session: attn.createSession({ maxLength }) };
+};
+const impls = { webgl: await make('webgl'), cpu: await make('cpu') };
+const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
+const rows = [];
+for (const cache of CACHES) {
+  for (const { session } of Object.values(impls)) {
+    while (session.length < cache) await session.step(seeded([1, Math.min(512, cache - session.length), d], 9));
+  }
+  const ms = { webgl: [], cpu: [] };
+  for (let s = -1; s < STEPS; s++) {
+    for (const [name, { session }] of Object.entries(impls)) {
+      const t0 = performance.now();
+      const r = await session.step(seeded([1, 1, d], 100 + s));
+      if (!r.fused) throw new Error(`${name}: the decode step left the fused path`);
+      if (s >= 0) ms[name].push(performance.now() - t0);
+    }
+  }
+  const row = { cache, webgl: median(ms.webgl), cpu: median(ms.cpu) };
+  rows.push(row);
+  console.log(
+    `cache ${String(cache).padStart(5)}: webgl ${row.webgl.toFixed(1).padStart(7)} ms  cpu ${row.cpu.toFixed(2).padStart(6)} ms  webgl/cpu ${(row.webgl / row.cpu).toFixed(1)}`,
+  );
+}
+const [a, b] = [rows[0], rows[rows.length - 1]];
+const per1k = (k) => ((b[k] - a[k]) / (b.cache - a.cache)) * 1024;
+console.log(
+  `LP_NUM_THREADS=${process.env.LP_NUM_THREADS ?? 'default'}: per 1k more keys, webgl +${per1k('webgl').toFixed(2)} ms, cpu +${per1k('cpu').toFixed(3)} ms (${STEPS} steps per cell, medians)`,
+);
+for (const { session, attn } of Object.values(impls)) {
+  await session.dispose();
+  await attn.dispose();
+}
+process.exit(0);
