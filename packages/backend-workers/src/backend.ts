@@ -151,7 +151,7 @@ export class WorkersBackend implements Backend<WorkersTensor> {
   }
 
   upload(t: Tensor): WorkersTensor {
-    const out = this.#s.make([...t.shape]);
+    const out = this.#s.makeWeight([...t.shape]);
     out.data.set(t.data);
     return out;
   }
@@ -205,6 +205,15 @@ export class WorkersBackend implements Backend<WorkersTensor> {
       recycledBytes: free,
       allocatedBytes: allocated,
     };
+  }
+
+  /**
+   * Testing aid: per thread of the shared pool (every handle on it together), the weight tensors
+   * it holds packed for `linear` and its modules' resident bytes (null: the thread failed first).
+   * Each thread answers after the lease it is in.
+   */
+  preparedStats(): Promise<({ weights: number; residentBytes: number } | null)[]> {
+    return this.#pool.preparedStats();
   }
 
   /**

@@ -14,6 +14,7 @@ import type {
   WriteRowsAttrs,
 } from '@qkv/core';
 import { planBlocks, planFused, planLinear, type TaskPlan } from './plan.js';
+import { preparedWeight, type WeightRef } from './prepared.js';
 import { d, data, type WorkersTensor } from './tensor.js';
 
 /**
@@ -40,7 +41,16 @@ export interface Tasks {
   scale: { s: F32; out: F32; attrs: ScaleAttrs };
   /** x [rows, in] · w [in, out] + bias [out] → out [rows, out]; rows = attrs.rows. */
   /** `kernels`: the cpu kernel build that runs it, the backend's one choice, on every thread. */
-  linear: { x: F32; w: F32; bias: F32 | null; out: F32; attrs: LinearAttrs; kernels: KernelBuild };
+  /** `weight`: names W (+ bias) for the threads to keep packed (prepared.ts); null: pack per call. */
+  linear: {
+    x: F32;
+    w: F32;
+    bias: F32 | null;
+    out: F32;
+    attrs: LinearAttrs;
+    kernels: KernelBuild;
+    weight: WeightRef | null;
+  };
   /** q [B, Lq, H·hd], k [B, Lk, KVH·hd] → out [B, H, Lq, Lk]; rows = B·H·Lq. */
   scores: { q: F32; k: F32; out: F32; attrs: ScoresAttrs };
   /** scaled [B, H, Lq, Lk] (+ masks, sequenceIds [B, Lk]) → out [B, H, Lq, Lk]; rows = B·H·Lq. */
@@ -150,6 +160,14 @@ function kernelsOf(build: KernelBuild): Pick<typeof k, 'linear' | 'fusedAttentio
   return build === 'reference' ? k : k.fastKernels(build);
 }
 
+/** How a linear names an uploaded W (and bias) for the threads to keep packed; marks W for the drop. */
+function weightRef(w: WorkersTensor, bias: WorkersTensor | null): WeightRef | null {
+  if (w.weightId === 0 || (bias !== null && bias.weightId === 0)) return null;
+  w.packed = true;
+  const b = bias === null ? '-' : `${bias.weightId}.${bias.version}`;
+  return { id: w.weightId, key: `${w.version}/${b}` };
+}
+
 /** [B, H, Lq, Lk]: the shape of every score-shaped output. */
 const scoreShape = (a: ScoresAttrs): number[] => [a.batch, a.numHeads, a.queryLength, a.keyLength];
 /** [B, Lq, H·hd]: the heads. */
@@ -178,8 +196,13 @@ export const OPS: { readonly [K in SliceOp]: K extends KernelOp ? OpRecord<K> : 
         out,
         attrs,
         kernels,
+        weight: weightRef(w, bias),
       })),
-    run: (t, from, to) => kernelsOf(t.kernels).linear(t.x, t.w, t.bias, t.out, t.attrs, from, to),
+    run: (t, from, to) => {
+      const prepared = t.weight && preparedWeight(t.kernels, t.weight, t.w, t.bias, t.attrs);
+      if (prepared) prepared.linear(t.x, t.out, t.attrs.rows, from, to);
+      else kernelsOf(t.kernels).linear(t.x, t.w, t.bias, t.out, t.attrs, from, to);
+    },
     rows: (t) => t.attrs.rows,
     workPerRow: (t) => t.attrs.inFeatures * t.attrs.outFeatures,
     plan: (_, rows, threads) => planLinear(rows, threads),
@@ -245,7 +268,10 @@ export const OPS: { readonly [K in SliceOp]: K extends KernelOp ? OpRecord<K> : 
           `writeRows: rows ${attrs.offset} … ${attrs.offset + attrs.rows - 1} do not fit a cache of ${attrs.capacity}`,
         );
       }
-      return q(null, [rows], (c) => ({ op: 'writeRows', cache: c, rows: d(rows), attrs }), cache);
+      const out = q(null, [rows], (c) => ({ op: 'writeRows', cache: c, rows: d(rows), attrs }), cache);
+      // Written in place: linears queued from now on must not reuse a packing of the old data.
+      cache.version++;
+      return out;
     },
     run: (t, from, to) => k.writeRows(t.cache, t.rows, t.attrs, from, to),
     rows: (t) => t.attrs.batch,

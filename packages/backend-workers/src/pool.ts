@@ -29,6 +29,8 @@ interface Slot {
   thread: Thread | null;
   state: 'starting' | 'idle' | 'busy' | 'dead';
   lease: Job | null;
+  /** Waiting `preparedStats` answers of this thread, oldest first. */
+  probes: ((m: { weights: number; residentBytes: number } | null) => void)[];
 }
 
 /**
@@ -73,7 +75,7 @@ export class WorkerPool {
     this.#started.catch(() => {});
     this.#startTimer = setTimeout(() => this.#startTimedOut(), start.timeoutMs);
     for (let i = 0; i < threads; i++) {
-      const slot: Slot = { index: i, generation: 0, thread: null, state: 'dead', lease: null };
+      const slot: Slot = { index: i, generation: 0, thread: null, state: 'dead', lease: null, probes: [] };
       this.#slots.push(slot);
       this.#spawn(slot);
     }
@@ -104,6 +106,27 @@ export class WorkerPool {
    */
   injectFault(kind: 'throw' | 'exit'): void {
     this.#fault = kind;
+  }
+
+  /**
+   * Tells every started thread to free its packings of these weight tensors (prepared.ts); one
+   * inside a lease reads it after that lease (threads that start later hold nothing yet).
+   */
+  dropPrepared(ids: readonly number[]): void {
+    if (this.#terminated || ids.length === 0) return;
+    for (const slot of this.#slots)
+      if ((slot.state === 'idle' || slot.state === 'busy') && slot.thread) slot.thread.post({ type: 'drop', ids });
+  }
+
+  /** Testing aid: per started thread, its packed weights and resident bytes (null: it failed first). */
+  preparedStats(): Promise<({ weights: number; residentBytes: number } | null)[]> {
+    const asks: Promise<{ weights: number; residentBytes: number } | null>[] = [];
+    for (const slot of this.#slots) {
+      if ((slot.state !== 'idle' && slot.state !== 'busy') || !slot.thread) continue;
+      asks.push(new Promise((resolve) => slot.probes.push(resolve)));
+      slot.thread.post({ type: 'prepared' });
+    }
+    return Promise.all(asks);
   }
 
   /**
@@ -166,6 +189,7 @@ export class WorkerPool {
     for (const s of this.#slots) {
       s.generation++;
       s.state = 'dead';
+      for (const answer of s.probes.splice(0)) answer(null);
       if (s.thread) void s.thread.terminate();
       s.thread = null;
     }
@@ -192,6 +216,7 @@ export class WorkerPool {
     for (const s of this.#slots) {
       s.generation++;
       s.state = 'dead';
+      for (const answer of s.probes.splice(0)) answer(null);
       if (s.thread) ends.push(s.thread.terminate());
       s.thread = null;
     }
@@ -230,6 +255,10 @@ export class WorkerPool {
   }
 
   #onMessage(slot: Slot, m: FromWorker): void {
+    if (m.type === 'prepared') {
+      slot.probes.shift()?.({ weights: m.weights, residentBytes: m.residentBytes });
+      return;
+    }
     if (m.type === 'ready') {
       slot.state = 'idle';
       // Idle threads must not keep a Node process alive; a busy one is ref'd while it works.
@@ -260,6 +289,7 @@ export class WorkerPool {
       `workers backend: worker thread #${slot.index} ${reason}${where}; the run was abandoned and the pool replaced the thread`,
     );
     const wasStarting = slot.state === 'starting';
+    for (const answer of slot.probes.splice(0)) answer(null);
     const old = slot.thread;
     slot.state = 'dead';
     slot.lease = null;

@@ -89,7 +89,16 @@ export interface Lease {
   readonly fault?: 'throw' | 'exit';
 }
 
+/**
+ * main → worker, besides leases: free the packings of these weight tensors (prepared.ts), sent
+ * to every started thread when the tensors are released; or report what this thread holds
+ * packed (a testing aid: `WorkerPool.preparedStats`).
+ */
+export type Control = { readonly type: 'drop'; readonly ids: readonly number[] } | { readonly type: 'prepared' };
+export type ToWorker = Lease | Control;
+
 /** worker → main. */
 export type FromWorker =
   | { readonly type: 'ready' }
-  | { readonly type: 'done'; readonly job: number; readonly blocks: number };
+  | { readonly type: 'done'; readonly job: number; readonly blocks: number }
+  | { readonly type: 'prepared'; readonly weights: number; readonly residentBytes: number };

@@ -3,6 +3,7 @@ import { QkvError, sizeOf } from '@qkv/core';
 import { BufferRecycler } from './buffers.js';
 import { dispatchWork, type Enqueue, rowsOfTask, runSlice, type SliceTask } from './ops.js';
 import type { StepSpec, WorkerPool } from './pool.js';
+import { dropPrepared } from './prepared.js';
 import { d, WorkersTensor } from './tensor.js';
 
 /**
@@ -40,6 +41,9 @@ export class OpQueue {
  * Buffers of tensors disposed while their queue is still open are reused by the queue's later ops
  * (after the ops that used them), so a run holds no more memory than it did op by op.
  */
+/** Weight ids (`WorkersTensor.weightId`): process-wide, never reused, so a packing is never mistaken. */
+let nextWeightId = 1;
+
 export class Scheduler {
   readonly live = new Set<WorkersTensor>();
   readonly buffers = new BufferRecycler();
@@ -71,6 +75,16 @@ export class Scheduler {
 
   assertUsable(): void {
     if (this.dead) throw new QkvError('DISPOSED', 'workers backend: used after destroy()');
+  }
+
+  /**
+   * A weight tensor (what `upload` makes): `make`, plus an id under which threads may keep it
+   * packed for `linear` (prepared.ts).
+   */
+  makeWeight(shape: readonly number[]): WorkersTensor {
+    const t = this.make(shape);
+    t.weightId = nextWeightId++;
+    return t;
   }
 
   /** A new tensor on a recycled or new buffer, for data written right now on this thread. */
@@ -109,8 +123,9 @@ export class Scheduler {
     // Only a tensor this instance still owns goes back, and only once (disposing twice must not
     // hand one buffer to two later tensors).
     if (!this.live.delete(t)) return;
-    // Used only by its own still-open queue: later steps of that queue may take the buffer.
-    if (t.uses.size === 1 && t.error === null && t.arena === null) {
+    // Used only by its own still-open queue: later steps of that queue may take the buffer. Not a
+    // packed weight: its packings are dropped in #release, once that queue is done with it.
+    if (t.uses.size === 1 && t.error === null && t.arena === null && !t.packed) {
       const [queue, steps] = t.uses.entries().next().value as [OpQueue, number[]];
       if (queue.state === 'open') {
         queue.free.push({ buf: t.data.buffer as SharedArrayBuffer, after: steps });
@@ -128,6 +143,7 @@ export class Scheduler {
   #release(t: WorkersTensor): void {
     if (!t.disposed || t.released || t.uses.size > 0 || this.live.has(t)) return;
     t.released = true;
+    if (t.packed) this.#dropPacked([t.weightId]);
     if (t.arena !== null) {
       if (typeof this.#arena === 'object' && this.#arena !== null && !this.dead) this.#arena.free(t.arena.ptr);
       return;
@@ -135,6 +151,12 @@ export class Scheduler {
     const buf = t.data.buffer as SharedArrayBuffer;
     if (t.error !== null || this.dead) this.buffers.drop(buf);
     else this.buffers.give(buf);
+  }
+
+  /** Frees the packings of these weight tensors here (inline runs) and on every thread. */
+  #dropPacked(ids: number[]): void {
+    dropPrepared(ids);
+    this.#pool.dropPrepared(ids);
   }
 
   #openQueue(): OpQueue {
@@ -325,11 +347,19 @@ export class Scheduler {
   destroy(): void {
     this.dead = true;
     for (const queue of [...this.#open.values()]) this.submit(queue);
+    const packed: number[] = [];
+    const pending = new Set<Promise<void>>();
     for (const t of this.live) {
       t.disposed = true;
       t.released = true;
       if (t.arena === null) this.buffers.drop(t.data.buffer as SharedArrayBuffer);
+      if (!t.packed) continue;
+      packed.push(t.weightId);
+      for (const q of t.uses.keys()) if (q.done) pending.add(q.done);
     }
+    this.#dropPacked(packed);
+    // A queue still running may pack one of them after this drop: drop again once it has ended.
+    if (pending.size > 0) void Promise.allSettled(pending).then(() => this.#dropPacked(packed));
     this.live.clear();
     this.buffers.clear();
     if (typeof this.#arena === 'object' && this.#arena !== null) cpuKernels.releaseDecodeKernel(this.#arena.id);

@@ -22,6 +22,15 @@ export class WorkersTensor implements BackendTensor {
   error: unknown = null;
   /** Its buffer went back for reuse (or was dropped); set once. */
   released = false;
+  /**
+   * Nonzero for a tensor made by `upload` (the handle's weights): its id as a weight that threads
+   * may keep packed (prepared.ts), unique for the life of the process. 0: never packed.
+   */
+  weightId = 0;
+  /** Bumped by every in-place write (writeRows): a packing of an older version is stale. */
+  version = 0;
+  /** A linear was queued with it as W: its release must drop the packings on every thread. */
+  packed = false;
   /** A KV cache in the decode arena (`data` is a view of its shared memory), else null. */
   readonly arena: cpuKernels.ArenaRef | null;
   constructor(

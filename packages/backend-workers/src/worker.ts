@@ -7,6 +7,7 @@
 import { cpuKernels } from '@qkv/backend-cpu';
 import { runSlice } from './ops.js';
 import { blockRange } from './plan.js';
+import { dropPrepared, preparedStats } from './prepared.js';
 import {
   ABORT,
   CLAIMED_TOTAL,
@@ -17,6 +18,7 @@ import {
   type Lease,
   type LeaseStep,
   laneRange,
+  type ToWorker,
 } from './protocol.js';
 
 /** Fault injection: crash the way a broken kernel or a dying thread would. */
@@ -113,14 +115,14 @@ function work(lease: Lease): number {
 
 interface Port {
   post(m: FromWorker): void;
-  listen(handler: (m: Lease) => void): void;
+  listen(handler: (m: ToWorker) => void): void;
 }
 
 async function connect(): Promise<Port> {
   if (typeof (globalThis as { WorkerGlobalScope?: unknown }).WorkerGlobalScope !== 'undefined') {
     const scope = globalThis as unknown as {
       postMessage(m: unknown): void;
-      onmessage: ((e: MessageEvent<Lease>) => void) | null;
+      onmessage: ((e: MessageEvent<ToWorker>) => void) | null;
     };
     return {
       post: (m) => scope.postMessage(m),
@@ -148,7 +150,11 @@ async function start(): Promise<void> {
   const port = await connect();
   // Not caught on purpose: an exception is a worker failure; the pool rejects the run and
   // replaces this thread.
-  port.listen((lease) => port.post({ type: 'done', job: lease.job, blocks: work(lease) }));
+  port.listen((m) => {
+    if (m.type === 'drop') dropPrepared(m.ids);
+    else if (m.type === 'prepared') port.post({ type: 'prepared', ...preparedStats() });
+    else port.post({ type: 'done', job: m.job, blocks: work(m) });
+  });
   // Compile every WebAssembly build this runtime has before saying ready, not inside the first
   // lease: that would charge the compile time to one block of the first run and unbalance it.
   // Each task names the build its backend chose (backends with different choices share this

@@ -42,7 +42,7 @@ function fusedTask(batch: number, numHeads: number, queryLength: number): SliceT
 
 function linearTask(rows: number): SliceTask {
   const attrs: LinearAttrs = { rows, inFeatures: 512, outFeatures: 512 };
-  return { op: 'linear', x: none, w: none, bias: null, out: none, attrs, kernels: 'simd128' };
+  return { op: 'linear', x: none, w: none, bias: null, out: none, attrs, kernels: 'simd128', weight: null };
 }
 
 /** Every block's [from, to), checking that together they cover 0…rows once, in order. */
