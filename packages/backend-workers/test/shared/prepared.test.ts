@@ -54,8 +54,8 @@ describe('prepared weights on the threads', () => {
     expect(Math.max(...after1)).toBeGreaterThan(0);
     for (const n of after1) expect(n).toBeLessThanOrEqual(4);
     // upload() copied the weights: writing into the caller's arrays changes nothing now.
-    weights.wq.data.fill(7);
-    (weights.bo as Tensor).data.fill(-3);
+    (weights.wq.data as Float32Array).fill(7);
+    ((weights.bo as Tensor).data as Float32Array).fill(-3);
     const second = (await attn.run(inputs)).attention.data;
     expect(second).toEqual(first);
     // A run may hand a projection to the other thread (threads help each other), which then packs
@@ -80,12 +80,12 @@ describe('prepared weights on the threads', () => {
       const w = randomTensor([K, N], next);
       const X = b.upload(x);
       const W = b.upload(w);
-      const run = async (wt: typeof W) => (await b.download(b.kernels.linear(X, wt, null, attrs))).data;
+      const run = async (wt: typeof W) => (await b.download(await b.kernels.linear(X, wt, null, attrs))).data;
       expectClose(await run(W), reference(x, w, attrs));
       // W as a cache [1, K, N]: rows 8…15 overwritten in place; the next linear reads the new W.
       const rows = randomTensor([1, 8, N], next);
       const Rows = b.upload(rows);
-      b.kernels.writeRows?.(W, Rows, { batch: 1, rows: 8, capacity: K, offset: 8, width: N });
+      await b.kernels.writeRows?.(W, Rows, { batch: 1, rows: 8, capacity: K, offset: 8, width: N });
       w.data.set(rows.data, 8 * N);
       expectClose(await run(W), reference(x, w, attrs));
       // A new weight on W's buffer (disposed, recycled): its own data, not W's packing.
