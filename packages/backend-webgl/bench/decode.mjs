@@ -7,6 +7,8 @@
 // it pays") is answered by running this twice, LP_NUM_THREADS=1 and the default (one llvmpipe
 // thread per core): if the webgl step does not get faster with a second thread, its key loops run
 // on one thread and splitting them would pay; if it does, the fragments already spread the keys.
+// QKV_BENCH_BASELINE=<path to another build's dist/index.js> adds that build's webgl step as
+// `before`, interleaved with the others in the same process (a before/after ratio in one run).
 //   QKV_BENCH_CACHES=1024,4096,8192  QKV_BENCH_STEPS=7
 import { cpuBackend } from '@qkv/backend-cpu';
 import { BackendRegistry, createAttention } from '@qkv/core';
@@ -29,18 +31,24 @@ const weights = { wq: seeded([d, d], 1), wk: seeded([d, d], 2), wv: seeded([d, d
 const registry = new BackendRegistry().register(webglBackend).register(cpuBackend);
 const config = { dModel: d, numHeads: H, causal: true, bias: false };
 const maxLength = Math.max(...CACHES) + STEPS + 4;
-const make = async (backend) => {
-  const attn = await createAttention(config, weights, { registry, backend });
+const make = async (backend, reg = registry) => {
+  const attn = await createAttention(config, weights, { registry: reg, backend });
   return { attn, session: attn.createSession({ maxLength }) };
 };
 const impls = { webgl: await make('webgl'), cpu: await make('cpu') };
+if (process.env.QKV_BENCH_BASELINE) {
+  const { resolve } = await import('node:path');
+  const { pathToFileURL } = await import('node:url');
+  const base = await import(pathToFileURL(resolve(process.env.QKV_BENCH_BASELINE)).href);
+  impls.before = await make('webgl', new BackendRegistry().register(base.webglBackend));
+}
 const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
 const rows = [];
 for (const cache of CACHES) {
   for (const { session } of Object.values(impls)) {
     while (session.length < cache) await session.step(seeded([1, Math.min(512, cache - session.length), d], 9));
   }
-  const ms = { webgl: [], cpu: [] };
+  const ms = Object.fromEntries(Object.keys(impls).map((k) => [k, []]));
   for (let s = -1; s < STEPS; s++) {
     for (const [name, { session }] of Object.entries(impls)) {
       const t0 = performance.now();
@@ -49,10 +57,14 @@ for (const cache of CACHES) {
       if (s >= 0) ms[name].push(performance.now() - t0);
     }
   }
-  const row = { cache, webgl: median(ms.webgl), cpu: median(ms.cpu) };
+  const row = { cache, webgl: median(ms.webgl), cpu: median(ms.cpu), before: ms.before && median(ms.before) };
   rows.push(row);
+  const before =
+    row.before === undefined
+      ? ''
+      : `  before ${row.before.toFixed(1).padStart(7)} ms  webgl/before ${(row.webgl / row.before).toFixed(3)}`;
   console.log(
-    `cache ${String(cache).padStart(5)}: webgl ${row.webgl.toFixed(1).padStart(7)} ms  cpu ${row.cpu.toFixed(2).padStart(6)} ms  webgl/cpu ${(row.webgl / row.cpu).toFixed(1)}`,
+    `cache ${String(cache).padStart(5)}: webgl ${row.webgl.toFixed(1).padStart(7)} ms  cpu ${row.cpu.toFixed(2).padStart(6)} ms  webgl/cpu ${(row.webgl / row.cpu).toFixed(1)}${before}`,
   );
 }
 const [a, b] = [rows[0], rows[rows.length - 1]];

@@ -37,7 +37,7 @@ import { compileFor, type Warmup, type WarmupShape } from './warmup.js';
  * two forms (tensor.ts). The hot path — upload, the four projections, fused attention, the
  * residual add, download — runs hand-written packed RGBA programs (raw.ts, ops/<op>.ts); gpu.js
  * kernels run the rest: the unfused score chain (scores, scale, mask, softmax, weightedSum, when
- * weights or score captures are asked for), rotary, writeRows, and every op's fallback where a
+ * weights or score captures are asked for), rotary, and every op's fallback where a
  * packed texture would exceed MAX_TEXTURE_SIZE. gpujs.ts is the one seam between the two layers;
  * docs/ARCHITECTURE.md has the measurement behind the split. One line per op below.
  */

@@ -1,7 +1,7 @@
 /**
  * The seam between gpu.js and the raw programs (raw.ts): the only module that knows how gpu.js
  * works inside. gpu.js runs the kernels that have no packed program (the unfused score chain,
- * rotary, writeRows, the oversized fallbacks; docs/ARCHITECTURE.md says why), the raw programs
+ * rotary, the oversized fallbacks; docs/ARCHITECTURE.md says why), the raw programs
  * run the hot path, and both share one GL context and hand textures to each other here:
  *
  *  - `glOf`: the GL texture and texel size behind a gpu.js texture, read from the `texture` and

@@ -32,13 +32,17 @@ export const sameLayout = (a: PackedLayout, b: PackedLayout) =>
   a.groupWidth * a.groups === b.groupWidth * b.groups &&
   ((a.groupWidth === b.groupWidth && a.groups === b.groups) || (a.groupWidth % 4 === 0 && b.groupWidth % 4 === 0));
 
-/** gpu.js flat texture [rows, G·gw] → packed [G·gw4, rows]. Uniforms: uGW, uGW4, uCols. */
+/**
+ * gpu.js flat texture [rows, G·gw] → packed [G·gw4, rows]. Uniforms: uGW, uGW4, uCols, and
+ * uRowShift: target row y takes source row y − uRowShift (0 to pack a whole tensor; writeRows
+ * draws a cache's new rows, from a smaller source, over just their target rows).
+ */
 export const PACK = `${PRELUDE}
 uniform sampler2D uSrc; uniform vec2 uSrcSize;
-uniform float uGW; uniform float uGW4; uniform float uCols;
+uniform float uGW; uniform float uGW4; uniform float uCols; uniform float uRowShift;
 void main() {
   float x = floor(gl_FragCoord.x);
-  float r = floor(gl_FragCoord.y);
+  float r = floor(gl_FragCoord.y) - uRowShift;
   float g = floor((x + 0.5) / uGW4);
   float c = 4.0 * (x - g * uGW4);
   float base = r * uCols + g * uGW + c;

@@ -57,6 +57,17 @@ export interface Geometry {
   readonly count: number;
 }
 
+/** The rectangles [x, y, w, h] of a flat texture `width` texels wide that hold values n0 … n1−1. */
+export function flatRects(n0: number, n1: number, width: number): [number, number, number, number][] {
+  const [x0, y0] = [n0 % width, Math.floor(n0 / width)];
+  const [x1, y1] = [n1 % width, Math.floor(n1 / width)];
+  if (y0 === y1) return [[x0, y0, x1 - x0, 1]];
+  const rects: [number, number, number, number][] = [[x0, y0, width - x0, 1]];
+  if (y1 > y0 + 1) rects.push([0, y0 + 1, width, y1 - y0 - 1]);
+  if (x1 > 0) rects.push([0, y1, x1, 1]);
+  return rects;
+}
+
 export class RawGl {
   readonly gl: WebGLRenderingContext;
   readonly #programs = new Map<string, { program: WebGLProgram; uniforms: Map<string, WebGLUniformLocation | null> }>();
@@ -136,6 +147,11 @@ export class RawGl {
 
   deleteTexture(t: RawTexture): void {
     this.gl.deleteTexture(t.tex);
+  }
+
+  /** Compiles program `key` now (as `draw` would on first use), so a later draw cannot fail to. */
+  prepare(key: string, fragment: string): void {
+    this.#program(key, fragment);
   }
 
   #program(key: string, fragment: string, vertex = VERTEX) {

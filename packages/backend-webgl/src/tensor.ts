@@ -12,11 +12,25 @@ export interface PackedTexture {
 }
 
 /**
+ * Fused pass 0's v transposed ([ceil(cap/4), B·KVH·hd], ops/fusedAttention.ts), kept on a v
+ * (a KV cache) so a decode step does not redo it: valid for the packed form it was drawn from,
+ * which only ops/writeRows.ts changes, and it redraws the columns it changes.
+ */
+export interface ValuesT {
+  readonly raw: RawTexture;
+  readonly KVH: number;
+  readonly hd: number;
+  readonly cap: number;
+}
+
+/**
  * A tensor on the GPU, owned by exactly one handle, in up to two forms: `texture`, gpu.js's flat
  * float texture (one value per texel, what gpu.js kernels read), and `packed` (4 values per
  * texel, what the raw programs read). Either may be made from the other on demand and is then
  * kept until dispose: uploads, the projections and fused attention produce only the packed form.
- * A projection weight also keeps `weightT`, its transposed packing (ops/linear.ts), made once.
+ * A projection weight also keeps `weightT`, its transposed packing (ops/linear.ts), made once;
+ * a v of fused attention keeps `valuesT` (see ValuesT). ops/writeRows.ts, the one op that writes
+ * into an existing tensor, updates every form it holds.
  */
 export class WebGLTensor implements BackendTensor {
   readonly shape: readonly number[];
@@ -24,6 +38,8 @@ export class WebGLTensor implements BackendTensor {
   packed: PackedTexture | null;
   /** As a projection weight: transposed-packed (see ops/linear.ts). */
   weightT: RawTexture | null = null;
+  /** As fused attention's v: its pass 0 transpose. */
+  valuesT: ValuesT | null = null;
   disposed = false;
   constructor(shape: readonly number[], texture: GlTexture | null, packed: PackedTexture | null = null) {
     this.shape = shape;
@@ -107,6 +123,7 @@ export class Textures {
         uGW: layout.groupWidth,
         uGW4: texelsPerGroup(layout),
         uCols: layout.groupWidth * layout.groups,
+        uRowShift: 0,
       },
     });
     if (t.packed) return { raw, temporary: true };
@@ -185,15 +202,17 @@ export class Textures {
     if (t.disposed) return;
     t.disposed = true;
     this.live.delete(t);
-    const { texture, packed, weightT } = t;
+    const { texture, packed, weightT, valuesT } = t;
     t.texture = null;
     t.packed = null;
     t.weightT = null;
+    t.valuesT = null;
     // After the device is gone its context (and every texture on it) is already freed.
     // (Read-back framebuffers are cached per kernel and size by gpu.js and freed with the kernel.)
     if (this.device.destroyed) return;
     texture?.delete();
     if (packed) this.device.raw.deleteTexture(packed.raw);
     if (weightT) this.device.raw.deleteTexture(weightT);
+    if (valuesT) this.device.raw.deleteTexture(valuesT.raw);
   }
 }

@@ -259,7 +259,7 @@ void main() {
  * texel (j4, (b·KVH + kvh)·hd + c) = v[b, 4j4 … 4j4+3, kvh, c] (0 past keyCapacity), so pass 4
  * walks each value row along memory instead of striding down a column.
  */
-export function transposeValuesSource(v: FusedVariant, KVH: number, hd: number): string {
+export function transposeValuesSource(hd4: number, KVH: number, hd: number): string {
   return `${PRELUDE}
 uniform sampler2D uV; uniform vec2 uVSize;
 uniform float uCap;
@@ -272,7 +272,7 @@ void main() {
   float c = ch - kvh * ${hd}.0;
   float x4 = floor((c + 0.5) / 4.0);
   float comp = c - 4.0 * x4;
-  float x = kvh * ${v.hd4}.0 + x4;
+  float x = kvh * ${hd4}.0 + x4;
   vec4 o = vec4(0.0);
   for (int m = 0; m < 4; m++) {
     float j = j0 + float(m);

@@ -1,8 +1,8 @@
 import type { FusedAttentionAttrs } from '@qkv/core';
 import { fusedTileRows } from '../options.js';
 import type { PackedLayout } from '../packed.js';
-import type { DrawInputs, RawTexture } from '../raw.js';
-import type { Textures, WebGLTensor } from '../tensor.js';
+import { type DrawInputs, flatRects, type RawTexture } from '../raw.js';
+import type { Textures, ValuesT, WebGLTensor } from '../tensor.js';
 import {
   type FusedVariant,
   fusedKey,
@@ -147,13 +147,8 @@ function fusedPacked(
     const P = raw.createTexture(Lk4, tileRows);
     temps.push(P);
     out = raw.createTexture(H * hd4, B * Lq);
-    // Pass 0: v transposed for pass 4.
-    const vT = raw.createTexture(cap4, B * KVH * hd);
-    temps.push(vT);
-    raw.draw(`fused.vT|${KVH}|${hd}|${hd4}`, transposeValuesSource(variant, KVH, hd), vT, {
-      textures: { uV: vp.raw },
-      uniforms: { uCap: cap },
-    });
+    // Pass 0: v transposed for pass 4, kept on v (writeRows updates it with the rows it writes).
+    const vT = valuesTransposed(ctx, v, vp, KVH, hd, cap, temps);
     // With sequence ids: the (min, max) id of every block of keys, read by passes 1–4.
     let seq = {};
     if (ids) {
@@ -254,13 +249,54 @@ function fusedPacked(
   return { heads: ctx.packedTensor([B, Lq, H * hd], headsLayout, out), lse };
 }
 
-/** The rectangles [x, y, w, h] of a flat texture `width` texels wide that hold values n0 … n1−1. */
-function flatRects(n0: number, n1: number, width: number): [number, number, number, number][] {
-  const [x0, y0] = [n0 % width, Math.floor(n0 / width)];
-  const [x1, y1] = [n1 % width, Math.floor(n1 / width)];
-  if (y0 === y1) return [[x0, y0, x1 - x0, 1]];
-  const rects: [number, number, number, number][] = [[x0, y0, width - x0, 1]];
-  if (y1 > y0 + 1) rects.push([0, y0 + 1, width, y1 - y0 - 1]);
-  if (x1 > 0) rects.push([0, y1, x1, 1]);
-  return rects;
+/**
+ * Pass 0 (v transposed, [cap4, B·KVH·hd]) of `v` whose packed form is `vp`: the one kept on v
+ * when it matches, else drawn whole and kept there (or, when vp is a temporary packing, drawn
+ * into a temporary). A KV cache so pays it once; ops/writeRows.ts redraws the texel columns
+ * of the rows it writes (`drawValuesT` over their rectangle).
+ */
+function valuesTransposed(
+  ctx: Textures,
+  v: WebGLTensor,
+  vp: { raw: RawTexture; temporary: boolean },
+  KVH: number,
+  hd: number,
+  cap: number,
+  temps: RawTexture[],
+): RawTexture {
+  const kept = v.valuesT;
+  if (!vp.temporary && kept && kept.KVH === KVH && kept.hd === hd && kept.cap === cap) return kept.raw;
+  const raw = ctx.device.raw;
+  const vT = raw.createTexture(Math.ceil(cap / 4), (v.shape[0] as number) * KVH * hd);
+  const made: ValuesT = { raw: vT, KVH, hd, cap };
+  try {
+    drawValuesT(ctx, vp.raw, made, [0, 0, vT.width, vT.height]);
+  } catch (e) {
+    raw.deleteTexture(vT);
+    throw e;
+  }
+  if (vp.temporary) {
+    temps.push(vT);
+  } else {
+    if (kept) raw.deleteTexture(kept.raw);
+    v.valuesT = made;
+  }
+  return vT;
+}
+
+/** Pass 0 over `rect` ([x, y, w, h] texels) of `vT`, from the packed v `vPacked`. */
+export function drawValuesT(
+  ctx: Textures,
+  vPacked: RawTexture,
+  vT: ValuesT,
+  rect: readonly [number, number, number, number],
+): void {
+  const hd4 = Math.ceil(vT.hd / 4);
+  ctx.device.raw.draw(
+    `fused.vT|${vT.KVH}|${vT.hd}|${hd4}`,
+    transposeValuesSource(hd4, vT.KVH, vT.hd),
+    vT.raw,
+    { textures: { uV: vPacked }, uniforms: { uCap: vT.cap } },
+    rect,
+  );
 }

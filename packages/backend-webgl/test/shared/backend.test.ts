@@ -305,7 +305,7 @@ describe('KV-cache sessions', () => {
       const textures = probe.liveTextures();
       for (let at = 3; at < 40; at++) await session.step(token(at));
       expect(probe.device.kernelCount).toBe(compiled);
-      // writeRows swaps the cache texture: the old one is freed every step.
+      // writeRows draws into the cache's textures in place: a step allocates nothing that stays.
       expect(probe.liveTextures()).toBe(textures);
       await session.dispose();
     } finally {
@@ -335,6 +335,79 @@ describe('KV-cache sessions', () => {
       expect((e as Error).message).toContain('rows 3 … 4 does not fit a cache of 4 rows');
     } finally {
       await backend.destroy();
+    }
+  });
+});
+
+describe('KV-cache writes in place', () => {
+  it('writeRows updates every form the cache holds (flat and packed) and keeps the other rows', async () => {
+    const backend = await WebGLBackend.create();
+    try {
+      // cache [B=2, capacity=5, width=8]: uploaded packed; a gpu.js op reading it adds the flat form.
+      const before = Float32Array.from({ length: 80 }, (_, i) => i);
+      const cache = backend.upload({ shape: [2, 5, 8], data: before });
+      const touch = await backend.kernels.scale(cache, { scale: 1 });
+      backend.dispose(touch);
+      expect(cache.texture).not.toBeNull();
+      expect(cache.packed).not.toBeNull();
+      const rows = backend.upload({ shape: [2, 2, 8], data: Float32Array.from({ length: 32 }, (_, i) => -1 - i) });
+      const writeRows = backend.kernels.writeRows as NonNullable<typeof backend.kernels.writeRows>;
+      await writeRows(cache, rows, { batch: 2, rows: 2, capacity: 5, offset: 3, width: 8 });
+      const expected = Float32Array.from(before);
+      for (let b = 0; b < 2; b++)
+        expected.set(
+          Float32Array.from({ length: 16 }, (_, i) => -1 - b * 16 - i),
+          (b * 5 + 3) * 8,
+        );
+      // download reads the flat texture; add with a packed-only zero reads the packed copy.
+      expect([...(await backend.download(cache)).data]).toEqual([...expected]);
+      const zeros = backend.upload({ shape: [2, 5, 8], data: new Float32Array(80) });
+      const viaPacked = await backend.kernels.add(cache, zeros);
+      expect([...(await backend.download(viaPacked)).data]).toEqual([...expected]);
+      for (const t of [viaPacked, zeros, rows, cache]) backend.dispose(t);
+    } finally {
+      await backend.destroy();
+    }
+  });
+
+  it('fork() + step on either session never changes the other (no aliasing of the written cache)', async () => {
+    const { config, weights } = smallCase();
+    const attn = await make({ ...config, causal: true, positionalEncoding: 'rotary' }, weights);
+    try {
+      const D = config.dModel;
+      const token = (at: number, f: number) => ({ shape: [1, 1, D], data: seq(D, f + at / 7) });
+      const prefix = [0, 1, 2].map((at) => token(at, 1));
+      const tailA = [3, 4, 5].map((at) => token(at, 2));
+      const tailB = [3, 4, 5].map((at) => token(at, -1.5));
+      // Reference: a fresh session per sequence.
+      const reference = async (tokens: Tensor[]) => {
+        const s = attn.createSession({ maxLength: 8 });
+        const outs: Float32Array[] = [];
+        for (const x of tokens) outs.push((await s.step(x)).attention.data as Float32Array);
+        await s.dispose();
+        return outs;
+      };
+      const wantA = await reference([...prefix, ...tailA]);
+      const wantB = await reference([...prefix, ...tailB]);
+      const parent = attn.createSession({ maxLength: 8 });
+      for (const x of prefix) await parent.step(x);
+      const child = parent.fork();
+      // Interleaved: each write into one cache must leave the other's rows and forms alone.
+      for (let i = 0; i < 3; i++) {
+        const a = await parent.step(tailA[i] as Tensor);
+        const b = await child.step(tailB[i] as Tensor);
+        expect(maxAbsDiff(a.attention.data, wantA[3 + i] as Float32Array)).toBeLessThan(1e-5);
+        expect(maxAbsDiff(b.attention.data, wantB[3 + i] as Float32Array)).toBeLessThan(1e-5);
+      }
+      // A fork taken after the writes sees them, and stepping it leaves the parent alone.
+      const late = parent.fork();
+      await late.step(token(6, 3));
+      const next = await parent.step(token(6, 2));
+      const wantNext = await reference([...prefix, ...tailA, token(6, 2)]);
+      expect(maxAbsDiff(next.attention.data, wantNext[6] as Float32Array)).toBeLessThan(1e-5);
+      for (const s of [late, child, parent]) await s.dispose();
+    } finally {
+      await attn.dispose();
     }
   });
 });
