@@ -70,3 +70,26 @@ export function lastQueryWeights(w: { shape: readonly number[]; data: ArrayLike<
   );
   return { shape: [B, H, 1, L], data };
 }
+
+/** Query rows at … at+n−1 of weights [B, H, t, Lk] → [B, H, n, Lk]. */
+export function queryRows(w: Tensor, at: number, n: number): Tensor {
+  const [B, H, t, Lk] = w.shape as [number, number, number, number];
+  const data = new Float32Array(B * H * n * Lk);
+  for (let bh = 0; bh < B * H; bh++) data.set(w.data.subarray((bh * t + at) * Lk, (bh * t + at + n) * Lk), bh * n * Lk);
+  return { shape: [B, H, n, Lk], data };
+}
+
+/** Rows at … at+n−1, columns 0 … cols−1 of one run's weights [B, H, L, L] → [B, H, n, cols]. */
+export function weightRows(
+  w: { shape: readonly number[]; data: ArrayLike<number> },
+  at: number,
+  n: number,
+  cols: number,
+): { shape: number[]; data: Float64Array } {
+  const [B, H, , L] = w.shape as [number, number, number, number];
+  const data = Float64Array.from({ length: B * H * n * cols }, (_, e) => {
+    const [bh, i, j] = [Math.floor(e / (n * cols)), Math.floor(e / cols) % n, e % cols];
+    return w.data[(bh * L + at + i) * L + j] as number;
+  });
+  return { shape: [B, H, n, cols], data };
+}

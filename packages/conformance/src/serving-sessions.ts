@@ -5,12 +5,22 @@ import { compareArrays } from './compare.js';
 import { close, type FeatureSuiteOptions, type Make, setup, withSupport } from './features.js';
 import { randomTensor, rng } from './random.js';
 import { referenceAttention } from './reference.js';
-import { feed, ids, lastQueryWeights, packed, rowsOf, sinkWeights, tokens } from './serving-helpers.js';
+import {
+  feed,
+  ids,
+  lastQueryWeights,
+  packed,
+  queryRows,
+  rowsOf,
+  sinkWeights,
+  tokens,
+  weightRows,
+} from './serving-helpers.js';
 
 /**
  * The serving features in KV-cache sessions (issue #18), against the float64 reference: softcap
  * and sink logits step by step, window rings far longer than s + w (ALiBi reads their two
- * segments' positions), packed decoding, fork() and truncate().
+ * segments' positions), packed decoding, fork() and truncate(), and rings with rollback rows.
  */
 export function describeServingSessions(factory: BackendFactory, make: Make, options: FeatureSuiteOptions): void {
   const { timeout } = options;
@@ -238,6 +248,59 @@ export function describeServingSessions(factory: BackendFactory, make: Make, opt
         close('after truncate(1)', await feed(s, E, 1, 4, [1]), rowsOf(full.attention, 1, 3));
         await s.dispose();
       });
+    });
+    it('rollback r: speculative rounds in a full ring (r + 1 drafts per step, truncate by up to r + 1) match one causal run, device and host caches', {
+      timeout: timeout * 8,
+    }, async () => {
+      const [w, r] = [5, 3];
+      const plain = { dModel: 8, numHeads: 2, numKVHeads: 1, causal: true, window: w, sinkTokens: 2 };
+      const variants = [
+        { ...plain, positionalEncoding: 'rotary' as const },
+        { ...plain, positionalEncoding: 'alibi' as const, softcap: 2 },
+      ];
+      const L = 70;
+      for (const config of variants) {
+        const { weights, inputs } = setup(config, 116, 2, L);
+        await withSupport(factory, make, config, weights, async (attn) => {
+          const E = inputs.query as Tensor;
+          const junk = randomTensor(E.shape as number[], rng(1160));
+          const ref = referenceAttention(config, weights, { query: E });
+          const full = { shape: ref.attention.shape, data: Float32Array.from(ref.attention.data) };
+          const lw = ref.weights;
+          for (const cache of ['auto', 'host'] as const) {
+            const s = attn.createSession({ maxLength: 1_000_000, cache, rollback: r });
+            expect(s.info.capacity, 'memory: s + w + r rows').toBe(2 + w + r);
+            await feed(s, E, 0, 12, [12]);
+            const live = attn.stats().liveTensors;
+            // Each round: a verification step of k ≤ r + 1 tokens, the first `ok` the true ones,
+            // the rest drafts rejected by truncate(); far past s + w + r and across the ring end.
+            for (let n = 12, round = 0; n < L - r - 1; round++) {
+              const k = 1 + (round % (r + 1));
+              const ok = round % 3 === 0 ? k : round % k;
+              const x = tokens(E, n, k);
+              for (let b = 0; b < 2; b++) {
+                const from = (b * k + ok) * 8;
+                x.data.set(tokens(junk, n, k).data.subarray(from, (b + 1) * k * 8), from);
+              }
+              const step = await s.step(x, { returnWeights: round % 4 === 1 });
+              const label = `round ${round} at ${n} (${cache} cache, ${config.positionalEncoding})`;
+              if (ok > 0) close(label, rowsOf(step.attention, 0, ok), rowsOf(full, n, ok));
+              if (step.weights && ok > 0)
+                close(`${label} weights`, queryRows(step.weights, 0, ok), weightRows(lw, n, ok, n + k));
+              await s.truncate(n + ok);
+              n += ok;
+              if (ok === 0) {
+                close(`${label} after a full rollback`, (await s.step(tokens(E, n, 1))).attention, rowsOf(full, n, 1));
+                n += 1;
+              }
+            }
+            expect(attn.stats().liveTensors, 'the cache does not grow').toBe(live);
+            const e = await s.truncate(s.length - r - 2).catch((x: unknown) => x);
+            expect(isQkvError(e, 'INVALID_OPTION'), String(e)).toBe(true);
+            await s.dispose();
+          }
+        });
+      }
     });
   });
 

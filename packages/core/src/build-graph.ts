@@ -259,7 +259,10 @@ function attentionNodes({ config, shape, att, offset, constants, nodes }: Builde
   const kv: AttentionDims = cache?.mode === 'device' ? { ...att, keyCapacity: cache.capacity } : att;
   const mods: Mutable<ScoreModifiers> = {};
   if (offset !== 0) mods.queryOffset = offset;
-  // A wrapped window ring holds exactly the one query's window: every row is visible.
+  // A wrapped window ring of exactly w rows holds the one query's window: every row is visible.
+  // One of w + r rows (a session's rollback r > 0) comes with an attnMask that hides, by the
+  // rows' positions, what each query must not see: the causal rule by row index would not fit.
+  const ringMasked = cache?.ring !== undefined && shape.hasAttnMask;
   if (config.window !== null && !cache?.ring) mods.window = config.window;
   if (config.positionalEncoding === 'alibi') mods.alibiSlopes = alibiSlopes(H);
   if (config.maskMod !== null) mods.maskMod = config.maskMod;
@@ -307,7 +310,7 @@ function attentionNodes({ config, shape, att, offset, constants, nodes }: Builde
     ],
     shape: sshape,
     dims,
-    attrs: { ...att, causal: config.causal, ...mods },
+    attrs: { ...att, causal: config.causal && !ringMasked, ...mods },
     doc: `hidden keys (later tokens when causal, padding) set to -∞; attnMask added${modDoc.length ? `; ${modDoc.join('; ')}` : ''}`,
   });
   nodes.push({

@@ -89,14 +89,15 @@ export interface GraphShape {
    * appended to a cache of `capacity` rows per batch; Lk = positionOffset + Lq.
    * 'device': the cache is a backend tensor (params `kCache`, `vCache`) written by `writeRows`.
    * 'host': core keeps the cache and feeds all Lk rows as inputs `kAll`, `vAll` each step.
-   * `ring`: a window session's cache once it has wrapped (one query per step, Lk = capacity).
+   * `ring`: a window session's cache once it has wrapped (Lk = capacity; with hasAttnMask, a ring
+   * of w + r rows whose attnMask carries each query's visibility, and the causal rule is off).
    */
   cache?: { readonly capacity: number; readonly mode: 'device' | 'host'; readonly ring?: RingLayout };
 }
 
 /**
- * A wrapped window ring of `size` = w rows after the sink rows (core/src/session-ring.ts): the
- * step's token is written at `writeRow`; rows sinkTokens ≤ j < split hold positions
+ * A wrapped window ring of `size` = w + r rows after the sink rows (core/src/session-ring.ts): the
+ * step's tokens are written from `writeRow` on; rows sinkTokens ≤ j < split hold positions
  * j + keyOffset + size, rows from split on j + keyOffset (`ScoreModifiers.keyRing`).
  */
 export interface RingLayout {

@@ -67,11 +67,12 @@ export interface ScoreModifiers {
   /** A window cache's rows past the sinks: key row j ≥ sinkTokens sits at position j + keyOffset. */
   readonly keyOffset?: number;
   /**
-   * A window session's ring cache once it has wrapped (s sink rows, then a ring of w rows holding
-   * the last w positions): rows sinkTokens ≤ j < split are the ring's newer segment, at position
-   * j + keyOffset + size (size = w); rows from split on the older one, at j + keyOffset. Core
-   * sends it with one query per step, which sees every row (the ring is exactly its window), so
-   * `window` is absent then; only what reads key positions (ALiBi, maskMod, scoreMod) needs it.
+   * A window session's ring cache once it has wrapped (s sink rows, then a ring of size = w + r
+   * rows holding the last w + r positions): rows sinkTokens ≤ j < split are the ring's newer
+   * segment, at position j + keyOffset + size; rows from split on the older one, at
+   * j + keyOffset. `window` is absent then: with r = 0 the step's one query sees every row, with
+   * r > 0 core sends an attnMask that hides, by position, what each query must not see (and no
+   * causal rule); only what reads key positions (ALiBi, maskMod, scoreMod) needs keyRing.
    */
   readonly keyRing?: { readonly split: number; readonly size: number };
 }

@@ -8,7 +8,7 @@ import { formatShape, sizeOf, type Tensor } from './tensor.js';
 
 /** What a KV-cache session refuses, each with its coded error: its options, steps and truncation. */
 
-const SESSION_KEYS = new Set(['maxLength', 'batch', 'cache']);
+const SESSION_KEYS = new Set(['maxLength', 'batch', 'cache', 'rollback']);
 
 /** createSession's options against the config and backend: the session's fixed settings. */
 export function resolveSession(
@@ -19,7 +19,7 @@ export function resolveSession(
   if (options === null || typeof options !== 'object') {
     throw new QkvError(
       'INVALID_OPTION',
-      `createSession: expected { maxLength, batch?, cache? }, got ${describeValue(options)}`,
+      `createSession: expected { maxLength, batch?, cache?, rollback? }, got ${describeValue(options)}`,
     );
   }
   assertKnownKeys('createSession options', options, SESSION_KEYS);
@@ -64,7 +64,9 @@ export function resolveSession(
     );
   }
   const device = mode === 'device' || (mode === 'auto' && canDevice);
-  const window = config.window === null ? null : new WindowRing(config.sinkTokens ?? 0, config.window, maxLength);
+  const rollback = resolveRollback(config, options.rollback);
+  const window =
+    config.window === null ? null : new WindowRing(config.sinkTokens ?? 0, config.window, rollback, maxLength);
   const capacity = window ? window.capacity : maxLength;
   const info: SessionInfo = {
     backend: ctx.backendName,
@@ -78,6 +80,24 @@ export function resolveSession(
         : `backend "${ctx.backendName}" has no writeRows kernel: K/V are kept on the host and uploaded every step (O(length) transfer per token)`,
   };
   return { maxLength, batch, window, info };
+}
+
+/** createSession.rollback: an integer r ≥ 0 (default 0); r > 0 only for a window session. */
+function resolveRollback(config: ResolvedConfig, r: unknown): number {
+  if (r === undefined) return 0;
+  if (typeof r !== 'number' || !Number.isInteger(r) || r < 0) {
+    throw new QkvError(
+      'INVALID_OPTION',
+      `createSession.rollback: expected an integer ≥ 0 (extra window-ring rows for truncate and multi-token steps), got ${describeValue(r)}`,
+    );
+  }
+  if (config.window === null && r > 0) {
+    throw new QkvError(
+      'INVALID_OPTION',
+      `createSession.rollback: needs config.window (it sizes a window session's ring of w + rollback rows), got rollback ${r} with window null`,
+    );
+  }
+  return r;
 }
 
 /** Refuses a cache [B, capacity, KVH·hd] that could never be allocated. */
@@ -100,10 +120,10 @@ export function checkTruncate(length: number, n: number, ring: WindowRing | null
     );
   }
   if (ring && !ring.canTruncate(length, n)) {
-    const held = `${ring.sinks ? `the ${ring.sinks} sink tokens and ` : ''}positions ${length - ring.w} … ${length - 1}`;
+    const held = `${ring.sinks ? `the ${ring.sinks} sink tokens and ` : ''}positions ${length - ring.size} … ${length - 1}`;
     throw new QkvError(
       'INVALID_OPTION',
-      `session.truncate(length): this window session holds ${held} (a ring of w = ${ring.w}); a query after ${n} tokens needs positions from ${Math.max(ring.sinks, n - ring.w + 1)}: expected length ≤ ${ring.sinks} or ≥ ${length - 1}, got ${n}`,
+      `session.truncate(length): this window session holds ${held} (a ring of w + rollback = ${ring.w} + ${ring.r}); a query after ${n} tokens needs positions from ${Math.max(ring.sinks, n - ring.w + 1)}: expected length ≤ ${ring.sinks} or ≥ ${length - ring.r - 1} (create the session with a larger rollback to go further back), got ${n}`,
     );
   }
 }

@@ -15,6 +15,15 @@ export interface SessionOptions {
   batch?: number;
   /** 'auto' (default): 'device' when the backend can hold the cache, else 'host'. */
   cache?: 'auto' | 'device' | 'host';
+  /**
+   * Window sessions only (config.window w, optional sinkTokens s): r ≥ 0 extra ring rows, for
+   * speculative decoding with a sliding-window model. The cache keeps s + w + r rows per batch
+   * (at most maxLength) whatever the session's length; once the ring is full, `truncate(n)`
+   * works for any n ≥ length − r − 1 (and n ≤ s), and a step runs up to r + 1 tokens per graph
+   * run (a packed session's: one). Default 0: a ring of exactly w, one token per run once full.
+   * INVALID_OPTION for a non-integer or negative r, or r > 0 without config.window.
+   */
+  rollback?: number;
 }
 
 export interface SessionStepOptions {
@@ -51,8 +60,8 @@ export interface SessionInfo {
   readonly reason: string;
   readonly maxLength: number;
   /**
-   * Cache rows per batch: maxLength, or min(maxLength, s + w) for a window session (the sinks
-   * and a ring of the last w keys), whatever the session's length.
+   * Cache rows per batch: maxLength, or min(maxLength, s + w + r) for a window session (the
+   * sinks and a ring of the last w + r keys, r = the `rollback` option), whatever its length.
    */
   readonly capacity: number;
 }
@@ -70,7 +79,8 @@ export interface AttentionSession {
   /**
    * Drops the cache back to its first `length` tokens (after queued steps): later steps equal a
    * fresh session fed those tokens. INVALID_OPTION unless 0 ≤ length ≤ this.length is an integer
-   * (or, in a full window ring, when positions it needs were already overwritten).
+   * (or, in a full window ring, when positions it needs were already overwritten: a ring of
+   * w + r rows goes back to any length ≥ this.length − r − 1, or to the sink tokens).
    */
   truncate(length: number): Promise<void>;
   /**

@@ -46,9 +46,10 @@ export type * from './session-types.js';
  *             O(Lk) transfer per step).
  *
  * Window sessions (config.window w, optional sinkTokens s) keep only what a future query can see:
- * the s sink rows and a ring of the last w, min(maxLength, s + w) rows per batch however long the
- * session runs (session-ring.ts). Until the ring is full a step runs as one piece; from then on
- * one token at a time, each written over the token w positions back.
+ * the s sink rows and a ring of the last w + r (r = options.rollback, default 0), min(maxLength,
+ * s + w + r) rows per batch however long the session runs (session-ring.ts). Until the ring is
+ * full a step runs as one piece; from then on pieces of up to r + 1 tokens, each written over the
+ * token w + r positions back.
  *
  * fork() shares the cache (copy on write: the first step of a session whose cache is shared
  * copies it, O(rows)); truncate(n) drops the cache back to n tokens.
@@ -179,10 +180,10 @@ export class Session implements AttentionSession {
     this.#checkCacheSize(B);
     checkPacked(this.#ctx, this.#packed, ids);
     this.#packed = ids !== null;
-    // A window ring takes what fits, then one token at a time.
+    // A window ring takes what fits, then up to r + 1 tokens at a time.
     const parts: SessionStepResult[] = [];
     for (let at = 0, n = 0; at < t; at += n) {
-      n = this.#window ? this.#window.piece(offset + at, t - at) : t - at;
+      n = this.#window ? this.#window.piece(offset + at, t - at, ids !== null) : t - at;
       const xs = n === t ? x : sliceTokens(x, at, n);
       const piece = ids === null || n === t ? ids : sliceIds(ids, at, n);
       const withWeights = options.returnWeights !== undefined && options.returnWeights !== false;
@@ -245,6 +246,8 @@ export class Session implements AttentionSession {
       cache.writeIds(ids.data, t, writeRow);
       packedFeed = ring ? ['keyPaddingMask', cache.otherSequences(Lk, writeRow)] : ['sequenceIds', cache.idRows(Lk)];
     }
+    // A ring of w + r rows (r > 0): which rows each query sees, by their positions.
+    const ringMask = ring && this.#window?.masked(ring) ? this.#window.mask(offset, t, ring) : null;
     const shape: GraphShape = {
       batch: B,
       queryLength: t,
@@ -252,7 +255,7 @@ export class Session implements AttentionSession {
       selfAttention: true,
       hasKeyPaddingMask: packedFeed?.[0] === 'keyPaddingMask',
       ...(packedFeed?.[0] === 'sequenceIds' ? { hasSequenceIds: true } : {}),
-      hasAttnMask: false,
+      hasAttnMask: ringMask !== null,
       positionOffset: offset,
       cache: { capacity, mode: device ? 'device' : 'host', ...(ring ? { ring } : {}) },
     };
@@ -260,6 +263,7 @@ export class Session implements AttentionSession {
     const feeds = new Map<string, Tensor>([['input', x]]);
     if (this.#ctx.table) feeds.set('positionalEncoding', learnedPositionalEncoding(this.#ctx.table, t, offset));
     if (packedFeed) feeds.set(...packedFeed);
+    if (ringMask) feeds.set('attnMask', ringMask);
     // Refused before anything runs; the cached tokens' K/V norm bounds grow only when it passes.
     const kvh = config.numKVHeads;
     this.#cachedNorms ??= { k: new Float64Array(B * kvh), v: new Float64Array(B * kvh) };
