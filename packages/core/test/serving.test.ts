@@ -233,3 +233,26 @@ describe('session.fork / session.truncate', () => {
     await attn.dispose();
   });
 });
+
+describe('createSession rollback (window rings of w + r rows)', () => {
+  const cfg = { ...base, causal: true };
+  it('refuses a non-integer or negative rollback, and rollback > 0 without a window', async () => {
+    const attn = await naive({ ...cfg, window: 4 });
+    for (const bad of [-1, 1.5, Number.NaN, '2', null] as never[]) {
+      const e = code(() => attn.createSession({ maxLength: 16, rollback: bad }));
+      expect(e.code).toBe('INVALID_OPTION');
+      expect(e.message).toMatch(/^createSession.rollback: expected an integer ≥ 0 .*, got /);
+    }
+    const plain = await naive(cfg);
+    const e = code(() => plain.createSession({ maxLength: 16, rollback: 2 }));
+    expect(e.code).toBe('INVALID_OPTION');
+    expect(e.message).toMatch(/^createSession.rollback: needs config.window .*got rollback 2 with window null/);
+    expect(plain.createSession({ maxLength: 16, rollback: 0 }).info.capacity).toBe(16);
+  });
+
+  it('sizes the cache s + w + r rows whatever maxLength', async () => {
+    const attn = await naive({ ...cfg, window: 4, sinkTokens: 2 });
+    expect(attn.createSession({ maxLength: 100000, rollback: 3 }).info.capacity).toBe(9);
+    expect(attn.createSession({ maxLength: 100000 }).info.capacity).toBe(6);
+  });
+});

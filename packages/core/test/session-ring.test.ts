@@ -1,8 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { RingLayout } from '../src/graph.js';
-import { BackendRegistry, createAttention, QkvError } from '../src/index.js';
 import { WindowRing } from '../src/session-ring.js';
-import { naiveFactory } from './naive-backend.js';
 
 // WindowRing with rollback r: a ring of w + r rows. Simulates a session's writes (position →
 // row) and checks every layout, mask and truncation rule against what the rows really hold.
@@ -111,44 +109,5 @@ describe('WindowRing with rollback r', () => {
       length += t;
     });
     drive(ring, steps, cuts);
-  });
-});
-
-describe('createSession rollback', () => {
-  const config = { dModel: 4, numHeads: 2, bias: false, causal: true } as const;
-  const w = () => ({ wq: T(), wk: T(), wv: T(), wo: T() });
-  const T = () => ({ shape: [4, 4], data: new Float32Array(16).fill(0.1) });
-  const naive = (c: object) =>
-    createAttention(c as never, w() as never, {
-      registry: new BackendRegistry().register(naiveFactory({ supports: () => true })),
-    });
-  const refuse = (f: () => unknown) => {
-    try {
-      f();
-    } catch (e) {
-      if (e instanceof QkvError) return e;
-      throw e;
-    }
-    throw new Error('expected a QkvError');
-  };
-
-  it('refuses a non-integer or negative rollback, and rollback without a window', async () => {
-    const attn = await naive({ ...config, window: 4 });
-    for (const bad of [-1, 1.5, Number.NaN, '2', null]) {
-      const e = refuse(() => attn.createSession({ maxLength: 16, rollback: bad as never }));
-      expect(e.code).toBe('INVALID_OPTION');
-      expect(e.message).toMatch(/^createSession.rollback: expected an integer ≥ 0 .*, got /);
-    }
-    const plain = await naive(config);
-    const e = refuse(() => plain.createSession({ maxLength: 16, rollback: 2 }));
-    expect(e.code).toBe('INVALID_OPTION');
-    expect(e.message).toMatch(/^createSession.rollback: needs config.window .*got rollback 2 with window null/);
-    expect(plain.createSession({ maxLength: 16, rollback: 0 }).info.capacity).toBe(16);
-  });
-
-  it('sizes the cache s + w + r rows whatever maxLength', async () => {
-    const attn = await naive({ ...config, window: 4, sinkTokens: 2 });
-    expect(attn.createSession({ maxLength: 100000, rollback: 3 }).info.capacity).toBe(9);
-    expect(attn.createSession({ maxLength: 100000 }).info.capacity).toBe(6);
   });
 });
