@@ -306,13 +306,14 @@ export function describeServingSessions(factory: BackendFactory, make: Make, opt
 
   describe('fuzz: sessions with the serving features vs the float64 reference', () => {
     const numRuns = Number((typeof process !== 'undefined' && process.env?.QKV_FUZZ_RUNS) || 12);
-    it(`${numRuns} seeded sessions (window rings, sink tokens, ALiBi or RoPE, softcap, sinks, packed ids, step sizes)`, {
+    it(`${numRuns} seeded sessions (window rings with rollback rows, sink tokens, ALiBi or RoPE, softcap, sinks, packed ids, step sizes)`, {
       timeout: timeout * 8,
     }, async () => {
       const arb = fc.record({
         numHeads: fc.constantFrom(1, 2),
         window: fc.option(fc.integer({ min: 1, max: 5 }), { nil: null }),
         sinkTokens: fc.integer({ min: 0, max: 2 }),
+        rollback: fc.integer({ min: 0, max: 3 }),
         pe: fc.constantFrom('none', 'alibi', 'rotary'),
         softcap: fc.option(fc.double({ min: 0.5, max: 4, noNaN: true }), { nil: null }),
         sinks: fc.boolean(),
@@ -341,7 +342,7 @@ export function describeServingSessions(factory: BackendFactory, make: Make, opt
           await withSupport(factory, make, config, weights, (attn) =>
             packed(attn, async () => {
               const ref = referenceAttention(config, weights, { query: E, ...(sequenceIds ? { sequenceIds } : {}) });
-              const s = attn.createSession({ maxLength: p.L });
+              const s = attn.createSession({ maxLength: p.L, rollback: p.window === null ? 0 : p.rollback });
               const out = new Float32Array(2 * p.L * 8);
               for (let at = 0, k = 0; at < p.L; ) {
                 const t = Math.min(p.sizes[k++ % p.sizes.length] as number, p.L - at);
