@@ -108,10 +108,7 @@ export class WorkerPool {
     this.#fault = kind;
   }
 
-  /**
-   * Tells every started thread to free its packings of these weight tensors (prepared.ts); one
-   * inside a lease reads it after that lease (threads that start later hold nothing yet).
-   */
+  /** Every started thread frees its packings of these weights (prepared.ts), after its lease. */
   dropPrepared(ids: readonly number[]): void {
     if (this.#terminated || ids.length === 0) return;
     for (const slot of this.#slots)
@@ -124,6 +121,7 @@ export class WorkerPool {
     for (const slot of this.#slots) {
       if ((slot.state !== 'idle' && slot.state !== 'busy') || !slot.thread) continue;
       asks.push(new Promise((resolve) => slot.probes.push(resolve)));
+      slot.thread.ref(); // until it answers (idle threads are unref'd)
       slot.thread.post({ type: 'prepared' });
     }
     return Promise.all(asks);
@@ -257,6 +255,7 @@ export class WorkerPool {
   #onMessage(slot: Slot, m: FromWorker): void {
     if (m.type === 'prepared') {
       slot.probes.shift()?.({ weights: m.weights, residentBytes: m.residentBytes });
+      if (slot.state === 'idle' && slot.probes.length === 0) slot.thread?.unref();
       return;
     }
     if (m.type === 'ready') {
@@ -273,7 +272,7 @@ export class WorkerPool {
     const job = slot.lease;
     slot.lease = null;
     slot.state = 'idle';
-    slot.thread?.unref();
+    if (slot.probes.length === 0) slot.thread?.unref();
     if (job && job.id === m.job) {
       job.leases--;
       this.#settleIfDone(job);
