@@ -63,6 +63,19 @@ export interface KernelExports {
     out: number,
   ): void;
   gemm(a: number, M: number, K: number, bp: number, Np: number, bias: number, c: number): void;
+  gatherRows(src: number, ld: number, rows: number, cols: number, dst: number, ldd: number, rowsPadded: number): void;
+  scatterRows(src: number, lds: number, rows: number, cols: number, dst: number, ld: number): void;
+  packKeys(
+    src: number,
+    ld: number,
+    rows: number,
+    cols: number,
+    rowsPadded: number,
+    colsPadded: number,
+    out: number,
+  ): void;
+  /** 1 when V holds NaN or ±∞ (assembly/stage.ts). */
+  packValues(src: number, ld: number, rows: number, cols: number, panelRows: number, out: number): number;
   attention(
     q: number,
     nq: number,

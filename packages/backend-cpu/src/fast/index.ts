@@ -1,4 +1,5 @@
 export { createArena, DecodeArena, releaseDecodeKernel } from './arena.js';
+export { fusedAttentionIsFast, STAGE_FLOATS } from './attention.js';
 export {
   bestWasmBuild,
   KERNEL_CHOICES,
@@ -28,7 +29,6 @@ export {
   fastKernels,
   fastKernelsAvailable,
   fusedAttention,
-  fusedAttentionIsFast,
   linear,
   preloadFastKernels,
 } from './wasm.js';

@@ -2,7 +2,7 @@ import type { KernelExports as Exports } from './builds.js';
 
 /**
  * Reuse of packed operands between calls on this thread. Packing W (linear) or one head's K/V
- * (fusedAttention) into the module's memory is O(n²) and is the same for every row block of one
+ * (fusedAttention, with the Q, K and V slabs it copies in) into the module's memory is O(n²) and is the same for every row block of one
  * op, so a caller that runs many blocks of one op (the workers backend, one lease) opens a scope;
  * inside it, a call whose operands are the very arrays of the previous call skips the copy and
  * the pack. Outside a scope (the cpu backend: one call per op) nothing is reused, so an array
@@ -31,10 +31,14 @@ export type Packing =
       base: number;
       k: Float32Array;
       v: Float32Array;
+      q: Float32Array;
       mask: Float32Array | null;
       shape: string;
+      /** b · KVH + kvh of the head packed, b of the key bias, of the K/V slabs, of the Q slab (−1: none). */
       kv: number;
       bias: number;
+      kvSlab: number;
+      qSlab: number;
       vNonFinite: number;
     };
 /** What the module's memory holds from the previous call, for reuse inside the same scope. */
