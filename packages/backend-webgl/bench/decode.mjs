@@ -35,7 +35,14 @@ const seeded = (shape, seed) => {
   return { shape, data };
 };
 const registry = new BackendRegistry().register(webglBackend).register(cpuBackend);
-const maxLength = Math.max(...CACHES) + STEPS + 4;
+// The packed fused programs hold a cache as one texture of B·capacity rows: a session whose
+// capacity passes MAX_TEXTURE_SIZE runs the gpu.js kernels instead (README, "Limits"), ~30× slower
+// per step. So the sessions stop at the limit, and a cache that would not leave room for the
+// steps is measured at the largest length that does (the row prints the length it ran at).
+const available = await webglBackend.isAvailable();
+const maxRows = Number(/MAX_TEXTURE_SIZE (\d+)/.exec(available.detail ?? '')?.[1] ?? Number.POSITIVE_INFINITY);
+const maxLength = Math.min(Math.max(...CACHES) + STEPS + 4, maxRows);
+const lengthFor = (cache) => Math.min(cache, maxLength - STEPS - 1);
 const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
 const rows = [];
 const resultsDir = fileURLToPath(new URL('results/', import.meta.url));
@@ -66,7 +73,8 @@ for (const { label, d, H, KVH } of SHAPES) {
     impls.before = await make('webgl', new BackendRegistry().register(base.webglBackend));
   }
   const shapeRows = [];
-  for (const cache of CACHES) {
+  for (const asked of CACHES) {
+    const cache = lengthFor(asked);
     for (const { session } of Object.values(impls)) {
       while (session.length < cache) await session.step(seeded([1, Math.min(512, cache - session.length), d], 9));
     }
@@ -82,6 +90,7 @@ for (const { label, d, H, KVH } of SHAPES) {
     const row = {
       shape: label,
       cache,
+      asked,
       webgl: median(ms.webgl),
       cpu: median(ms.cpu),
       before: ms.before && median(ms.before),

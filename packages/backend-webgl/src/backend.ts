@@ -95,14 +95,20 @@ export class WebGLBackend implements Backend<WebGLTensor> {
   checkLimits(dims: GraphDims, fused: boolean): void {
     const { batch: B, queryLength: Lq, keyLength: Lk, dModel, numHeads: H, headDim: hd, numKVHeads: KVH } = dims;
     const { keyDim, valueDim } = dims;
+    const cap = dims.keyCapacity ?? Lk;
     const tensors: [string, number[]][] = [
       ['input, x, attention, residual [B, Lq, dModel]', [B, Lq, dModel]],
-      ['key [B, Lk, keyDim]', [B, Lk, keyDim]],
-      ['value [B, Lk, valueDim]', [B, Lk, valueDim]],
+      // Fed only by cross-attention: self-attention (every KV-cache step) projects K, V from x.
+      ...(dims.selfAttention
+        ? []
+        : ([
+            ['key [B, Lk, keyDim]', [B, Lk, keyDim]],
+            ['value [B, Lk, valueDim]', [B, Lk, valueDim]],
+          ] as [string, number[]][])),
       ['wk [keyDim, KVH·hd]', [keyDim, KVH * hd]],
       ['wv [valueDim, KVH·hd]', [valueDim, KVH * hd]],
       ['q, heads [B, Lq, H·hd]', [B, Lq, H * hd]],
-      ['k, v [B, Lk, KVH·hd]', [B, Lk, KVH * hd]],
+      ['k, v [B, Lk (or the cache capacity), KVH·hd]', [B, cap, KVH * hd]],
       ['wq, wo [dModel, H·hd]', [dModel, H * hd]],
       ['attnMask [Lq, Lk]', [Lq, Lk]],
     ];

@@ -217,12 +217,17 @@ export class WebGPUBackend implements Backend<WebGPUTensor> {
     const cap = dims.keyCapacity ?? Lk;
     const tensors: [string, number[]][] = [
       ['input, x, attention, residual [B, Lq, dModel]', [B, Lq, dModel]],
-      ['key [B, Lk, keyDim]', [B, Lk, keyDim]],
-      ['value [B, Lk, valueDim]', [B, Lk, valueDim]],
+      // Fed only by cross-attention: self-attention (every KV-cache step) projects K, V from x.
+      ...(dims.selfAttention
+        ? []
+        : ([
+            ['key [B, Lk, keyDim]', [B, Lk, keyDim]],
+            ['value [B, Lk, valueDim]', [B, Lk, valueDim]],
+          ] as [string, number[]][])),
       ['wk [keyDim, KVH·hd]', [keyDim, KVH * hd]],
       ['wv [valueDim, KVH·hd]', [valueDim, KVH * hd]],
       ['q, heads [B, Lq, H·hd]', [B, Lq, H * hd]],
-      ['k, v [B, Lk, KVH·hd]', [B, cap, KVH * hd]],
+      ['k, v [B, Lk (or the cache capacity), KVH·hd]', [B, cap, KVH * hd]],
       ['wq, wo [dModel, H·hd]', [dModel, H * hd]],
       ['attnMask [Lq, Lk]', [Lq, Lk]],
     ];
@@ -238,7 +243,8 @@ export class WebGPUBackend implements Backend<WebGPUTensor> {
     }
     const grids: [string, number][] = [
       ['the projections: ⌈B·Lq / 64⌉ workgroups', Math.ceil((B * Lq) / TM)],
-      ['the key/value projections: ⌈B·Lk / 64⌉ workgroups', Math.ceil((B * Lk) / TM)],
+      // Self-attention projects K, V of the fed tokens only (a KV-cache step: the new ones).
+      ['the key/value projections: ⌈B·Lk / 64⌉ workgroups', Math.ceil((B * (dims.selfAttention ? Lq : Lk)) / TM)],
     ];
     if (fused) {
       grids.push(['the flash kernel: B workgroups', B], ['the flash kernel: H workgroups', H]);

@@ -19,7 +19,10 @@ export function buildGraph(config: ResolvedConfig, shape: GraphShape, constants:
   const { keys, values } = projectionNodes(g);
   attentionNodes(g, keys, values);
   const { keyDim, valueDim } = config;
-  return { dims: { ...att, dModel, keyDim, valueDim }, selfAttention: shape.selfAttention, nodes: g.nodes };
+  // A device cache holds `capacity` rows per batch: backends size its buffers by keyCapacity.
+  const capacity = shape.cache?.mode === 'device' ? { keyCapacity: shape.cache.capacity } : {};
+  const selfAttention = shape.selfAttention;
+  return { dims: { ...att, ...capacity, dModel, keyDim, valueDim, selfAttention }, selfAttention, nodes: g.nodes };
 }
 
 /** What the node builders below share: the call's config, shapes and the nodes so far. */

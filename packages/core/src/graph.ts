@@ -63,6 +63,11 @@ export type GraphDims = AttentionDims & {
   /** Widths of cross-attention's key and value inputs (dModel unless config.keyDim / valueDim). */
   readonly keyDim: number;
   readonly valueDim: number;
+  /**
+   * K and V are projected from x (no key/value inputs are fed). A KV-cache step is always
+   * self-attention: its graph feeds only the new tokens, however long the cache (Lk) is.
+   */
+  readonly selfAttention: boolean;
 };
 
 export interface AttentionGraph {

@@ -302,6 +302,9 @@ describe('graph nodes for the features', () => {
     expect(nodeOf(g, 'scores', 'scores').attrs.keyCapacity).toBe(16);
     expect(by.heads?.inputs).toEqual(['weights', 'vAll']);
     expect(nodeOf(g, 'masked', 'mask').attrs.queryOffset).toBe(4);
+    // What backends size their limits by (checkLimits): the caches' capacity, and that no
+    // key/value input of Lk rows is fed (K, V of the new token come from x).
+    expect(g.dims).toMatchObject({ queryLength: 1, keyLength: 5, keyCapacity: 16, selfAttention: true });
   });
 });
 

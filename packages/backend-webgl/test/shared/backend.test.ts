@@ -206,9 +206,30 @@ describe('capabilities and limits', () => {
         numHeads: 4,
         headDim: 1,
         numKVHeads: 4,
+        selfAttention: true,
       };
       expect(() => backend.checkLimits(dims, true)).not.toThrow();
       expect(() => backend.checkLimits(dims, false)).toThrow(/LIMIT|2\^24/);
+      // A KV-cache step of a wide model: one new token against 8193 cached keys of a dModel 2048
+      // layer with 4 × 128 KV channels. Its graph feeds only the new token (self-attention), so
+      // the [1, 8193, 2048] key input it never holds must not count; the caches hold 8193 × 512.
+      const step = {
+        ...dims,
+        queryLength: 1,
+        keyLength: 8193,
+        keyCapacity: 8200,
+        dModel: 2048,
+        keyDim: 2048,
+        valueDim: 2048,
+        numHeads: 16,
+        headDim: 128,
+        numKVHeads: 4,
+      };
+      expect(() => backend.checkLimits(step, true)).not.toThrow();
+      // Cross-attention feeds key and value [B, Lk, keyDim]: there they count.
+      expect(() => backend.checkLimits({ ...step, selfAttention: false }, true)).toThrow(
+        /key \[B, Lk, keyDim\] = \[1, 8193, 2048\]/,
+      );
     } finally {
       await backend.destroy();
     }
