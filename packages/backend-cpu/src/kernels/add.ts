@@ -4,6 +4,11 @@
  */
 export function add(a: Float32Array, b: Float32Array, out: Float32Array, from = 0, to = a.length): void {
   const n = b.length;
+  if (n === a.length) {
+    // Same shape (the residual X + ΔE): no wrap to test per element.
+    for (let i = from; i < to; i++) out[i] = (a[i] as number) + (b[i] as number);
+    return;
+  }
   let j = from % n;
   for (let i = from; i < to; i++) {
     out[i] = (a[i] as number) + (b[j] as number);
