@@ -6,10 +6,20 @@
 // Dimension names as in @qkv/core: Lq / Lk query / key lengths, hd head width, nq the query rows
 // of one KV head in a step (its group's heads × Lq), n the keys of the range a call covers.
 // Pointers are byte addresses in the shared memory; matrices are row-major f32.
+//
+// A step reads every cached key once, so the kernel runs at the speed the cache streams in only
+// if it spends few instructions per byte and keeps the hardware prefetchers streaming. Passes 1
+// and 4 therefore take keys as quads, i, i + Q, i + 2Q, i + 3Q (Q = n4 / 4): four sequential
+// streams through the range, each reading whole cache rows front to back, with register tiles
+// that share every q (pass 1) or o (pass 4) load across the quad's four keys. Four adjacent keys
+// instead (one stream hopping between rows 2 KB apart) ran 2.3× slower cold at d = 512, h = 8,
+// despite the same instructions (bench/README.md › decode kernel). Where n is not a multiple of
+// 4, a quad's missing keys read key n − 1 again (never past the range); their scores are −∞.
 
 import { exp2NonPositive } from './exp2';
+import { madd } from './madd';
 
-/** Keys per block of pass 4: the block's V rows (KEY_BLOCK · hd floats) stay in L2 across channel groups. */
+/** Keys per block of pass 4 (several rows): the block's V rows stay in L2 across channel groups. */
 const KEY_BLOCK: i32 = 256;
 
 // @ts-ignore: decorator
@@ -26,6 +36,35 @@ function hmax(x: v128): f32 {
   return f32x4.extract_lane(f32x4.max(t, v128.shuffle<f32>(t, t, 1, 0, 3, 2)), 0);
 }
 
+/** [Σ a, Σ b, Σ c, Σ d]: four horizontal sums as one transpose-and-add (one store, not four). */
+// @ts-ignore: decorator
+@inline
+function sum4(a: v128, b: v128, c: v128, d: v128): v128 {
+  // ab = [a0+a2, b0+b2, a1+a3, b1+b3], cd likewise; then the two halves of each added.
+  const ab = f32x4.add(v128.shuffle<f32>(a, b, 0, 4, 1, 5), v128.shuffle<f32>(a, b, 2, 6, 3, 7));
+  const cd = f32x4.add(v128.shuffle<f32>(c, d, 0, 4, 1, 5), v128.shuffle<f32>(c, d, 2, 6, 3, 7));
+  return f32x4.add(v128.shuffle<f32>(ab, cd, 0, 1, 4, 5), v128.shuffle<f32>(ab, cd, 2, 3, 6, 7));
+}
+
+/** Byte offset of quad i's key of stream t, i + t·Q, clamped to the range's last key. */
+// @ts-ignore: decorator
+@inline
+function keyAt(i: i32, t: i32, Q: i32, n: i32, stride: usize): usize {
+  return <usize>min(i + t * Q, n - 1) * stride;
+}
+
+/** Scores of quad i (lane t: key i + t·Q) into a row in key order. */
+// @ts-ignore: decorator
+@inline
+function storeQuad(row: usize, i: i32, Q: i32, x: v128): void {
+  const at = row + (<usize>i << 2);
+  const q4 = <usize>Q << 2;
+  v128.store32_lane(at, x, 0);
+  v128.store32_lane(at + q4, x, 1);
+  v128.store32_lane(at + 2 * q4, x, 2);
+  v128.store32_lane(at + 3 * q4, x, 3);
+}
+
 /**
  * Attention of nq query rows per head, for `heads` KV heads side by side, over keys j0 … j0+n−1,
  * unnormalised (a partial result that merges exactly with other key ranges through its m and l).
@@ -38,15 +77,15 @@ function hmax(x: v128): f32 {
  *                          [B, capacity, KVH·hd], read in place)
  *   count [nqp] i32        visible keys of row r within the range (the same for every head;
  *                          causal rows see a prefix)
- *   s     [heads·nqp, n4]  scratch scores, n4 = n rounded up to 4
+ *   s     [heads·nqp, n4]  scratch scores, n4 = n rounded up to 4 (with one row per head in
+ *                          quad order, position 4i + t holding key i + t·Q; else in key order)
  *   o     [heads·nqp, hd]  Σ_j 2^(s_j − m)·v_j;  m, l [heads·nqp]: row max (base 2, −∞ when
  *                          nothing is visible) and Σ_j 2^(s_j − m) (0 then, with o = 0)
  *
- * Pass 1 reads each key row once, front to back, every head's channels against that head's query
- * rows (a row of the cache is all heads side by side: reading it whole streams memory in order);
- * pass 2 takes the row maxima; pass 3 turns scores into 2^(s − m) and sums them; pass 4 reads V
- * the same way for one row per head, and per head in blocks of keys, four rows at a time,
- * otherwise. hd must be a multiple of 4.
+ * Pass 1 reads K by quads of keys, every head's channels against that head's query rows (a cache
+ * row holds all heads side by side); pass 2 takes the row maxima; pass 3 turns scores into
+ * 2^(s − m) and sums them; pass 4 reads V by quads for one row per head, and per head in blocks of
+ * keys, four rows at a time, otherwise. hd must be a multiple of 4.
  */
 export function decode(
   q: usize,
@@ -65,31 +104,142 @@ export function decode(
 ): void {
   const nqp = nq === 1 ? 1 : (nq + 3) & ~3;
   const n4 = (n + 3) & ~3;
-  const rowBytes = <usize>hd << 2;
   const sRow = <usize>n4 << 2;
-  // Pass 1: s[h·nqp + r, j] = q_(h, r) · k_(j, h); two accumulators halve the add chain.
-  for (let j = 0; j < n; j++) {
-    const kj = k + <usize>j * stride;
+  if (nq === 1) scoresOneRow(q, heads, hd, k, stride, n, s, sRow);
+  else scoresRows(q, nq, nqp, heads, hd, k, stride, n, s, sRow);
+  softmaxRows(nq, nqp, heads, n4, count, s, sRow, m, l);
+  if (nq === 1) valuesOneRow(heads, hd, v, stride, n, s, sRow, o);
+  else valuesRows(nqp, heads, hd, v, stride, n, s, sRow, o);
+}
+
+/**
+ * Pass 1, one row per head: s[h, 4i + t] = q_h · k_(i + t·Q, h). Two accumulators per key (eight
+ * in all) share each pair of q loads; one transpose-add yields the quad's four scores, one store.
+ */
+// @ts-ignore: decorator
+@inline
+function scoresOneRow(q: usize, heads: i32, hd: i32, k: usize, stride: usize, n: i32, s: usize, sRow: usize): void {
+  const rowBytes = <usize>hd << 2;
+  const Q = ((n + 3) & ~3) >> 2;
+  for (let i = 0; i < Q; i++) {
+    const k0 = k + keyAt(i, 0, Q, n, stride);
+    const k1 = k + keyAt(i, 1, Q, n, stride);
+    const k2 = k + keyAt(i, 2, Q, n, stride);
+    const k3 = k + keyAt(i, 3, Q, n, stride);
     for (let h = 0; h < heads; h++) {
-      const kh = kj + <usize>h * rowBytes;
-      for (let r = 0; r < nq; r++) {
-        if (j >= load<i32>(count + (<usize>r << 2))) continue;
+      const off = <usize>h * rowBytes;
+      const qh = q + off;
+      const h0 = k0 + off;
+      const h1 = k1 + off;
+      const h2 = k2 + off;
+      const h3 = k3 + off;
+      let a0 = f32x4.splat(0);
+      let a1 = f32x4.splat(0);
+      let a2 = f32x4.splat(0);
+      let a3 = f32x4.splat(0);
+      let b0 = f32x4.splat(0);
+      let b1 = f32x4.splat(0);
+      let b2 = f32x4.splat(0);
+      let b3 = f32x4.splat(0);
+      let c: usize = 0;
+      for (; c + 32 <= rowBytes; c += 32) {
+        const x = v128.load(qh + c);
+        const y = v128.load(qh + c + 16);
+        a0 = madd(x, v128.load(h0 + c), a0);
+        b0 = madd(y, v128.load(h0 + c + 16), b0);
+        a1 = madd(x, v128.load(h1 + c), a1);
+        b1 = madd(y, v128.load(h1 + c + 16), b1);
+        a2 = madd(x, v128.load(h2 + c), a2);
+        b2 = madd(y, v128.load(h2 + c + 16), b2);
+        a3 = madd(x, v128.load(h3 + c), a3);
+        b3 = madd(y, v128.load(h3 + c + 16), b3);
+      }
+      if (c < rowBytes) {
+        const x = v128.load(qh + c);
+        a0 = madd(x, v128.load(h0 + c), a0);
+        a1 = madd(x, v128.load(h1 + c), a1);
+        a2 = madd(x, v128.load(h2 + c), a2);
+        a3 = madd(x, v128.load(h3 + c), a3);
+      }
+      const scores = sum4(f32x4.add(a0, b0), f32x4.add(a1, b1), f32x4.add(a2, b2), f32x4.add(a3, b3));
+      v128.store(s + <usize>h * sRow + (<usize>i << 4), scores);
+    }
+  }
+}
+
+/**
+ * Pass 1, several rows per head: s[h·nqp + r, j] = q_(h, r) · k_(j, h), a tile of a key quad ×
+ * 2 rows (eight accumulators: per four channels 4 k loads and 2 q loads feed 8 multiply-adds,
+ * where a row at a time reloads each k). With nq odd, the last pair's second row is a padding
+ * row, overwritten by pass 2.
+ */
+// @ts-ignore: decorator
+@inline
+function scoresRows(
+  q: usize,
+  nq: i32,
+  nqp: i32,
+  heads: i32,
+  hd: i32,
+  k: usize,
+  stride: usize,
+  n: i32,
+  s: usize,
+  sRow: usize,
+): void {
+  const rowBytes = <usize>hd << 2;
+  const Q = ((n + 3) & ~3) >> 2;
+  for (let i = 0; i < Q; i++) {
+    const k0 = k + keyAt(i, 0, Q, n, stride);
+    const k1 = k + keyAt(i, 1, Q, n, stride);
+    const k2 = k + keyAt(i, 2, Q, n, stride);
+    const k3 = k + keyAt(i, 3, Q, n, stride);
+    for (let h = 0; h < heads; h++) {
+      const kOff = <usize>h * rowBytes;
+      for (let r = 0; r < nq; r += 2) {
         const row = <usize>(h * nqp + r);
-        const qr = q + row * rowBytes;
+        const q0 = q + row * rowBytes;
+        const q1 = q0 + rowBytes;
         let a0 = f32x4.splat(0);
         let a1 = f32x4.splat(0);
-        let c: usize = 0;
-        for (; c + 32 <= rowBytes; c += 32) {
-          a0 = f32x4.add(a0, f32x4.mul(v128.load(qr + c), v128.load(kh + c)));
-          a1 = f32x4.add(a1, f32x4.mul(v128.load(qr + c + 16), v128.load(kh + c + 16)));
+        let a2 = f32x4.splat(0);
+        let a3 = f32x4.splat(0);
+        let b0 = f32x4.splat(0);
+        let b1 = f32x4.splat(0);
+        let b2 = f32x4.splat(0);
+        let b3 = f32x4.splat(0);
+        for (let c: usize = 0; c < rowBytes; c += 16) {
+          const x = v128.load(q0 + c);
+          const y = v128.load(q1 + c);
+          const kc = kOff + c;
+          let t = v128.load(k0 + kc);
+          a0 = madd(x, t, a0);
+          b0 = madd(y, t, b0);
+          t = v128.load(k1 + kc);
+          a1 = madd(x, t, a1);
+          b1 = madd(y, t, b1);
+          t = v128.load(k2 + kc);
+          a2 = madd(x, t, a2);
+          b2 = madd(y, t, b2);
+          t = v128.load(k3 + kc);
+          a3 = madd(x, t, a3);
+          b3 = madd(y, t, b3);
         }
-        if (c < rowBytes) a0 = f32x4.add(a0, f32x4.mul(v128.load(qr + c), v128.load(kh + c)));
-        store<f32>(s + row * sRow + (<usize>j << 2), hsum(f32x4.add(a0, a1)));
+        const sr = s + row * sRow;
+        storeQuad(sr, i, Q, sum4(a0, a1, a2, a3));
+        storeQuad(sr + sRow, i, Q, sum4(b0, b1, b2, b3));
       }
     }
   }
-  // Passes 2 and 3, per row: hidden keys (past the row's count, and the pad to n4) are −∞;
-  // padding rows get p = 0 (pass 4 reads them in its groups of four) and stay out of the rest.
+}
+
+/**
+ * Passes 2 and 3, per row: hidden keys (past the row's count, and the pad to n4) are −∞;
+ * padding rows get p = 0 (pass 4 reads them in its groups of four) and stay out of the rest.
+ */
+// @ts-ignore: decorator
+@inline
+function softmaxRows(nq: i32, nqp: i32, heads: i32, n4: i32, count: usize, s: usize, sRow: usize, m: usize, l: usize): void {
   const negInf = f32x4.splat(-Infinity);
   for (let h = 0; h < heads; h++) {
     for (let r = 0; r < nqp; r++) {
@@ -102,7 +252,15 @@ export function decode(
         continue;
       }
       const cnt = load<i32>(count + (<usize>r << 2));
-      for (let j = cnt; j < n4; j++) store<f32>(row + (<usize>j << 2), -Infinity);
+      if (nq === 1) {
+        // Quad order (pass 1, one row): position 4i + t holds key i + t·Q, Q = n4 / 4.
+        const Q = n4 >> 2;
+        for (let t = 0; t < 4; t++) {
+          for (let i = max(0, cnt - t * Q); i < Q; i++) store<f32>(row + (<usize>(4 * i + t) << 2), -Infinity);
+        }
+      } else {
+        for (let j = cnt; j < n4; j++) store<f32>(row + (<usize>j << 2), -Infinity);
+      }
       let vm = negInf;
       for (let j = 0; j < n4; j += 4) vm = f32x4.max(vm, v128.load(row + (<usize>j << 2)));
       const mr = hmax(vm);
@@ -118,25 +276,66 @@ export function decode(
       store<f32>(l + (idx << 2), hsum(vl));
     }
   }
-  // Pass 4: o[h·nqp + r, :] = Σ_j p[h·nqp + r, j]·v_(j, h).
-  memory.fill(o, 0, <usize>(heads * nqp) * rowBytes);
-  if (nq === 1) {
-    // One row per head (multi-head attention, one token): each V row read once, front to back,
-    // into every head's o row (heads·hd floats: they stay in L1).
-    for (let j = 0; j < n; j++) {
-      const vj = v + <usize>j * stride;
+}
+
+/**
+ * Pass 4, one row per head (multi-head attention, one token): o[h] += Σ_t p[h, 4i + t]·v_(i + t·Q, h)
+ * per quad, so each o vector is loaded and stored once per four keys (o is heads·hd floats: it
+ * stays in L1).
+ */
+// @ts-ignore: decorator
+@inline
+function valuesOneRow(heads: i32, hd: i32, v: usize, stride: usize, n: i32, s: usize, sRow: usize, o: usize): void {
+  const rowBytes = <usize>hd << 2;
+  memory.fill(o, 0, <usize>heads * rowBytes);
+  const Q = ((n + 3) & ~3) >> 2;
+  // Quads i < full have four real keys; past it, the keys ≥ n are skipped, not read again: a
+  // p = 0 times an infinite v would put a NaN in o that the step does not have.
+  const full = max(0, n - 3 * Q);
+  for (let i = 0; i < full; i++) {
+    const v0 = v + <usize>i * stride;
+    const v1 = v + <usize>(i + Q) * stride;
+    const v2 = v + <usize>(i + 2 * Q) * stride;
+    const v3 = v + <usize>(i + 3 * Q) * stride;
+    for (let h = 0; h < heads; h++) {
+      const ph = s + <usize>h * sRow + (<usize>i << 4);
+      const p0 = v128.load32_splat(ph);
+      const p1 = v128.load32_splat(ph + 4);
+      const p2 = v128.load32_splat(ph + 8);
+      const p3 = v128.load32_splat(ph + 12);
+      const off = <usize>h * rowBytes;
+      const oh = o + off;
+      for (let c: usize = 0; c < rowBytes; c += 16) {
+        const vc = off + c;
+        const a = madd(p1, v128.load(v1 + vc), f32x4.mul(p0, v128.load(v0 + vc)));
+        const b = madd(p3, v128.load(v3 + vc), f32x4.mul(p2, v128.load(v2 + vc)));
+        v128.store(oh + c, f32x4.add(v128.load(oh + c), f32x4.add(a, b)));
+      }
+    }
+  }
+  for (let i = full; i < Q; i++) {
+    for (let t = 0; t < 4 && i + t * Q < n; t++) {
+      const vj = v + <usize>(i + t * Q) * stride;
       for (let h = 0; h < heads; h++) {
-        const p = f32x4.splat(load<f32>(s + <usize>h * sRow + (<usize>j << 2)));
-        const vh = vj + <usize>h * rowBytes;
-        const oh = o + <usize>h * rowBytes;
+        const p = v128.load32_splat(s + <usize>h * sRow + (<usize>(4 * i + t) << 2));
+        const off = <usize>h * rowBytes;
         for (let c: usize = 0; c < rowBytes; c += 16) {
-          v128.store(oh + c, f32x4.add(v128.load(oh + c), f32x4.mul(p, v128.load(vh + c))));
+          v128.store(o + off + c, madd(p, v128.load(vj + off + c), v128.load(o + off + c)));
         }
       }
     }
-    return;
   }
-  // Several rows: per head, four rows × four channels in registers per (key block, channel group).
+}
+
+/**
+ * Pass 4, several rows: per head, a tile of 4 rows × 8 channels (eight accumulators) per (key
+ * block, channel pair); each key's four p are broadcast from memory and shared by two V loads.
+ */
+// @ts-ignore: decorator
+@inline
+function valuesRows(nqp: i32, heads: i32, hd: i32, v: usize, stride: usize, n: i32, s: usize, sRow: usize, o: usize): void {
+  const rowBytes = <usize>hd << 2;
+  memory.fill(o, 0, <usize>(heads * nqp) * rowBytes);
   for (let j0 = 0; j0 < n; j0 += KEY_BLOCK) {
     const j1 = min(n, j0 + KEY_BLOCK);
     for (let h = 0; h < heads; h++) {
@@ -144,31 +343,67 @@ export function decode(
       for (let r0 = 0; r0 < nqp; r0 += 4) {
         const row0 = <usize>(h * nqp + r0);
         const p0 = s + row0 * sRow;
-        const p1 = p0 + sRow;
-        const p2 = p1 + sRow;
-        const p3 = p2 + sRow;
-        for (let c: usize = 0; c < rowBytes; c += 16) {
+        const o0 = o + row0 * rowBytes;
+        let c: usize = 0;
+        for (; c + 32 <= rowBytes; c += 32) {
+          let a0 = f32x4.splat(0);
+          let a1 = f32x4.splat(0);
+          let a2 = f32x4.splat(0);
+          let a3 = f32x4.splat(0);
+          let b0 = f32x4.splat(0);
+          let b1 = f32x4.splat(0);
+          let b2 = f32x4.splat(0);
+          let b3 = f32x4.splat(0);
+          for (let j = j0; j < j1; j++) {
+            const vj = vh + <usize>j * stride + c;
+            const x = v128.load(vj);
+            const y = v128.load(vj + 16);
+            const pj = p0 + (<usize>j << 2);
+            let p = v128.load32_splat(pj);
+            a0 = madd(p, x, a0);
+            b0 = madd(p, y, b0);
+            p = v128.load32_splat(pj + sRow);
+            a1 = madd(p, x, a1);
+            b1 = madd(p, y, b1);
+            p = v128.load32_splat(pj + 2 * sRow);
+            a2 = madd(p, x, a2);
+            b2 = madd(p, y, b2);
+            p = v128.load32_splat(pj + 3 * sRow);
+            a3 = madd(p, x, a3);
+            b3 = madd(p, y, b3);
+          }
+          addRows(o0 + c, rowBytes, a0, a1, a2, a3);
+          addRows(o0 + c + 16, rowBytes, b0, b1, b2, b3);
+        }
+        // hd a multiple of 4, not of 8: the last four channels alone.
+        if (c < rowBytes) {
           let a0 = f32x4.splat(0);
           let a1 = f32x4.splat(0);
           let a2 = f32x4.splat(0);
           let a3 = f32x4.splat(0);
           for (let j = j0; j < j1; j++) {
-            const vj = v128.load(vh + <usize>j * stride + c);
-            const jb = <usize>j << 2;
-            a0 = f32x4.add(a0, f32x4.mul(f32x4.splat(load<f32>(p0 + jb)), vj));
-            a1 = f32x4.add(a1, f32x4.mul(f32x4.splat(load<f32>(p1 + jb)), vj));
-            a2 = f32x4.add(a2, f32x4.mul(f32x4.splat(load<f32>(p2 + jb)), vj));
-            a3 = f32x4.add(a3, f32x4.mul(f32x4.splat(load<f32>(p3 + jb)), vj));
+            const x = v128.load(vh + <usize>j * stride + c);
+            const pj = p0 + (<usize>j << 2);
+            a0 = madd(v128.load32_splat(pj), x, a0);
+            a1 = madd(v128.load32_splat(pj + sRow), x, a1);
+            a2 = madd(v128.load32_splat(pj + 2 * sRow), x, a2);
+            a3 = madd(v128.load32_splat(pj + 3 * sRow), x, a3);
           }
-          const o0 = o + row0 * rowBytes + c;
-          v128.store(o0, f32x4.add(v128.load(o0), a0));
-          v128.store(o0 + rowBytes, f32x4.add(v128.load(o0 + rowBytes), a1));
-          v128.store(o0 + 2 * rowBytes, f32x4.add(v128.load(o0 + 2 * rowBytes), a2));
-          v128.store(o0 + 3 * rowBytes, f32x4.add(v128.load(o0 + 3 * rowBytes), a3));
+          addRows(o0 + c, rowBytes, a0, a1, a2, a3);
         }
       }
     }
   }
+}
+
+/** o rows r … r+3 (rowBytes apart) at `at` += a0 … a3. */
+// @ts-ignore: decorator
+@inline
+function addRows(at: usize, rowBytes: usize, a0: v128, a1: v128, a2: v128, a3: v128): void {
+  v128.store(at, f32x4.add(v128.load(at), a0));
+  v128.store(at + rowBytes, f32x4.add(v128.load(at + rowBytes), a1));
+  v128.store(at + 2 * rowBytes, f32x4.add(v128.load(at + 2 * rowBytes), a2));
+  v128.store(at + 3 * rowBytes, f32x4.add(v128.load(at + 3 * rowBytes), a3));
 }
 
 /** First free byte after the module's static data: the arena's header goes there. */
