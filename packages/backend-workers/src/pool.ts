@@ -28,7 +28,12 @@ interface Slot {
   generation: number;
   thread: Thread | null;
   state: 'starting' | 'idle' | 'busy' | 'dead';
-  lease: Job | null;
+  /**
+   * Jobs leased to this thread whose 'done' has not come back yet, oldest first. At most the last
+   * one is unsettled: a thread gets a new lease only once every job it holds is settled (see
+   * `#free`), which is how it gets the next job before its last 'done' has reached this thread.
+   */
+  leases: Job[];
   /** Waiting `preparedStats` answers of this thread, oldest first. */
   probes: ((m: { weights: number; residentBytes: number } | null) => void)[];
 }
@@ -75,7 +80,7 @@ export class WorkerPool {
     this.#started.catch(() => {});
     this.#startTimer = setTimeout(() => this.#startTimedOut(), start.timeoutMs);
     for (let i = 0; i < threads; i++) {
-      const slot: Slot = { index: i, generation: 0, thread: null, state: 'dead', lease: null, probes: [] };
+      const slot: Slot = { index: i, generation: 0, thread: null, state: 'dead', leases: [], probes: [] };
       this.#slots.push(slot);
       this.#spawn(slot);
     }
@@ -89,7 +94,7 @@ export class WorkerPool {
   stats(): PoolStats {
     let idleThreads = 0;
     // Exactly the threads `#pump` would hand a lease to.
-    for (const s of this.#slots) if (s.state === 'idle' && s.thread) idleThreads++;
+    for (const s of this.#slots) if (this.#free(s)) idleThreads++;
     return { threads: this.threads, idleThreads, ...this.#stats };
   }
 
@@ -225,7 +230,7 @@ export class WorkerPool {
     const generation = ++slot.generation;
     slot.state = 'starting';
     slot.thread = null;
-    slot.lease = null;
+    slot.leases = [];
     const current = () => slot.generation === generation && !this.#terminated;
     spawnThread(
       {
@@ -269,11 +274,13 @@ export class WorkerPool {
       this.#pump();
       return;
     }
-    const job = slot.lease;
-    slot.lease = null;
-    slot.state = 'idle';
-    if (slot.probes.length === 0) slot.thread?.unref();
-    if (job && job.id === m.job) {
+    const i = slot.leases.findIndex((j) => j.id === m.job);
+    const [job] = i >= 0 ? slot.leases.splice(i, 1) : [];
+    if (slot.leases.length === 0) {
+      slot.state = 'idle';
+      if (slot.probes.length === 0) slot.thread?.unref();
+    }
+    if (job) {
       job.leases--;
       this.#settleIfDone(job);
     }
@@ -281,7 +288,8 @@ export class WorkerPool {
   }
 
   #onFailure(slot: Slot, reason: string): void {
-    const job = slot.lease;
+    // The one job of its leases that is not settled (see Slot.leases) is the one it failed in.
+    const job = slot.leases.find((j) => !j.settled) ?? null;
     const where = job ? ` while computing ${describeJob(job)}` : '';
     const err = new QkvError(
       'WORKER_FAILED',
@@ -291,7 +299,7 @@ export class WorkerPool {
     for (const answer of slot.probes.splice(0)) answer(null);
     const old = slot.thread;
     slot.state = 'dead';
-    slot.lease = null;
+    slot.leases = [];
     if (old) void old.terminate();
     this.#stats.replaced++;
     if (job) this.#fail(job, err);
@@ -334,7 +342,19 @@ export class WorkerPool {
   }
 
   /**
-   * Hands every idle thread a lease, visiting jobs round-robin. Every lease of one pump is decided
+   * Whether a thread can take a lease now: it is idle, or every job it holds is settled (all
+   * their blocks are computed, so at most its 'done' is still on its way). Waiting for that
+   * 'done' would hand the next job (a session's next decode step, submitted from the microtasks
+   * of the first 'done' that completed the last one) to the other threads only, measured: one
+   * thread computed whole steps while the other sat idle.
+   */
+  #free(slot: Slot): boolean {
+    if (!slot.thread) return false;
+    return slot.state === 'idle' || (slot.state === 'busy' && slot.leases.every((j) => j.settled));
+  }
+
+  /**
+   * Hands every free thread (`#free`) a lease, visiting jobs round-robin. Every lease of one pump is decided
    * before any is posted: a thread that got its lease could otherwise claim blocks while the loop
    * still counts unclaimed ones for the next idle thread, so how a new job spreads over idle
    * threads would depend on how fast the first one woke up. Decided first, a lone new job with at
@@ -345,18 +365,18 @@ export class WorkerPool {
     if (this.#terminated) return;
     let leased: Slot[] | null = null;
     for (const slot of this.#slots) {
-      if (slot.state !== 'idle' || !slot.thread) continue;
+      if (!this.#free(slot)) continue;
       const job = this.#pick();
       if (!job) break;
       job.leases++;
       this.#stats.leases++;
       slot.state = 'busy';
-      slot.lease = job;
+      slot.leases.push(job);
       (leased ??= []).push(slot);
     }
     if (!leased) return;
     for (const slot of leased) {
-      const job = slot.lease as Job;
+      const job = slot.leases.at(-1) as Job;
       const lease: Lease = {
         type: 'lease',
         job: job.id,

@@ -114,6 +114,44 @@ describe('work split', () => {
     }
   });
 
+  it('leases every thread for a job submitted as the last one settles, before its last done is back', async () => {
+    const b = (await workersBackend.create({ threads: 2, inlineThreshold: 0 })) as WorkersBackend;
+    try {
+      // Two query rows: two blocks, one per thread, which finish at about the same time, so the
+      // 'done' that completes a job often arrives while the other thread's is still on its way.
+      const next = random(11);
+      const [q, k, v] = [0, 1, 2].map(() => b.upload(randomTensor([1, 2, 4], next))) as [
+        WorkersTensor,
+        WorkersTensor,
+        WorkersTensor,
+      ];
+      const attrs: FusedAttentionAttrs = {
+        batch: 1,
+        numHeads: 1,
+        numKVHeads: 1,
+        queryLength: 2,
+        keyLength: 2,
+        headDim: 4,
+        scale: 0.5,
+        causal: false,
+      };
+      await vi.waitFor(() => expect(b.stats().idleThreads).toBe(2), { timeout: 30_000, interval: 5 });
+      const before = b.stats().leases;
+      const runs = 30;
+      // Back to back, as a session's decode steps: each submitted from the microtasks of the
+      // previous one's completion. A thread whose jobs are all settled takes the next lease
+      // (its 'done' may still be in flight); waiting for that 'done' left it out of the job.
+      for (let i = 0; i < runs; i++) {
+        const out = await b.fused.fusedAttention(q, k, v, null, null, attrs);
+        await b.ready(out);
+        b.dispose(out);
+      }
+      expect(b.stats().leases - before).toBe(2 * runs);
+    } finally {
+      await b.destroy();
+    }
+  });
+
   it('runs ops under the threshold on the calling thread and larger ones on the pool', async () => {
     const { registry, created } = capturingRegistry();
     const config = { dModel: 64, numHeads: 4 };
