@@ -101,6 +101,9 @@ export class CpuBackend implements Backend<CpuTensor> {
   /** Arrays of disposed tensors by length (see POOL_BYTES), and their total bytes. */
   readonly #pool = new Map<number, Float32Array[]>();
   #pooledBytes = 0;
+  /** The run whose kernels run now (useQueue) and the pack scope it has (fast/scope.ts). */
+  #run: object | null = null;
+  #runScope = 0;
 
   /** Throws INVALID_OPTION / CAPABILITY for a choice that cannot run here (as `create` does). */
   constructor(options: CpuBackendOptions = {}) {
@@ -221,6 +224,21 @@ export class CpuBackend implements Backend<CpuTensor> {
     this.#prepared.delete(w);
   }
 
+  /**
+   * One pack scope per run (the executor names the run before each of its kernels): inside it,
+   * x staged by the q projection serves k and v. Tensors never change while they live, except a
+   * cache under writeRows, which forgets what is staged.
+   */
+  useQueue(token: object | null): void {
+    if (this.#fast === null) return;
+    if (token === null) fast.endPackScope();
+    else if (token === this.#run) fast.resumePackScope(this.#runScope);
+    else {
+      this.#run = token;
+      this.#runScope = fast.beginPackScope();
+    }
+  }
+
   liveTensors(): number {
     return this.#live.size;
   }
@@ -235,7 +253,7 @@ export class CpuBackend implements Backend<CpuTensor> {
     linear: (x, w, bias, attrs) => {
       const out = this.#reused([...x.shape.slice(0, -1), attrs.outFeatures]);
       const prepared = this.#preparedFor(w, bias, attrs);
-      if (prepared) prepared.linear(d(x), out.data, attrs.rows);
+      if (prepared) prepared.linear(d(x), out.data, attrs.rows, 0, attrs.rows, x);
       else this.#linear(d(x), d(w), data(bias), out.data, attrs);
       return out;
     },
@@ -272,6 +290,7 @@ export class CpuBackend implements Backend<CpuTensor> {
     // Appends in place and hands back the cache itself (a session's persistent tensor).
     writeRows: (cache, rows, attrs) => {
       this.#unprepare(cache);
+      fast.forgetPacked();
       k.writeRows(d(cache), d(rows), attrs);
       return cache;
     },
@@ -318,6 +337,7 @@ export class CpuBackend implements Backend<CpuTensor> {
     this.#prepared.clear();
     this.#pool.clear();
     this.#pooledBytes = 0;
+    this.#run = null;
   }
 }
 

@@ -74,6 +74,64 @@ describe('PreparedWeight', () => {
   }
 });
 
+describe('x staged once for the projections of one tensor (a pack scope, keyed by the tensor)', () => {
+  it('inside a scope, the next call on the same key copies nothing; a new key, a new weight or no scope copies again', () => {
+    const r = rng(12);
+    const fk = k.fastKernels(builds[0] as (typeof builds)[number]);
+    const [rows, nIn, nOut] = [300, 24, 16];
+    const x = rand(rows * nIn, r);
+    const w = rand(nIn * nOut, r);
+    const attrs = { rows, inFeatures: nIn, outFeatures: nOut };
+    const pw = fk.prepareWeight(w, null, attrs);
+    const ref = new Float32Array(rows * nOut);
+    k.linear(x, w, null, ref, attrs);
+    const key = {};
+    const out = new Float32Array(rows * nOut);
+    // The promise broken on purpose: x changes under the same key, so a reuse shows as the old product.
+    k.beginPackScope();
+    pw.linear(x, out, rows, 0, rows, key);
+    expectClose(out, ref);
+    const x2 = rand(rows * nIn, r);
+    const ref2 = new Float32Array(rows * nOut);
+    k.linear(x2, w, null, ref2, attrs);
+    pw.linear(x2, out, rows, 0, rows, key);
+    expectClose(out, ref); // staged x reused
+    pw.linear(x2, out, rows, 0, rows, {});
+    expectClose(out, ref2); // another key: copied
+    pw.linear(x, out, rows, 0, rows, key);
+    expectClose(out, ref); // the key's record was replaced: copied
+    const other = fk.prepareWeight(w, null, attrs); // packing stages W over the scratch
+    pw.linear(x2, out, rows, 0, rows, key);
+    expectClose(out, ref2);
+    k.endPackScope();
+    pw.linear(x, out, rows, 0, rows, key);
+    expectClose(out, ref); // outside a scope: copied
+    pw.release();
+    other.release();
+  });
+
+  it('a whole layer on the cpu backend gives the same numbers with and without the reuse', async () => {
+    const config = { dModel: 48, numHeads: 4, causal: true } as const;
+    const weights = randomWeights(config, rng(13));
+    const registry = new BackendRegistry().register(cpuBackend);
+    const fast = await createAttention(config, weights, { registry, backend: 'cpu' });
+    const ref = await createAttention(config, weights, {
+      registry,
+      backend: 'cpu',
+      backendOptions: { kernels: 'reference' },
+    });
+    for (let i = 0; i < 3; i++) {
+      const query = randomTensor([2, 37, 48], rng(20 + i));
+      const a = await fast.run({ query });
+      const b = await ref.run({ query });
+      expectClose(a.attention.data, b.attention.data);
+      expectClose(a.residual.data, b.residual.data);
+    }
+    await fast.dispose();
+    await ref.dispose();
+  });
+});
+
 describe('the cpu backend packs each weight tensor once', () => {
   it('projections use the packing until the tensor is written in place (writeRows) or disposed', () => {
     if (builds.length === 0) return;

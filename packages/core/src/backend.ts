@@ -156,7 +156,9 @@ export interface Backend<T extends BackendTensor = BackendTensor> {
    * executor calls it with one token per run right before each of that run's kernel calls, and
    * with null right after (kernels are called synchronously in between), so the backend can
    * batch one run's kernels and keep concurrent runs apart. Such a backend's kernels may return
-   * handles whose data is not computed yet; `download` waits for it.
+   * handles whose data is not computed yet; `download` waits for it. A backend may also use it
+   * only to know which run a kernel belongs to (cpu: operands staged by one kernel of a run are
+   * reused by the next).
    */
   useQueue?(token: object | null): void;
   /** Frees everything the backend holds (threads, contexts). Idempotent. */

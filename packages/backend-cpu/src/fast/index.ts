@@ -22,7 +22,7 @@ export {
 } from './decode.js';
 export { linearIsFast, PreparedWeight } from './linear.js';
 export { residentBytes } from './resident.js';
-export { beginPackScope, endPackScope } from './scope.js';
+export { beginPackScope, endPackScope, forgetPacked, resumePackScope } from './scope.js';
 export {
   type FastKernels,
   fastKernelMemoryBytes,

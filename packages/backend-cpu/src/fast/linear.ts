@@ -1,6 +1,7 @@
 // The fast path of `linear`: per call (the kernel contract) and with W prepared once.
 import { type LinearAttrs, QkvError } from '@qkv/core';
 import { linear as referenceLinear } from '../kernels/linear.js';
+import { STAGE_FLOATS } from './attention.js';
 import { onlyKnown } from './attrs.js';
 import type { KernelExports as Exports } from './builds.js';
 import { allocResident, freeResident, layout, scratchBase } from './resident.js';
@@ -20,8 +21,9 @@ export function linearIsFast(attrs: LinearAttrs): boolean {
 /**
  * out[r, :] = x[r, :] · W + bias for r in [from, to), W already packed in the module at `wPtr`
  * ([Np/8][K][8] panels, Np = N rounded up to 8) and the bias at `biasPtr` ([Np], or 0). x is
- * copied in ROW_CHUNK rows at a time, scratch from `scratchFrom` up; the kernel takes any row
- * count (the last M mod 4 rows on its few-row path), so nothing is padded.
+ * copied in ROW_CHUNK rows at a time, scratch from `scratchFrom` up — or read where the caller
+ * staged rows [from, to) already (`staged`, a byte pointer); the kernel takes any row count (the
+ * last M mod 4 rows on its few-row path), so nothing is padded.
  * x [rows, K], out [rows, N].
  */
 export function gemmRows(
@@ -35,19 +37,22 @@ export function gemmRows(
   from: number,
   to: number,
   scratchFrom?: number,
+  staged: number | null = null,
 ): void {
   const Np = up8(N);
   const chunk = Math.min(ROW_CHUNK, to - from);
   const {
     f32,
     ptr: [a, c],
-  } = layout(m, [chunk * K, chunk * Np], scratchFrom);
+  } = layout(m, [staged === null ? chunk * K : 0, chunk * Np], scratchFrom);
   const a0 = (a as number) >>> 2;
   const c0 = (c as number) >>> 2;
   for (let r0 = from; r0 < to; r0 += chunk) {
     const n = Math.min(chunk, to - r0);
-    f32.set(x.subarray(r0 * K, (r0 + n) * K), a0);
-    m.gemm(a as number, n, K, wPtr, Np, biasPtr, c as number);
+    let rows = a as number;
+    if (staged === null) f32.set(x.subarray(r0 * K, (r0 + n) * K), a0);
+    else rows = staged + (r0 - from) * K * 4;
+    m.gemm(rows, n, K, wPtr, Np, biasPtr, c as number);
     if (Np === N) out.set(f32.subarray(c0, c0 + n * N), r0 * N);
     else for (let r = 0; r < n; r++) out.set(f32.subarray(c0 + r * Np, c0 + r * Np + N), (r0 + r) * N);
   }
@@ -103,6 +108,8 @@ export class PreparedWeight {
     // One block: the panels [Np/8][K][8], then the bias [Np] (16-byte aligned: K·Np is a multiple of 8).
     this.#ptr = allocResident(m, inFeatures * Np + Np);
     this.#bias = bias !== null;
+    // Stages the raw W in the scratch: whatever an earlier call left there is gone.
+    takePacked('rows', m, scratchBase(m));
     packWeight(m, w, bias, inFeatures, outFeatures, this.#ptr, this.#biasPtr());
   }
 
@@ -110,11 +117,34 @@ export class PreparedWeight {
     return this.#ptr + this.inFeatures * up8(this.outFeatures) * 4;
   }
 
-  /** out[r, :] = x[r, :] · W + bias for r in [from, to). x [rows, in] → out [rows, out]. */
-  linear(x: Float32Array, out: Float32Array, rows: number, from = 0, to = rows): void {
+  /**
+   * out[r, :] = x[r, :] · W + bias for r in [from, to). x [rows, in] → out [rows, out].
+   * With a `key` (the caller's tensor holding x, whose contents never change while it lives),
+   * x's rows are staged whole (up to STAGE_FLOATS) and, inside a pack scope, the next call on the
+   * same key and rows — Q, K and V all project one x — finds them staged and copies nothing in.
+   */
+  linear(x: Float32Array, out: Float32Array, rows: number, from = 0, to = rows, key: object | null = null): void {
     if (this.#released) throw new QkvError('DISPOSED', 'cpu fast kernels: a prepared weight was used after release()');
     if (to <= from) return;
-    gemmRows(this.#m, x, out, this.inFeatures, this.outFeatures, this.#ptr, this.#bias ? this.#biasPtr() : 0, from, to);
+    const m = this.#m;
+    const K = this.inFeatures;
+    const N = this.outFeatures;
+    const bias = this.#bias ? this.#biasPtr() : 0;
+    const base = scratchBase(m);
+    const prev = takePacked('rows', m, base);
+    if (key === null || (to - from) * K > STAGE_FLOATS) {
+      gemmRows(m, x, out, K, N, this.#ptr, bias, from, to);
+      return;
+    }
+    const {
+      f32,
+      ptr: [xs],
+      end,
+    } = layout(m, [(to - from) * K]);
+    if (!(prev?.key === key && prev.from === from && prev.to === to && prev.K === K))
+      f32.set(x.subarray(from * K, to * K), (xs as number) >>> 2);
+    gemmRows(m, x, out, K, N, this.#ptr, bias, from, to, end, xs as number);
+    keepPacked({ kind: 'rows', m, base, key, from, to, K });
   }
 
   /** Returns its block to the module (idempotent). */

@@ -2,18 +2,32 @@ import type { KernelExports as Exports } from './builds.js';
 
 /**
  * Reuse of packed operands between calls on this thread. Packing W (linear) or one head's K/V
- * (fusedAttention, with the Q, K and V slabs it copies in) into the module's memory is O(n²) and is the same for every row block of one
- * op, so a caller that runs many blocks of one op (the workers backend, one lease) opens a scope;
- * inside it, a call whose operands are the very arrays of the previous call skips the copy and
- * the pack. Outside a scope (the cpu backend: one call per op) nothing is reused, so an array
- * whose contents changed between two ops can never be served stale. The caller promises that the
+ * (fusedAttention, with the Q, K and V slabs it copies in) into the module's memory is O(n²) and
+ * is the same for every row block of one op, so a caller that runs many blocks of one op (the
+ * workers backend, one lease) opens a scope; inside it, a call whose operands are the very arrays
+ * of the previous call skips the copy and the pack. The cpu backend opens one per run, where
+ * x staged by one projection serves the next ones on the same tensor ('rows', keyed by the
+ * backend's tensor object, never reused). Outside a scope nothing is reused, so an array whose
+ * contents changed between two ops can never be served stale. The caller promises that the
  * operands' contents do not change within its scope (a job's inputs are immutable while it runs).
+ * Every call that writes a module's scratch from its base takes (and so forgets) the record.
  */
 let scope = 0;
 let scopes = 0;
 
 /** What one call left packed in a module's scratch (at scratch base `base`). */
 export type Packing =
+  | {
+      kind: 'rows';
+      m: Exports;
+      scope: number;
+      base: number;
+      /** The tensor whose rows [from, to) of width K sit at `base`. */
+      key: object;
+      from: number;
+      to: number;
+      K: number;
+    }
   | {
       kind: 'linear';
       m: Exports;
@@ -44,9 +58,23 @@ export type Packing =
 /** What the module's memory holds from the previous call, for reuse inside the same scope. */
 let packed: Packing | null = null;
 
-/** Opens a reuse scope (see `packed`); calls up to `endPackScope()` may reuse packed operands. */
-export function beginPackScope(): void {
+/**
+ * Opens a reuse scope (see `packed`); calls up to `endPackScope()` may reuse packed operands.
+ * Its id, for `resumePackScope`.
+ */
+export function beginPackScope(): number {
   scope = ++scopes;
+  return scope;
+}
+
+/** Reopens scope `id` (a run's next kernel): what its earlier calls left is reusable again. */
+export function resumePackScope(id: number): void {
+  scope = id;
+}
+
+/** Forgets what the scratch holds (a tensor is about to change in place). */
+export function forgetPacked(): void {
+  packed = null;
 }
 
 /** Closes the scope: later calls pack their operands afresh. */
