@@ -92,15 +92,40 @@ function rowStats(
   const norm = new Float64Array(rows);
   const maxAbs = new Float64Array(rows);
   for (let r = 0; r < rows; r++) {
+    const o = r * width;
     let s = 0;
     let m = 0;
-    const o = r * width;
-    const p = pe ? (r * width) % pe.length : 0;
-    for (let c = 0; c < width; c++) {
-      const v = (data[o + c] as number) + (pe ? (pe[p + c] as number) : 0);
-      s += v * v;
-      const a = Math.abs(v);
-      if (a > m) m = a;
+    if (pe) {
+      const p = (r * width) % pe.length;
+      for (let c = 0; c < width; c++) {
+        const v = (data[o + c] as number) + (pe[p + c] as number);
+        s += v * v;
+        const a = Math.abs(v);
+        if (a > m) m = a;
+      }
+    } else {
+      // No PE (the usual case): two independent chains, ~2× the single chain's rate; this runs
+      // over every row of every run.
+      let s1 = 0;
+      let m1 = 0;
+      let c = 0;
+      for (; c + 1 < width; c += 2) {
+        const v0 = data[o + c] as number;
+        const v1 = data[o + c + 1] as number;
+        s += v0 * v0;
+        s1 += v1 * v1;
+        const a0 = Math.abs(v0);
+        const a1 = Math.abs(v1);
+        if (a0 > m) m = a0;
+        if (a1 > m1) m1 = a1;
+      }
+      if (c < width) {
+        const v = data[o + c] as number;
+        s += v * v;
+        if (Math.abs(v) > m) m = Math.abs(v);
+      }
+      s += s1;
+      if (m1 > m) m = m1;
     }
     norm[r] = Math.sqrt(s) + peBound;
     maxAbs[r] = m + peBound;
