@@ -1,7 +1,7 @@
 // A/B of two versions of the decode kernel (assembly/decode.ts), cold, against the read floor:
 //
 //   node scripts/ab-decode.mjs A.ts B.ts [--features simd] [--features-b simd,relaxed-simd]
-//        [--pairs 11] [--caches 4096,8192,16384] [--shapes mha,gqa] [--warm]
+//        [--pairs 11] [--caches 4096,8192,16384] [--shapes mha,gqa] [--warm] [--chunk 1024] [--chunk-b …]
 //
 // A and B are copies of assembly/decode.ts, compiled with the decode build's own flags
 // (compile.mjs, an imported shared memory) and `features` (B's may differ: the same source as
@@ -15,7 +15,9 @@
 // come from DRAM as in a real step (L3 is 32 MiB here; a 4k d = 512 cache alone fits in it).
 // Times are this process's CPU time (`process.cpuUsage()`), so the scheduler's share on a
 // shared machine moves them less than wall time. --warm skips the flush (at caches that fit in
-// L3, the kernel's compute alone). Prints per cell the medians of A, B, floor,
+// L3, the kernel's compute alone). --chunk / --chunk-b: keys per call for A / B (default 1024,
+// KEY_CHUNK of src/fast/decode.ts); with different chunks the outputs are compared only where
+// a chunk of each covers the same keys. Prints per cell the medians of A, B, floor,
 // A/floor, B/floor and B/A (with its range), and max |A − B| over every chunk's o, m, l.
 import { parseArgs } from 'node:util';
 import { compileKernels } from './compile.mjs';
@@ -29,13 +31,16 @@ const { values, positionals } = parseArgs({
     caches: { type: 'string', default: '4096,8192,16384' },
     shapes: { type: 'string', default: 'mha,gqa' },
     warm: { type: 'boolean', default: false },
+    chunk: { type: 'string', default: '1024' },
+    'chunk-b': { type: 'string' },
   },
 });
 if (positionals.length !== 2) throw new Error('usage: ab-decode.mjs A.ts B.ts [--features …] [--features-b …]');
 const PAIRS = Number(values.pairs);
 const CACHES = values.caches.split(',').map(Number);
-/** As src/fast/decode.ts: keys per kernel call. */
-const KEY_CHUNK = 1024;
+/** Keys per kernel call, src/fast/decode.ts's KEY_CHUNK unless --chunk / --chunk-b say otherwise. */
+const CHUNKS = [Number(values.chunk), Number(values['chunk-b'] ?? values.chunk)];
+const KEY_CHUNK = Math.max(...CHUNKS);
 const FLUSH_BYTES = 64 << 20;
 const SHAPES = [
   { key: 'mha', label: 'd=512 h=8 (nq 1, hd 64)', KVH: 8, hd: 64, nq: 1 },
@@ -126,8 +131,8 @@ for (const shape of SHAPES) {
     const run = (i, each) => {
       const e = kernels[i];
       const x = scr[i];
-      for (let c0 = 0; c0 < Lk; c0 += KEY_CHUNK) {
-        const n = Math.min(KEY_CHUNK, Lk - c0);
+      for (let c0 = 0; c0 < Lk; c0 += CHUNKS[i]) {
+        const n = Math.min(CHUNKS[i], Lk - c0);
         const cnt = i32();
         // The last step token sees every key (causal, Lq = 1); padding rows none.
         for (let row = 0; row < x.nqp; row++) cnt[x.count / 4 + row] = row < shape.nq ? n : 0;
@@ -164,6 +169,9 @@ for (const shape of SHAPES) {
     run(0, (c0) => outs.set(c0, pick(scr[0])));
     run(1, (c0) => {
       const a = outs.get(c0);
+      // Chunks that differ: compared where both start a chunk at c0 with the same length.
+      const n = (i) => Math.min(CHUNKS[i], Lk - c0);
+      if (a === undefined || n(0) !== n(1)) return;
       const b = pick(scr[1]);
       for (let t = 0; t < a.length; t++) if (Number.isFinite(a[t])) diff = Math.max(diff, Math.abs(a[t] - b[t]));
     });
