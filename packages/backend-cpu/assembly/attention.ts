@@ -7,6 +7,8 @@ import { micro4x8 } from './gemm';
 const BQ: i32 = 64;
 /** Keys per block (a multiple of 8, the panel width). */
 const BK: i32 = 128;
+/** Each row's running max over a plain block's tiles (pass 1), one f32x4 per row. */
+const rowMax = memory.data(BQ << 4, 16);
 
 /**
  * Flash attention for one (batch, head) and a chunk of its query rows, never holding more than a
@@ -25,8 +27,9 @@ const BK: i32 = 128;
  * masks element-wise only on the blocks the diagonal crosses.
  *
  * Per query block, per key block, four passes:
- *   1. s = Q_blk · K_blkᵀ                     (micro-kernel)
+ *   1. s = Q_blk · K_blkᵀ                     (micro-kernel; on a plain block also each row's max)
  *   2. s = s·scale + keyBias (+ am); −∞ past each row's causal end; row max m'
+ *      (only on a block with an attnMask, a hidden key or the causal diagonal)
  *   3. p = exp(s − m'), row sum; rescale the row's running l and O by exp(m − m')
  *   4. O_blk += P · V_blk                      (micro-kernel, accumulating)
  * and finally O /= l (0 for a row that saw no key).
@@ -76,32 +79,35 @@ export function attention(
     for (let kb = 0; kb < lastEnd; kb += BK) {
       const cols = min(BK, Lkp - kb);
       const diagonal = causal && kb + cols > firstEnd;
-      // On a block the diagonal crosses, a row quad sees keys < quadEnd(r) only (its last row's
-      // causal end, relative to kb): panels past it are skipped in pass 1 (pass 2 cuts those
-      // columns to −∞ whatever S holds there) and keys past it in pass 4 (their p is 0). That
-      // halves the diagonal blocks' work, ~6% of a causal run at L = 1024.
-      // Pass 1: raw scores (already scaled, through Q).
-      for (let p = 0; p < cols >> 3; p++) {
-        const panel = kp + ((<usize>((kb >> 3) + p) * hdp) << 5);
-        for (let r = 0; r < rows; r += 4) {
-          if (diagonal && (p << 3) >= iStart + qb + r + 3 + causalOffset + 1 - kb) continue;
-          micro4x8(qBlk + ((<usize>r * hdp) << 2), hdp, panel, hdp, s + ((<usize>(r * BK + (p << 3))) << 2), BK, false);
-        }
-      }
       // Whether any key of this block is hidden (padding, or past Lk): only then is keyBias read.
       let hiddenV = v128.splat<i32>(0);
       for (let j = 0; j < cols; j += 4) hiddenV = v128.or(hiddenV, f32x4.eq(v128.load(keyBias + ((<usize>(kb + j)) << 2)), negInf));
       const hidden = v128.any_true(hiddenV);
+      // The common block (no attnMask, no hidden key, off the diagonal) needs nothing of pass 2
+      // but the row max: pass 1 takes it from the tiles while they are still in registers.
+      const plain = am == 0 && !hidden && !diagonal;
+      if (plain) for (let r = 0; r < rows; r++) v128.store(rowMax + (<usize>r << 4), negInf);
+      // On a block the diagonal crosses, a row quad sees keys < quadEnd(r) only (its last row's
+      // causal end, relative to kb): panels past it are skipped in pass 1 (pass 2 cuts those
+      // columns to −∞ whatever S holds there) and keys past it in pass 4 (their p is 0). That
+      // halves the diagonal blocks' work, ~6% of a causal run at L = 1024.
+      // Pass 1: raw scores (already scaled, through Q), and on a plain block each row's max.
+      for (let p = 0; p < cols >> 3; p++) {
+        const panel = kp + ((<usize>((kb >> 3) + p) * hdp) << 5);
+        for (let r = 0; r < rows; r += 4) {
+          if (diagonal && (p << 3) >= iStart + qb + r + 3 + causalOffset + 1 - kb) continue;
+          const c = s + ((<usize>(r * BK + (p << 3))) << 2);
+          micro4x8(qBlk + ((<usize>r * hdp) << 2), hdp, panel, hdp, c, BK, false, plain ? rowMax + (<usize>r << 4) : 0);
+        }
+      }
       for (let r = 0; r < rows; r++) {
         const row = s + ((<usize>r * BK) << 2);
         const gr = qb + r;
-        // Pass 2: additive mask, hidden keys, causal cut (each only where present), row max. The
-        // common case (none of them in this block) only reads the row for its max.
         let vmax = negInf;
-        const amRow = am != 0 && gr < nq ? am + ((<usize>gr * amStride + kb) << 2) : 0;
-        if (amRow == 0 && !hidden && !diagonal) {
-          for (let j = 0; j < cols; j += 4) vmax = f32x4.pmax(vmax, v128.load(row + (<usize>j << 2)));
-        } else {
+        if (plain) vmax = v128.load(rowMax + (<usize>r << 4));
+        else {
+          // Pass 2: additive mask, hidden keys, causal cut (each only where present), row max.
+          const amRow = am != 0 && gr < nq ? am + ((<usize>gr * amStride + kb) << 2) : 0;
           // First hidden column of this row on the diagonal (cols: nothing cut).
           const end = i32x4.splat(diagonal ? iStart + gr + causalOffset + 1 - kb : cols);
           for (let j = 0; j < cols; j += 4) {

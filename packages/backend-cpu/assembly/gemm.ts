@@ -45,11 +45,13 @@ export function packTransposed(src: usize, rows: i32, cols: i32, ld: i32, rowsPa
 
 /**
  * C[4, 8] (+)= A[4, K] · P[K, 8]: A rows at a, a + lda·4, …; P a packed panel; C rows ldc apart.
- * `accumulate` adds onto C (flash attention's running output), else overwrites it.
+ * `accumulate` adds onto C (flash attention's running output), else overwrites it. rowMax (four
+ * f32x4, one per row, or 0) takes the lane-wise max of each row of the tile (flash attention's
+ * pass 1): the tile is in registers here, so the row max costs no second read of C.
  */
 // @ts-ignore: decorator
 @inline
-export function micro4x8(a: usize, lda: usize, p: usize, K: i32, c: usize, ldc: usize, accumulate: bool): void {
+export function micro4x8(a: usize, lda: usize, p: usize, K: i32, c: usize, ldc: usize, accumulate: bool, rowMax: usize = 0): void {
   let c00 = f32x4.splat(0), c01 = f32x4.splat(0);
   let c10 = f32x4.splat(0), c11 = f32x4.splat(0);
   let c20 = f32x4.splat(0), c21 = f32x4.splat(0);
@@ -84,6 +86,13 @@ export function micro4x8(a: usize, lda: usize, p: usize, K: i32, c: usize, ldc: 
     c21 = f32x4.add(c21, v128.load(c + 2 * ldcB, 16));
     c30 = f32x4.add(c30, v128.load(c + 3 * ldcB));
     c31 = f32x4.add(c31, v128.load(c + 3 * ldcB, 16));
+  }
+  if (rowMax) {
+    // pmax skips NaN in its second operand: the running max stays a number, as in pass 2.
+    v128.store(rowMax, f32x4.pmax(v128.load(rowMax), f32x4.pmax(c00, c01)));
+    v128.store(rowMax, f32x4.pmax(v128.load(rowMax, 16), f32x4.pmax(c10, c11)), 16);
+    v128.store(rowMax, f32x4.pmax(v128.load(rowMax, 32), f32x4.pmax(c20, c21)), 32);
+    v128.store(rowMax, f32x4.pmax(v128.load(rowMax, 48), f32x4.pmax(c30, c31)), 48);
   }
   v128.store(c, c00);
   v128.store(c, c01, 16);
