@@ -4,9 +4,9 @@ import { exp2NonPositive } from './exp2';
 import { micro4x8 } from './gemm';
 
 /** Query rows per block: S[BQ, BK] (32 KiB) and the Q block stay close while a key block streams. */
-const BQ: i32 = 64;
-/** Keys per block (a multiple of 8, the panel width). */
-const BK: i32 = 128;
+const BQ: i32 = 32;
+/** Keys per block (a multiple of 8, the panel width): pass 4's k loop runs over them. */
+const BK: i32 = 256;
 /** Each row's running max over a plain block's tiles (pass 1), one f32x4 per row. */
 const rowMax = memory.data(BQ << 4, 16);
 

@@ -8,10 +8,10 @@ import type { KernelExports as Exports } from './builds.js';
 import { layout, scratchBase } from './resident.js';
 import { keepPacked, takePacked } from './scope.js';
 
-/** Query rows per attention call (a multiple of the kernel's 64-row block). */
+/** Query rows per attention call (a multiple of the kernel's 32-row block). */
 const Q_CHUNK = 256;
 /** The kernel's S scratch: BQ × BK floats (assembly/attention.ts). */
-const S_SCRATCH = 64 * 128;
+const S_SCRATCH = 32 * 256;
 /**
  * The largest operand slab copied into the module whole (floats: 8 MiB): one batch's Q, K or V
  * [L, width], or its heads. Up to it each is one copy per batch and every head is gathered,
