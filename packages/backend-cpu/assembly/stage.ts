@@ -6,19 +6,25 @@
 // [Lk, KVH·hd], heads [Lq, H·hd]); one head is `cols` = hd consecutive floats of each row,
 // starting at the pointer passed. hdp is hd rounded up to 8 (the panel width).
 
+/** d[0 … cols) = s[0 … cols): four floats at a time, then the tail one by one (nothing past cols written). */
+// @ts-ignore: decorator
+@inline
+function copyRow(s: usize, d: usize, cols: i32): void {
+  const cols4 = cols & ~3;
+  let c = 0;
+  for (; c < cols4; c += 4) v128.store(d + (<usize>c << 2), v128.load(s + (<usize>c << 2)));
+  for (; c < cols; c++) store<f32>(d + (<usize>c << 2), load<f32>(s + (<usize>c << 2)));
+}
+
 /**
  * dst [rowsPadded, ldd] = src [rows, cols] (row stride ld), zero in columns cols … ldd − 1 and in
  * rows rows … rowsPadded − 1: one head's query rows as the attention kernel reads them
  * (q [nq4, hdp]).
  */
 export function gatherRows(src: usize, ld: i32, rows: i32, cols: i32, dst: usize, ldd: i32, rowsPadded: i32): void {
-  const cols4 = cols & ~3;
   for (let r = 0; r < rows; r++) {
-    const s = src + ((<usize>r * ld) << 2);
     const d = dst + ((<usize>r * ldd) << 2);
-    let c = 0;
-    for (; c < cols4; c += 4) v128.store(d + (<usize>c << 2), v128.load(s + (<usize>c << 2)));
-    for (; c < cols; c++) store<f32>(d + (<usize>c << 2), load<f32>(s + (<usize>c << 2)));
+    copyRow(src + ((<usize>r * ld) << 2), d, cols);
     if (cols < ldd) memory.fill(d + (<usize>cols << 2), 0, <usize>(ldd - cols) << 2);
   }
   if (rows < rowsPadded) memory.fill(dst + ((<usize>rows * ldd) << 2), 0, (<usize>(rowsPadded - rows) * ldd) << 2);
@@ -29,14 +35,7 @@ export function gatherRows(src: usize, ld: i32, rows: i32, cols: i32, dst: usize
  * output rows (o [nq4, hdp]) into one head's columns of heads [Lq, H·hd].
  */
 export function scatterRows(src: usize, lds: i32, rows: i32, cols: i32, dst: usize, ld: i32): void {
-  const cols4 = cols & ~3;
-  for (let r = 0; r < rows; r++) {
-    const s = src + ((<usize>r * lds) << 2);
-    const d = dst + ((<usize>r * ld) << 2);
-    let c = 0;
-    for (; c < cols4; c += 4) v128.store(d + (<usize>c << 2), v128.load(s + (<usize>c << 2)));
-    for (; c < cols; c++) store<f32>(d + (<usize>c << 2), load<f32>(s + (<usize>c << 2)));
-  }
+  for (let r = 0; r < rows; r++) copyRow(src + ((<usize>r * lds) << 2), dst + ((<usize>r * ld) << 2), cols);
 }
 
 /**

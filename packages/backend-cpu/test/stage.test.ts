@@ -1,3 +1,4 @@
+import { rng } from '@qkv/conformance';
 import { describe, expect, it } from 'vitest';
 import { fusedAttentionWith, STAGE_FLOATS } from '../src/fast/attention.js';
 import { bestWasmBuild, buildExports } from '../src/fast/builds.js';
@@ -13,16 +14,8 @@ const build = bestWasmBuild();
 if (build === null) throw new Error('no WebAssembly SIMD in this runtime: these tests need it');
 const m = buildExports(build);
 
-/** Deterministic values in [−1, 1) (mulberry32), so a failure replays. */
-function rng(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 31 - 1;
-  };
-}
-const rand = (n: number, r: () => number) => Float32Array.from({ length: n }, r);
+/** Deterministic values in [−1, 1), so a failure replays. */
+const rand = (n: number, r: () => number) => Float32Array.from({ length: n }, () => r() * 2 - 1);
 const up8 = (n: number) => (n + 7) & ~7;
 
 /** Source [rows, ld] of random values, and `floats` floats of output, in the module (garbage-filled). */
