@@ -16,12 +16,17 @@ export {
   blockRange,
   FUSED_BLOCKS_PER_THREAD,
   LINEAR_BLOCKS_PER_THREAD,
+  LINEAR_COLUMN_BLOCKS_PER_THREAD,
+  LINEAR_PANEL,
   MIN_BLOCK_WORK,
+  MIN_COLUMN_BLOCK_WORK,
   MIN_FUSED_BLOCK_ROWS,
   MIN_LINEAR_BLOCK_ROWS,
   planBlocks,
+  planColumns,
   type TaskPlan,
 } from './plan.js';
 export { liveThreads } from './platform.js';
 export { DEFAULT_START_TIMEOUT_MS, type PoolStats, SLICE_MS } from './pool.js';
+export { LINEAR_COLUMN_MAX_ROWS } from './prepared.js';
 export { WorkersTensor } from './tensor.js';

@@ -13,8 +13,8 @@ import type {
   WeightedSumAttrs,
   WriteRowsAttrs,
 } from '@qkv/core';
-import { planBlocks, planFused, planLinear, type TaskPlan } from './plan.js';
-import { preparedWeight, type WeightRef } from './prepared.js';
+import { LINEAR_PANEL, planBlocks, planColumns, planFused, planLinear, type TaskPlan } from './plan.js';
+import { preparedWeight, splitsColumns, type WeightRef, weightRef } from './prepared.js';
 import { d, data, type WorkersTensor } from './tensor.js';
 
 /**
@@ -42,6 +42,7 @@ export interface Tasks {
   /** x [rows, in] · w [in, out] + bias [out] → out [rows, out]; rows = attrs.rows. */
   /** `kernels`: the cpu kernel build that runs it, the backend's one choice, on every thread. */
   /** `weight`: names W (+ bias) for the threads to keep packed (prepared.ts); null: pack per call. */
+  /** `byColumns`: the parallel axis is W's 8-column panels, not rows (`splitsColumns`). */
   linear: {
     x: F32;
     w: F32;
@@ -50,6 +51,7 @@ export interface Tasks {
     attrs: LinearAttrs;
     kernels: KernelBuild;
     weight: WeightRef | null;
+    byColumns: boolean;
   };
   /** q [B, Lq, H·hd], k [B, Lk, KVH·hd] → out [B, H, Lq, Lk]; rows = B·H·Lq. */
   scores: { q: F32; k: F32; out: F32; attrs: ScoresAttrs };
@@ -160,14 +162,6 @@ function kernelsOf(build: KernelBuild): Pick<typeof k, 'linear' | 'fusedAttentio
   return build === 'reference' ? k : k.fastKernels(build);
 }
 
-/** How a linear names an uploaded W (and bias) for the threads to keep packed; marks W for the drop. */
-function weightRef(w: WorkersTensor, bias: WorkersTensor | null): WeightRef | null {
-  if (w.weightId === 0 || (bias !== null && bias.weightId === 0)) return null;
-  w.packed = true;
-  const b = bias === null ? '-' : `${bias.weightId}.${bias.version}`;
-  return { id: w.weightId, key: `${w.version}/${b}` };
-}
-
 /** [B, H, Lq, Lk]: the shape of every score-shaped output. */
 const scoreShape = (a: ScoresAttrs): number[] => [a.batch, a.numHeads, a.queryLength, a.keyLength];
 /** [B, Lq, H·hd]: the heads. */
@@ -188,24 +182,37 @@ export const OPS: { readonly [K in SliceOp]: K extends KernelOp ? OpRecord<K> : 
   },
   linear: {
     kernel: (q, kernels) => (x, w, bias, attrs) =>
-      q([...x.shape.slice(0, -1), attrs.outFeatures], [x, w, bias], (out) => ({
-        op: 'linear',
-        x: d(x),
-        w: d(w),
-        bias: data(bias),
-        out,
-        attrs,
-        kernels,
-        weight: weightRef(w, bias),
-      })),
+      q([...x.shape.slice(0, -1), attrs.outFeatures], [x, w, bias], (out) => {
+        const weight = weightRef(w, bias);
+        return {
+          op: 'linear',
+          x: d(x),
+          w: d(w),
+          bias: data(bias),
+          out,
+          attrs,
+          kernels,
+          weight,
+          byColumns: splitsColumns(kernels, weight, attrs),
+        };
+      }),
     run: (t, from, to) => {
       const prepared = t.weight && preparedWeight(t.kernels, t.weight, t.w, t.bias, t.attrs);
-      if (prepared) prepared.linear(t.x, t.out, t.attrs.rows, from, to);
+      if (t.byColumns) {
+        // from/to are panels. `splitsColumns` marks only what preparedWeight packs.
+        if (!prepared) throw new Error('workers linear: a column split without a packed W');
+        const N = t.attrs.outFeatures;
+        prepared.linearColumns(t.x, t.out, t.attrs.rows, from * LINEAR_PANEL, Math.min(N, to * LINEAR_PANEL));
+      } else if (prepared) prepared.linear(t.x, t.out, t.attrs.rows, from, to);
       else kernelsOf(t.kernels).linear(t.x, t.w, t.bias, t.out, t.attrs, from, to);
     },
-    rows: (t) => t.attrs.rows,
-    workPerRow: (t) => t.attrs.inFeatures * t.attrs.outFeatures,
-    plan: (_, rows, threads) => planLinear(rows, threads),
+    rows: (t) => (t.byColumns ? Math.ceil(t.attrs.outFeatures / LINEAR_PANEL) : t.attrs.rows),
+    workPerRow: (t) =>
+      t.byColumns ? t.attrs.rows * t.attrs.inFeatures * LINEAR_PANEL : t.attrs.inFeatures * t.attrs.outFeatures,
+    plan: (t, rows, threads) =>
+      t.byColumns
+        ? planColumns(rows, t.attrs.rows * t.attrs.inFeatures * LINEAR_PANEL, threads)
+        : planLinear(rows, threads),
     fast: (t) => t.kernels !== 'reference',
   },
   scores: {

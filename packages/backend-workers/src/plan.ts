@@ -84,6 +84,30 @@ export function planLinear(rows: number, threads: number): TaskPlan {
   return { blockRows, blocks: Math.ceil(rows / blockRows), segmentRows: rows };
 }
 
+/** Columns of one panel of a packed W (the gemm's micro-kernel width): a column split's unit. */
+export const LINEAR_PANEL = 8;
+/** Most column blocks per thread of a `linear` split by columns. */
+export const LINEAR_COLUMN_BLOCKS_PER_THREAD = 4;
+/**
+ * Fewest multiply-adds in a column block: a block is one gemm call whose setup (x copied in, the
+ * scratch views) costs a few µs, about what 2^16 multiply-adds take (16 blocks of a d = 512
+ * one-row projection took 6 µs each, 0.1 ms together, vs 0.07 ms for the whole one).
+ */
+export const MIN_COLUMN_BLOCK_WORK = 2 ** 16;
+
+/**
+ * A few-row `linear`'s split over W's `panels` 8-column panels (ops.ts, `splitsColumns`) of
+ * `panelWork` multiply-adds each: each block all rows × a run of panels; at least one block per
+ * thread, more (up to LINEAR_COLUMN_BLOCKS_PER_THREAD) where each keeps MIN_COLUMN_BLOCK_WORK,
+ * so that a late or slowed thread can take fewer.
+ */
+export function planColumns(panels: number, panelWork: number, threads: number): TaskPlan {
+  const byWork = Math.floor((panels * panelWork) / MIN_COLUMN_BLOCK_WORK);
+  const blocks = Math.min(panels, Math.max(threads, Math.min(byWork, threads * LINEAR_COLUMN_BLOCKS_PER_THREAD)));
+  const blockRows = Math.ceil(panels / blocks);
+  return { blockRows, blocks: Math.ceil(panels / blockRows), segmentRows: panels };
+}
+
 /** Fused attention's split: segments of one (batch, head), Lq rows each, cut into query blocks. */
 export function planFused(rows: number, Lq: number, threads: number): TaskPlan {
   const segments = rows / Lq;

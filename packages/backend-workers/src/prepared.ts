@@ -1,5 +1,6 @@
 import { type KernelBuild, cpuKernels as k } from '@qkv/backend-cpu';
 import type { LinearAttrs } from '@qkv/core';
+import type { WorkersTensor } from './tensor.js';
 
 /**
  * Projection weights packed once per thread (the cpu backend's `PreparedWeight`, resident in
@@ -20,6 +21,29 @@ export interface WeightRef {
   readonly id: number;
   /** W's version, the bias's id and version: a packing is reused only when all match. */
   readonly key: string;
+}
+
+/** How a linear names an uploaded W (and bias) for the threads to keep packed; marks W for the drop. */
+export function weightRef(w: WorkersTensor, bias: WorkersTensor | null): WeightRef | null {
+  if (w.weightId === 0 || (bias !== null && bias.weightId === 0)) return null;
+  w.packed = true;
+  const b = bias === null ? '-' : `${bias.weightId}.${bias.version}`;
+  return { id: w.weightId, key: `${w.version}/${b}` };
+}
+
+/**
+ * Most rows of a `linear` that threads split by W's columns instead of by rows: a decode step's
+ * projections (one row per token). Split by rows, one row is one block, so one thread read all of
+ * W while the other waited (W, not x, is what such a projection reads: 16 MiB for d = 2048).
+ */
+export const LINEAR_COLUMN_MAX_ROWS = 16;
+
+/**
+ * Whether a linear splits by columns: few rows, and W packed per thread (a prepared weight: its
+ * 8-column panels lie one after another, so a range of them is one contiguous read).
+ */
+export function splitsColumns(kernels: KernelBuild, weight: WeightRef | null, attrs: LinearAttrs): boolean {
+  return weight !== null && kernels !== 'reference' && k.linearIsFast(attrs) && attrs.rows <= LINEAR_COLUMN_MAX_ROWS;
 }
 
 interface Held {

@@ -147,6 +147,34 @@ export class PreparedWeight {
     keepPacked({ kind: 'rows', m, base, key, from, to, K });
   }
 
+  /**
+   * Columns [c0, c1) of out[r, :] = x[r, :] · W + bias for every r < rows: only those columns'
+   * panels are read, so threads can share a projection of a few rows (a decode step) by columns.
+   * c0 is a multiple of 8, c1 too or N. x [rows, K], out [rows, N].
+   */
+  linearColumns(x: Float32Array, out: Float32Array, rows: number, c0: number, c1: number): void {
+    if (this.#released) throw new QkvError('DISPOSED', 'cpu fast kernels: a prepared weight was used after release()');
+    if (c1 <= c0 || rows === 0) return;
+    const { inFeatures: K, outFeatures: N } = this;
+    const n = c1 - c0;
+    const np = up8(n);
+    const chunk = Math.min(ROW_CHUNK, rows);
+    const {
+      f32,
+      ptr: [a, c],
+    } = layout(this.#m, [chunk * K, chunk * np]);
+    const cF = (c as number) >>> 2;
+    // The panels of columns c0 … are contiguous from c0's panel on ([Np/8][K][8]).
+    const wPtr = this.#ptr + c0 * K * 4;
+    const biasPtr = this.#bias ? this.#biasPtr() + c0 * 4 : 0;
+    for (let r0 = 0; r0 < rows; r0 += chunk) {
+      const m = Math.min(chunk, rows - r0);
+      f32.set(x.subarray(r0 * K, (r0 + m) * K), (a as number) >>> 2);
+      this.#m.gemm(a as number, m, K, wPtr, np, biasPtr, c as number);
+      for (let r = 0; r < m; r++) out.set(f32.subarray(cF + r * np, cF + r * np + n), (r0 + r) * N + c0);
+    }
+  }
+
   /** Returns its block to the module (idempotent). */
   release(): void {
     if (this.#released) return;

@@ -2,8 +2,13 @@ import { createAttention, type FusedAttentionAttrs, type LinearAttrs } from '@qk
 import { describe, expect, it } from 'vitest';
 import {
   blockRange,
+  LINEAR_COLUMN_BLOCKS_PER_THREAD,
+  LINEAR_COLUMN_MAX_ROWS,
+  LINEAR_PANEL,
+  MIN_COLUMN_BLOCK_WORK,
   MIN_FUSED_BLOCK_ROWS,
   MIN_LINEAR_BLOCK_ROWS,
+  planColumns,
   planTask,
   type SliceTask,
   type TaskPlan,
@@ -42,7 +47,17 @@ function fusedTask(batch: number, numHeads: number, queryLength: number): SliceT
 
 function linearTask(rows: number): SliceTask {
   const attrs: LinearAttrs = { rows, inFeatures: 512, outFeatures: 512 };
-  return { op: 'linear', x: none, w: none, bias: null, out: none, attrs, kernels: 'simd128', weight: null };
+  return {
+    op: 'linear',
+    x: none,
+    w: none,
+    bias: null,
+    out: none,
+    attrs,
+    kernels: 'simd128',
+    weight: null,
+    byColumns: false,
+  };
 }
 
 /** Every block's [from, to), checking that together they cover 0…rows once, in order. */
@@ -75,6 +90,29 @@ describe('work split for the WebAssembly kernels', () => {
       const blocksOf = ranges(plan, rows);
       if (blocks > threads)
         for (const [from, to] of blocksOf.slice(0, -1)) expect(to - from).toBeGreaterThanOrEqual(MIN_LINEAR_BLOCK_ROWS);
+    }
+  });
+
+  it('splits a few-row linear on a packed W by 8-column panels, one block per thread at least', () => {
+    for (const [rows, K, N, threads, blocks] of [
+      [1, 512, 512, 2, 4], // 64 panels of 2^12 multiply-adds: 4 blocks of 2^16
+      [1, 2048, 2048, 2, 2 * LINEAR_COLUMN_BLOCKS_PER_THREAD], // 256 panels: blocks per thread cap
+      [1, 64, 44, 2, 2], // 6 panels (the last half padding), little work: one per thread
+      [LINEAR_COLUMN_MAX_ROWS, 512, 512, 3, 11], // 12 wanted: 6 panels each make 11
+    ] as const) {
+      const task = {
+        ...linearTask(rows),
+        attrs: { rows, inFeatures: K, outFeatures: N },
+        byColumns: true,
+      } as SliceTask;
+      const panels = Math.ceil(N / LINEAR_PANEL);
+      const plan = planTask(task, threads);
+      expect(plan).toEqual(planColumns(panels, rows * K * LINEAR_PANEL, threads));
+      expect(plan.blocks, `rows ${rows}, ${K} × ${N}`).toBe(blocks);
+      const blocksOf = ranges(plan, panels);
+      if (blocks > threads)
+        for (const [from, to] of blocksOf)
+          expect((to - from) * rows * K * LINEAR_PANEL).toBeGreaterThanOrEqual(MIN_COLUMN_BLOCK_WORK);
     }
   });
 

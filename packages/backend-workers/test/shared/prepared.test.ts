@@ -1,7 +1,7 @@
-import { cpuKernels } from '@qkv/backend-cpu';
+import { CpuBackend, cpuKernels } from '@qkv/backend-cpu';
 import { createAttention, type LinearAttrs, type Tensor } from '@qkv/core';
 import { describe, expect, it } from 'vitest';
-import { type WorkersBackend, workersBackend } from '../../dist/index.js';
+import { LINEAR_COLUMN_MAX_ROWS, type WorkersBackend, workersBackend } from '../../dist/index.js';
 import { capturingRegistry, inputsFor, random, randomTensor, weightsFor } from './helpers.js';
 
 // Projection weights packed once per thread (src/prepared.ts): each thread keeps the packed form
@@ -101,6 +101,31 @@ describe('prepared weights on the threads', () => {
       await b.destroy();
     });
   }
+
+  it('a few-row linear on a packed W splits by columns and equals the cpu backend bit for bit', async () => {
+    const b = (await workersBackend.create({ threads: 2, inlineThreshold: 0 })) as WorkersBackend;
+    const cpu = new CpuBackend();
+    try {
+      const next = random(21);
+      // N = 44: the last 8-column panel is half padding; rows 1 (a decode step), 3 (the gemm's
+      // two- and one-row paths) and 16 (LINEAR_COLUMN_MAX_ROWS, its four-row blocks).
+      const [K, N] = [64, 44];
+      const w = randomTensor([K, N], next);
+      const bias = randomTensor([N], next);
+      const W = b.upload(w);
+      const B = b.upload(bias);
+      const [cw, cb] = [cpu.upload(w), cpu.upload(bias)];
+      for (const rows of [1, 3, LINEAR_COLUMN_MAX_ROWS]) {
+        const attrs: LinearAttrs = { rows, inFeatures: K, outFeatures: N };
+        const x = randomTensor([1, rows, K], next);
+        const got = await b.download(await b.kernels.linear(b.upload(x), W, B, attrs));
+        const want = await cpu.download(await cpu.kernels.linear(cpu.upload(x), cw, cb, attrs));
+        expect(got.data, `rows ${rows}`).toEqual(want.data);
+      }
+    } finally {
+      await b.destroy();
+    }
+  });
 
   it('a session steps with packed weights, equals one causal run, packs no more than its weight tensors', async () => {
     const { registry, created } = capturingRegistry();
