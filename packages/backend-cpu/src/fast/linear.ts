@@ -156,6 +156,8 @@ export class PreparedWeight {
     if (this.#released) throw new QkvError('DISPOSED', 'cpu fast kernels: a prepared weight was used after release()');
     if (c1 <= c0 || rows === 0) return;
     const { inFeatures: K, outFeatures: N } = this;
+    // Writes the scratch from its base: whatever an earlier call left staged there is gone.
+    takePacked('rows', this.#m, scratchBase(this.#m));
     const n = c1 - c0;
     const np = up8(n);
     const chunk = Math.min(ROW_CHUNK, rows);
