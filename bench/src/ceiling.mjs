@@ -43,17 +43,18 @@ const F32X4_RELAXED_MADD = 0x105;
  * `peak(iterations: i32) → f32`: CHAINS accumulators a ← a·x + y held in locals (registers), no
  * memory access in the loop; x = 0.999, y = 0.001 keep every a near 1 (no overflow, no
  * denormals). The sum of the accumulators is returned so nothing is dead code.
- * Locals: 0 = iterations, 1 … CHAINS = accumulators, CHAINS+1 = x, CHAINS+2 = y.
+ * Locals: 0 = iterations, 1 … chains = accumulators, chains+1 = x, chains+2 = y. `chains` below 12
+ * measures what fewer independent chains allow (a kernel's register tile: ab-kernels.mjs).
  */
-export function peakModule(fused) {
-  const x = CHAINS + 1;
-  const y = CHAINS + 2;
+export function peakModule(fused, chains = CHAINS) {
+  const x = chains + 1;
+  const y = chains + 2;
   const code = [];
-  for (let c = 1; c <= CHAINS; c++) code.push(...f32const(c / 1000), ...SIMD(F32X4_SPLAT), 0x21, c);
+  for (let c = 1; c <= chains; c++) code.push(...f32const(c / 1000), ...SIMD(F32X4_SPLAT), 0x21, c);
   code.push(...f32const(0.999), ...SIMD(F32X4_SPLAT), 0x21, x, ...f32const(0.001), ...SIMD(F32X4_SPLAT), 0x21, y);
   code.push(0x03, 0x40); // loop
   for (let r = 0; r < ROUNDS; r++) {
-    for (let c = 1; c <= CHAINS; c++) {
+    for (let c = 1; c <= chains; c++) {
       code.push(0x20, c, 0x20, x);
       if (fused) code.push(0x20, y, ...SIMD(F32X4_RELAXED_MADD));
       else code.push(...SIMD(F32X4_MUL), 0x20, y, ...SIMD(F32X4_ADD));
@@ -63,9 +64,9 @@ export function peakModule(fused) {
   // iterations -= 1; loop while nonzero
   code.push(0x20, 0, 0x41, 1, 0x6b, 0x22, 0, 0x0d, 0, 0x0b);
   code.push(0x20, 1);
-  for (let c = 2; c <= CHAINS; c++) code.push(0x20, c, ...SIMD(F32X4_ADD));
+  for (let c = 2; c <= chains; c++) code.push(0x20, c, ...SIMD(F32X4_ADD));
   code.push(...SIMD(F32X4_EXTRACT_LANE), 0, 0x0b);
-  const body = [1, CHAINS + 2, 0x7b, ...code]; // one local group: CHAINS + 2 v128
+  const body = [1, chains + 2, 0x7b, ...code]; // one local group: chains + 2 v128
   const name = [...new TextEncoder().encode('peak')];
   // biome-ignore format: one line per section
   return new Uint8Array([
@@ -77,15 +78,15 @@ export function peakModule(fused) {
   ]);
 }
 
-/** FLOPs of one call: per chain update, 4 lanes × (a multiply and an add). */
-const flopsPerIteration = CHAINS * ROUNDS * 4 * 2;
+/** FLOPs of one loop iteration: per chain update, 4 lanes × (a multiply and an add). */
+const flopsPerIteration = (chains) => chains * ROUNDS * 4 * 2;
 
 /**
  * Best of `repeats` samples (a peak: the least disturbed sample on a shared machine), GFLOP/s by
  * wall time and by this process's CPU time (the loop is one thread: CPU time is its work).
  */
-function wasmPeak(fused, repeats = 7) {
-  const bytes = peakModule(fused);
+export function wasmPeak(fused, repeats = 7, chains = CHAINS) {
+  const bytes = peakModule(fused, chains);
   if (!WebAssembly.validate(bytes)) return { wall: null, cpu: null };
   const { peak } = new WebAssembly.Instance(new WebAssembly.Module(bytes)).exports;
   let iterations = 1e5;
@@ -104,8 +105,8 @@ function wasmPeak(fused, repeats = 7) {
     const sec = (performance.now() - s) / 1e3;
     const dc = process.cpuUsage(c);
     if (!Number.isFinite(out)) throw new Error(`peak loop returned ${out}`);
-    wall = Math.max(wall, (iterations * flopsPerIteration) / sec / 1e9);
-    cpu = Math.max(cpu, (iterations * flopsPerIteration) / ((dc.user + dc.system) / 1e6) / 1e9);
+    wall = Math.max(wall, (iterations * flopsPerIteration(chains)) / sec / 1e9);
+    cpu = Math.max(cpu, (iterations * flopsPerIteration(chains)) / ((dc.user + dc.system) / 1e6) / 1e9);
   }
   return { wall, cpu };
 }

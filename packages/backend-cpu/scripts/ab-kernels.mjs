@@ -9,9 +9,12 @@
 // head over 1024 keys (hd = 64; with --causal the chunk at query 512, so it crosses the
 // diagonal). Each sample is 3 calls timed by this process's CPU time, not wall time: on a
 // shared machine the scheduler's share changes from sample to sample, the CPU time of the work
-// much less. Prints the median B/A time ratio of the pairs and its range, and checks that A and
-// B compute the same (max |A − B| on the outputs).
+// much less. Prints the median B/A time ratio of the pairs and its range, checks that A and B
+// compute the same (max |A − B| on the outputs), and gives each figure as a fraction of the
+// build's peak measured in the same process (bench/src/ceiling.mjs: the register-only loop with
+// 12 accumulator chains, and with 8, the chains the 4 × 8 micro-kernel holds).
 import { parseArgs } from 'node:util';
+import { wasmPeak } from '../../../bench/src/ceiling.mjs';
 import { compileKernels } from './compile.mjs';
 
 const { values, positionals } = parseArgs({
@@ -99,6 +102,16 @@ const cpuMs = (fn) => {
   return (d.user + d.system) / 3e3;
 };
 const median = (xs) => [...xs].sort((x, y) => x - y)[xs.length >> 1];
+// The build's multiply-add: relaxed_madd where the features have relaxed SIMD, else mul + add.
+// With FMA the micro-kernel's 8 accumulators are 8 chains of the peak loop's kind; with mul + add
+// only the adds are on its chains (the peak loop's run through both), so no 8-chain figure there.
+const fused = values.features.split(',').includes('relaxed-simd');
+const peak = wasmPeak(fused).cpu;
+const tilePeak = fused ? wasmPeak(fused, 7, 8).cpu : null;
+console.log(
+  `peak (${fused ? 'FMA' : 'mul + add'}, per CPU second): ${peak.toFixed(1)} GFLOP/s with 12 chains` +
+    (fused ? `, ${tilePeak.toFixed(1)} with 8 (the 4 × 8 tile's accumulators)` : ''),
+);
 for (const kernel of ['gemm', 'attention']) {
   // Warm-up: V8 tiers hot functions up from its baseline compiler after some calls.
   for (const v of ab) for (let i = 0; i < 40; i++) v[kernel]();
@@ -115,10 +128,13 @@ for (const kernel of ['gemm', 'attention']) {
     ratios.push(t[1] / t[0]);
   }
   const flops = kernel === 'gemm' ? 2 * CHUNK * D * D : 4 * CHUNK * L * hd;
-  const gf = (t) => (flops / median(t) / 1e6).toFixed(1);
+  const gf = (t) => {
+    const g = flops / median(t) / 1e6;
+    return `${g.toFixed(1)} (${(g / peak).toFixed(2)}${tilePeak ? ` / ${(g / tilePeak).toFixed(2)}` : ''})`;
+  };
   const sorted = [...ratios].sort((u, v) => u - v);
   console.log(
-    `${kernel}: A ${gf(ms[0])}, B ${gf(ms[1])} GFLOP/s (CPU time); B/A time median ${median(ratios).toFixed(3)} ` +
+    `${kernel}: A ${gf(ms[0])}, B ${gf(ms[1])} GFLOP/s (CPU time; ÷ peak${tilePeak ? ' / ÷ 8-chain peak' : ''}); B/A time median ${median(ratios).toFixed(3)} ` +
       `(range ${sorted[0].toFixed(3)}–${sorted.at(-1).toFixed(3)}, ${PAIRS} pairs); max |A − B| ${diff.toExponential(1)}`,
   );
 }
