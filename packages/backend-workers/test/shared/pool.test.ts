@@ -52,6 +52,18 @@ async function pooledPair(
   return { attn, cpu, b: created[0] as WorkersBackend };
 }
 
+/** One head, two query rows over two keys (q, k, v [1, 2, 4]): a fused op of two blocks on 2 threads. */
+const twoRows: FusedAttentionAttrs = {
+  batch: 1,
+  numHeads: 1,
+  numKVHeads: 1,
+  queryLength: 2,
+  keyLength: 2,
+  headDim: 4,
+  scale: 0.5,
+  causal: false,
+};
+
 describe('work split', () => {
   it('gives every thread rows even for one head and a short sequence', () => {
     // B = 1, H = 1, Lq = 2: two rows, two threads → two blocks.
@@ -72,16 +84,7 @@ describe('work split', () => {
       const q = b.upload(randomTensor([1, 2, 4], next));
       const k = b.upload(randomTensor([1, 2, 4], next));
       const v = b.upload(randomTensor([1, 2, 4], next));
-      const attrs: FusedAttentionAttrs = {
-        batch: 1,
-        numHeads: 1,
-        numKVHeads: 1,
-        queryLength: 2,
-        keyLength: 2,
-        headDim: 4,
-        scale: 0.5,
-        causal: false,
-      };
+      const attrs = twoRows;
       // The precondition, made explicit rather than hoped for: both threads idle when the op
       // arrives (a thread still finishing or reporting an earlier lease gets no lease on it).
       await vi.waitFor(() => expect(b.stats().idleThreads).toBe(2), { timeout: 30_000, interval: 5 });
@@ -125,16 +128,7 @@ describe('work split', () => {
         WorkersTensor,
         WorkersTensor,
       ];
-      const attrs: FusedAttentionAttrs = {
-        batch: 1,
-        numHeads: 1,
-        numKVHeads: 1,
-        queryLength: 2,
-        keyLength: 2,
-        headDim: 4,
-        scale: 0.5,
-        causal: false,
-      };
+      const attrs = twoRows;
       await vi.waitFor(() => expect(b.stats().idleThreads).toBe(2), { timeout: 30_000, interval: 5 });
       const before = b.stats().leases;
       const runs = 30;
