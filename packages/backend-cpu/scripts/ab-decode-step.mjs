@@ -4,8 +4,9 @@
 //   node scripts/ab-decode-step.mjs --baseline DIR [--shape 512,8,8] [--caches 4096,8192,16384]
 //        [--steps 25]
 //
-// DIR is a built checkout (`pnpm turbo run build --filter=@qkv/backend-cpu` there); both cpu
-// backends run under this checkout's @qkv/core, one session each (d, H, KVH; causal, bias bo;
+// DIR is a built checkout (`pnpm turbo run build --filter=@qkv/backend-cpu --filter=@qkv/core`
+// there); each side's cpu backend runs under its own checkout's @qkv/core (the session, graph
+// and executor are part of the step), one session each (d, H, KVH; causal, bias bo;
 // filled in 512-token steps), stepping one token in turn with the floor (one read of the
 // cache's bytes, 2·Lk·KVH·hd floats, by `readArena`), the order flipped every round. Before
 // every timed call a separate 64 MiB buffer is read, so weights and caches come from DRAM as
@@ -26,7 +27,9 @@ const { values } = parseArgs({
   },
 });
 if (!values.baseline) throw new Error('ab-decode-step: --baseline DIR (a built checkout) is required');
-const baseline = (await import(join(resolve(values.baseline), 'packages/backend-cpu/dist/index.js'))).cpuBackend;
+const baseDir = resolve(values.baseline);
+const baseline = (await import(join(baseDir, 'packages/backend-cpu/dist/index.js'))).cpuBackend;
+const baseCore = await import(join(baseDir, 'packages/core/dist/index.js'));
 const [d, H, KVH] = values.shape.split(',').map(Number);
 const hd = d / H;
 const ROUNDS = Number(values.steps) + 5;
@@ -52,9 +55,9 @@ const weights = {
   bo: seeded([d], 5),
 };
 const config = { dModel: d, numHeads: H, numKVHeads: KVH, causal: true, bias: ['bo'] };
-const handle = (factory) =>
-  createAttention(config, weights, { registry: new BackendRegistry().register(factory), backend: 'cpu' });
-const sides = [await handle(baseline), await handle(cpuBackend)];
+const handle = (core, factory) =>
+  core.createAttention(config, weights, { registry: new core.BackendRegistry().register(factory), backend: 'cpu' });
+const sides = [await handle(baseCore, baseline), await handle({ createAttention, BackendRegistry }, cpuBackend)];
 const arena = cpuKernels.createArena();
 if (typeof arena === 'string') throw new Error(`ab-decode-step: ${arena}`);
 const at = (ptr) => ({ memory: arena.memory, id: arena.id, ptr });

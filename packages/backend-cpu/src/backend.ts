@@ -73,12 +73,14 @@ const d = (t: CpuTensor) => data(t) as Float32Array;
 /**
  * Arrays of disposed tensors kept for the next tensor of the same length: a fresh multi-MiB
  * Float32Array costs its zeroing and a page fault per 4 KiB on first write, ~5× a write into a
- * warm one (3 MiB: ~1 ms vs ~0.2 ms), and a whole-layer run makes seven of them. At most
- * POOL_BYTES are held (released with the backend); arrays under POOL_MIN floats are not worth it.
- * Only kernels that write every element of their output take a pooled array (`#reused`).
+ * warm one (3 MiB: ~1 ms vs ~0.2 ms), and a whole-layer run makes seven of them. A decode step
+ * makes seven of one row each (x, q, k, v, heads, ΔE, E'): every array past V8's on-heap size
+ * is a trip into the runtime for its backing store, so rows of ≥ POOL_MIN floats (1 KiB) are
+ * kept too. At most POOL_BYTES are held (released with the backend). Only kernels that write
+ * every element of their output take a pooled array (`#reused`).
  */
 const POOL_BYTES = 32 << 20;
-const POOL_MIN = 1 << 14;
+const POOL_MIN = 256;
 
 export class CpuBackend implements Backend<CpuTensor> {
   readonly name = 'cpu';
@@ -97,13 +99,15 @@ export class CpuBackend implements Backend<CpuTensor> {
    * key by the tensor: upload() made it a private copy, and no kernel writes into a tensor in
    * place except writeRows (KV caches), which drops any packing of its target.
    */
-  readonly #prepared = new Map<CpuTensor, { bias: CpuTensor | null; weight: PreparedWeight }>();
+  readonly #prepared = new Map<CpuTensor, { bias: CpuTensor | null; attrs: LinearAttrs; weight: PreparedWeight }>();
   /** Arrays of disposed tensors by length (see POOL_BYTES), and their total bytes. */
   readonly #pool = new Map<number, Float32Array[]>();
   #pooledBytes = 0;
   /** The run whose kernels run now (useQueue) and the pack scope it has (fast/scope.ts). */
   #run: object | null = null;
   #runScope = 0;
+  /** Scratch for the decode kernel's partials (`#partials`). */
+  #records = new Float32Array(0);
 
   /** Throws INVALID_OPTION / CAPABILITY for a choice that cannot run here (as `create` does). */
   constructor(options: CpuBackendOptions = {}) {
@@ -176,9 +180,15 @@ export class CpuBackend implements Backend<CpuTensor> {
       out,
       lse,
       attrs,
-      new Float32Array(attrs.numKVHeads * fast.partialFloats(attrs)),
+      this.#partials(attrs.numKVHeads * fast.partialFloats(attrs)),
     );
     return true;
+  }
+
+  /** The decode kernel's partial records (contents undefined: it overwrites what it reads), grown as needed. */
+  #partials(floats: number): Float32Array {
+    if (this.#records.length < floats) this.#records = new Float32Array(floats);
+    return this.#records;
   }
 
   upload(t: Tensor): CpuTensor {
@@ -205,17 +215,22 @@ export class CpuBackend implements Backend<CpuTensor> {
 
   /** W packed in the module for `linear` (made on first use), or null for the reference path. */
   #preparedFor(w: CpuTensor, bias: CpuTensor | null, attrs: LinearAttrs): PreparedWeight | null {
-    if (this.#fast === null || !fast.linearIsFast(attrs)) return null;
+    if (this.#fast === null) return null;
     const have = this.#prepared.get(w);
+    // The very attrs it was prepared under (a session's moved plan keeps a linear step's attrs).
+    if (have?.attrs === attrs && have.bias === bias) return have.weight;
+    if (!fast.linearIsFast(attrs)) return null;
     if (
       have?.bias === bias &&
       have.weight.inFeatures === attrs.inFeatures &&
       have.weight.outFeatures === attrs.outFeatures
-    )
+    ) {
+      have.attrs = attrs;
       return have.weight;
+    }
     this.#unprepare(w);
     const weight = this.#fast.prepareWeight(d(w), data(bias), attrs);
-    this.#prepared.set(w, { bias, weight });
+    this.#prepared.set(w, { bias, attrs, weight });
     return weight;
   }
 

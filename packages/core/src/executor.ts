@@ -1,6 +1,6 @@
 import type { Backend, BackendTensor, MaybePromise } from './backend.js';
 import { QkvError } from './errors.js';
-import { type AttentionGraph, nodeOf } from './graph.js';
+import { type AttentionGraph, type GraphDims, nodeOf } from './graph.js';
 import type { FusedAttentionAttrs, MaskAttrs, OpAttrs } from './ops.js';
 import { formatShape, sizeOf, type Tensor } from './tensor.js';
 
@@ -11,7 +11,8 @@ export const SCORE_NODES: ReadonlySet<string> = new Set(['scores', 'scaled', 'ma
 export const DEFAULT_MAX_TENSOR_ELEMENTS = 2 ** 29;
 
 export interface ExecuteRequest {
-  readonly graph: AttentionGraph;
+  /** What to run: a graph (planned here for `outputs`), or its plan made earlier (planExecution). */
+  readonly graph: AttentionGraph | ExecutionPlan;
   readonly backend: Backend;
   /** Uploaded once per handle (and a session's KV caches); the executor never disposes them. */
   readonly params: ReadonlyMap<string, BackendTensor>;
@@ -59,6 +60,10 @@ export interface ExecutionPlan {
   readonly steps: readonly Step[];
   /** Whether `heads` comes from the fused kernel (no score-shaped node is computed). */
   readonly fused: boolean;
+  /** The graph's dims (what `backend.checkLimits` is asked about). */
+  readonly dims: GraphDims;
+  /** The outputs it was planned for, in order. */
+  readonly outputs: readonly string[];
 }
 
 /**
@@ -95,6 +100,8 @@ export function planExecution(
   return {
     steps: graph.nodes.filter((n) => needed.has(n.name)).map((n) => steps.get(n.name) as Step),
     fused: fused && needed.has('heads'),
+    dims: graph.dims,
+    outputs: [...outputs],
   };
 }
 
@@ -126,6 +133,21 @@ function fusedStep(graph: AttentionGraph, withLse: boolean): StepOf<'fusedAttent
   };
 }
 
+/** The plan `execute` runs for a graph on this backend (`unfused`: the unfused chain even where it has a fused path). */
+export function planFor(
+  graph: AttentionGraph,
+  outputs: readonly string[],
+  backend: Backend,
+  unfused = false,
+): ExecutionPlan {
+  return planExecution(
+    graph,
+    outputs,
+    !unfused && backend.fused !== undefined,
+    backend.fused?.fusedAttentionLse !== undefined,
+  );
+}
+
 /**
  * Walks the plan in graph order, calling one kernel per step. Every intermediate handle is
  * reference-counted and disposed as soon as its last consumer has run, so a run holds at most
@@ -133,12 +155,10 @@ function fusedStep(graph: AttentionGraph, withLse: boolean): StepOf<'fusedAttent
  */
 export async function execute(req: ExecuteRequest): Promise<ExecuteResult> {
   const { graph, backend, params, feeds, outputs } = req;
-  const { steps, fused } = planExecution(
-    graph,
-    outputs,
-    !req.unfused && backend.fused !== undefined,
-    backend.fused?.fusedAttentionLse !== undefined,
-  );
+  const plan = 'steps' in graph ? graph : planFor(graph, outputs, backend, req.unfused === true);
+  if (plan.outputs.length !== outputs.length || plan.outputs.some((o, i) => o !== outputs[i]))
+    throw new Error(`qkv executor: a plan for outputs ${plan.outputs.join(', ')} run for ${outputs.join(', ')}`);
+  const { steps, fused } = plan;
   const limit = req.maxTensorElements ?? DEFAULT_MAX_TENSOR_ELEMENTS;
   for (const n of steps) {
     if (n.op === 'param') continue;
@@ -149,7 +169,7 @@ export async function execute(req: ExecuteRequest): Promise<ExecuteResult> {
       );
     }
   }
-  backend.checkLimits?.({ ...graph.dims }, fused);
+  backend.checkLimits?.({ ...plan.dims }, fused);
 
   // How many later steps read each node's value, plus one hold for each requested output.
   const readers = new Map<string, number>();

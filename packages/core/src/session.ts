@@ -1,8 +1,8 @@
 import type { BackendTensor } from './backend.js';
 import { buildGraph } from './build-graph.js';
 import { QkvError } from './errors.js';
-import { execute } from './executor.js';
-import type { GraphShape } from './graph.js';
+import { type ExecutionPlan, execute } from './executor.js';
+import type { AttentionGraph, GraphShape } from './graph.js';
 import { learnedPositionalEncoding } from './inputs.js';
 import { averageHeads, unbatch } from './outputs.js';
 import { type CachedNorms, checkOverflow } from './overflow.js';
@@ -17,6 +17,7 @@ import {
   validateStep,
   weightsByPosition,
 } from './session-pieces.js';
+import { StepPlans } from './session-plan.js';
 import type { WindowRing } from './session-ring.js';
 import type {
   AttentionSession,
@@ -74,6 +75,10 @@ export class Session implements AttentionSession {
   #packed: boolean | null = null;
   /** Window sessions: the sink rows and the ring of the last w. */
   readonly #window: WindowRing | null;
+  /** The last step's plan, moved to the next step's position when its structure is the same. */
+  readonly #plans: StepPlans;
+  /** The handle's params plus this session's device cache (`kCache`, `vCache`), for that cache. */
+  #params: { cache: KvCache; params: ReadonlyMap<string, BackendTensor> } | null = null;
 
   constructor(ctx: SessionContext, options: SessionOptions) {
     this.#options = options;
@@ -83,6 +88,7 @@ export class Session implements AttentionSession {
     this.#batch = setup.batch;
     this.#window = setup.window;
     this.info = setup.info;
+    this.#plans = new StepPlans(ctx.config, ctx.constants, ctx.backend);
     // Refuse a cache that could never be allocated, before the first step.
     if (this.#batch !== null) this.#checkCacheSize(this.#batch);
   }
@@ -259,7 +265,6 @@ export class Session implements AttentionSession {
       positionOffset: offset,
       cache: { capacity, mode: device ? 'device' : 'host', ...(ring ? { ring } : {}) },
     };
-    const graph = buildGraph(config, shape, this.#ctx.constants);
     const feeds = new Map<string, Tensor>([['input', x]]);
     if (this.#ctx.table) feeds.set('positionalEncoding', learnedPositionalEncoding(this.#ctx.table, t, offset));
     if (packedFeed) feeds.set(...packedFeed);
@@ -270,9 +275,21 @@ export class Session implements AttentionSession {
     checkOverflow(config, this.#ctx.norms, feeds, shape, this.#cachedNorms);
     const checkpoint = () => this.#checkAlive();
     let params = this.#ctx.params;
+    // A device step's plan (moved from the last step's when it can be); a host step plans twice.
+    let graph: AttentionGraph | ExecutionPlan;
     if (device) {
-      params = new Map([...params, ['kCache', cache.k as BackendTensor], ['vCache', cache.v as BackendTensor]]);
+      graph = this.#plans.plan(shape, outputs);
+      if (this.#params?.cache !== cache) {
+        const withCache = new Map([
+          ...params,
+          ['kCache', cache.k as BackendTensor],
+          ['vCache', cache.v as BackendTensor],
+        ]);
+        this.#params = { cache, params: withCache };
+      }
+      params = this.#params.params;
     } else {
+      graph = buildGraph(config, shape, this.#ctx.constants);
       // Phase 1: project the new tokens' K and V (RoPE applied) and bring them to the host.
       const kv = await execute({ graph, backend, params, feeds, outputs: ['k', 'v'], checkpoint, unfused: true });
       cache.writeHost('k', (kv.tensors.get('k') as Tensor).data, t, writeRow);
