@@ -64,6 +64,8 @@ export interface ExecutionPlan {
   readonly dims: GraphDims;
   /** The outputs it was planned for, in order. */
   readonly outputs: readonly string[];
+  /** How many later steps read each node's value, plus one hold for each output. */
+  readonly readers: ReadonlyMap<string, number>;
 }
 
 /**
@@ -97,12 +99,11 @@ export function planExecution(
     for (const d of steps.get(name)?.inputs ?? []) if (d !== null) visit(d);
   };
   for (const o of outputs) visit(o);
-  return {
-    steps: graph.nodes.filter((n) => needed.has(n.name)).map((n) => steps.get(n.name) as Step),
-    fused: fused && needed.has('heads'),
-    dims: graph.dims,
-    outputs: [...outputs],
-  };
+  const planned = graph.nodes.filter((n) => needed.has(n.name)).map((n) => steps.get(n.name) as Step);
+  const readers = new Map<string, number>();
+  for (const s of planned) for (const d of s.inputs) if (d !== null) readers.set(d, (readers.get(d) ?? 0) + 1);
+  for (const o of outputs) readers.set(o, (readers.get(o) ?? 0) + 1);
+  return { steps: planned, fused: fused && needed.has('heads'), dims: graph.dims, outputs: [...outputs], readers };
 }
 
 /**
@@ -171,10 +172,7 @@ export async function execute(req: ExecuteRequest): Promise<ExecuteResult> {
   }
   backend.checkLimits?.({ ...plan.dims }, fused);
 
-  // How many later steps read each node's value, plus one hold for each requested output.
-  const readers = new Map<string, number>();
-  for (const s of steps) for (const d of s.inputs) if (d !== null) readers.set(d, (readers.get(d) ?? 0) + 1);
-  for (const o of outputs) readers.set(o, (readers.get(o) ?? 0) + 1);
+  const { readers } = plan;
 
   const values = new Map<string, BackendTensor>();
   const holds = new Map<BackendTensor, number>();

@@ -20,7 +20,6 @@ export type Packing =
   | {
       kind: 'rows';
       m: Exports;
-      scope: number;
       base: number;
       /** The tensor whose rows [from, to) of width K sit at `base`. */
       key: object;
@@ -31,7 +30,6 @@ export type Packing =
   | {
       kind: 'linear';
       m: Exports;
-      scope: number;
       base: number;
       w: Float32Array;
       bias: Float32Array | null;
@@ -41,7 +39,6 @@ export type Packing =
   | {
       kind: 'attention';
       m: Exports;
-      scope: number;
       base: number;
       k: Float32Array;
       v: Float32Array;
@@ -57,6 +54,8 @@ export type Packing =
     };
 /** What the module's memory holds from the previous call, for reuse inside the same scope. */
 let packed: Packing | null = null;
+/** The scope `packed` was left in. */
+let packedScope = 0;
 
 /**
  * Opens a reuse scope (see `packed`); calls up to `endPackScope()` may reuse packed operands.
@@ -95,11 +94,13 @@ export function takePacked<K extends Packing['kind']>(
 ): Extract<Packing, { kind: K }> | null {
   const p = packed;
   packed = null;
-  if (scope === 0 || p === null || p.kind !== kind || p.m !== m || p.scope !== scope || p.base !== base) return null;
+  if (scope === 0 || p === null || p.kind !== kind || p.m !== m || packedScope !== scope || p.base !== base)
+    return null;
   return p as Extract<Packing, { kind: K }>;
 }
 
 /** Records what this call left packed, for the next call of the same scope. */
-export function keepPacked(p: Packing extends infer T ? (T extends Packing ? Omit<T, 'scope'> : never) : never): void {
-  packed = { ...p, scope } as Packing;
+export function keepPacked(p: Packing): void {
+  packed = p;
+  packedScope = scope;
 }
