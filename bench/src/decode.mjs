@@ -152,14 +152,21 @@ async function ortDecoder(shape, weights) {
   };
 }
 
-/** The floor: the K/V cache (2 · Lk · KVH·hd floats) read once, on one thread and on two at once. */
-async function floorReader(bytes) {
+/**
+ * The floor: the K/V cache (2 · Lk · KVH·hd floats) read once, on one thread and on two at once;
+ * and, on one thread, the cache plus `weightBytes` (the four projections' weights, which every
+ * step also reads: at d = 2048 they outweigh a cache of 10k keys).
+ */
+async function floorReader(bytes, weightBytes) {
   const arena = cpuKernels.createArena();
   if (typeof arena === 'string') throw new Error(`decode bench: ${arena}`);
   const size = Math.ceil(bytes / 128) * 128;
   const ptr = arena.alloc(size);
   arena.f32(ptr, size / 4).fill(1);
   const ref = { memory: arena.memory, id: arena.id, ptr };
+  const wSize = Math.ceil(weightBytes / 128) * 128;
+  const wRef = { memory: arena.memory, id: arena.id, ptr: arena.alloc(wSize) };
+  arena.f32(wRef.ptr, wSize / 4).fill(1);
   const workers = [0, 1].map(
     (i) =>
       new Worker(join(here, 'floor-worker.mjs'), {
@@ -175,6 +182,12 @@ async function floorReader(bytes) {
   return {
     one: () => {
       const t0 = performance.now();
+      cpuKernels.readArena(ref, size);
+      return performance.now() - t0;
+    },
+    oneWithWeights: () => {
+      const t0 = performance.now();
+      cpuKernels.readArena(wRef, wSize);
       cpuKernels.readArena(ref, size);
       return performance.now() - t0;
     },
@@ -217,12 +230,14 @@ for (const shape of SHAPES) {
     for (const impl of Object.values(impls)) await impl.grow(cache);
     const hd = shape.d / shape.H;
     const kvBytes = 2 * cache * shape.KVH * hd * 4;
-    const floor = await floorReader(kvBytes);
+    const weightBytes = 4 * (2 * shape.d * shape.H * hd + 2 * shape.d * shape.KVH * hd);
+    const floor = await floorReader(kvBytes, weightBytes);
     const times = {
       ...Object.fromEntries(Object.keys(impls).map((k) => [k, []])),
       'floor-1': [],
       'floor-2': [],
       'floor-2-self': [],
+      'floor-1-weights': [],
     };
     const x = seededTensor([1, 1, shape.d], cache);
     for (let s = -2; s < STEPS; s++) {
@@ -233,8 +248,10 @@ for (const shape of SHAPES) {
       }
       const one = floor.one();
       const two = await floor.two();
+      const withWeights = floor.oneWithWeights();
       if (s >= 0) {
         times['floor-1'].push(one);
+        times['floor-1-weights'].push(withWeights);
         times['floor-2'].push(two.wall);
         times['floor-2-self'].push(two.self);
       }
@@ -245,9 +262,11 @@ for (const shape of SHAPES) {
       shape: shape.label,
       cache,
       kvMB: kvBytes / 2 ** 20,
+      weightsMB: weightBytes / 2 ** 20,
       ms: m,
       ratios: {
         cpuOverFloor1: m['qkv-cpu'] / m['floor-1'],
+        cpuOverFloor1Weights: m['qkv-cpu'] / m['floor-1-weights'],
         workersOverCpu: m['qkv-workers'] / m['qkv-cpu'],
         workersOverOrt: m['qkv-workers'] / m['ort-gqa'],
         workersOverFloor2: m['qkv-workers'] / m['floor-2'],
@@ -261,8 +280,9 @@ for (const shape of SHAPES) {
       `${shape.label.padEnd(26)} cache ${String(cache).padStart(5)} (K+V ${row.kvMB.toFixed(0).padStart(3)} MB)` +
         `  cpu ${f(m['qkv-cpu'])}  workers ${f(m['qkv-workers'])}` +
         `  ort ${f(m['ort-gqa'])}` +
-        `  floor 1T ${f(m['floor-1'])} 2T wall ${f(m['floor-2'])} 2T self ${f(m['floor-2-self'])} ms` +
-        `  | cpu/floor1 ${row.ratios.cpuOverFloor1.toFixed(2)}  workers/cpu ${row.ratios.workersOverCpu.toFixed(2)}` +
+        `  floor 1T ${f(m['floor-1'])} 2T wall ${f(m['floor-2'])} 2T self ${f(m['floor-2-self'])}` +
+        ` 1T+weights ${f(m['floor-1-weights'])} ms` +
+        `  | cpu/floor1 ${row.ratios.cpuOverFloor1.toFixed(2)} (with weights ${row.ratios.cpuOverFloor1Weights.toFixed(2)})  workers/cpu ${row.ratios.workersOverCpu.toFixed(2)}` +
         `  workers/ort ${row.ratios.workersOverOrt.toFixed(2)}`,
     );
   }
