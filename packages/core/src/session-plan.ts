@@ -27,9 +27,9 @@ export class StepPlans {
   readonly #config: ResolvedConfig;
   readonly #constants: GraphConstants;
   readonly #backend: Backend;
-  /** The last movable plan and what it was planned for. */
-  #key = '';
-  #plan: ExecutionPlan | null = null;
+  /** The last movable plan, what it was planned for, and which of its steps move. */
+  #last: { shape: GraphShape; outputs: readonly string[]; plan: ExecutionPlan; moving: readonly number[] } | null =
+    null;
 
   constructor(config: ResolvedConfig, constants: GraphConstants, backend: Backend) {
     this.#config = config;
@@ -39,21 +39,29 @@ export class StepPlans {
 
   /** The plan of the step `shape` (a session step: shape.cache set) for `outputs`. */
   plan(shape: GraphShape, outputs: readonly string[]): ExecutionPlan {
-    const key = structureKey(shape, outputs);
-    const offset = shape.positionOffset ?? 0;
-    if (key !== null && key === this.#key && this.#plan !== null) {
-      this.#plan = movePlan(this.#plan, offset, shape.keyLength);
-      return this.#plan;
+    const last = this.#last;
+    if (last !== null && sameStructure(last.shape, shape) && sameList(last.outputs, outputs)) {
+      const offset = shape.positionOffset ?? 0;
+      const Lk = shape.keyLength;
+      const steps = last.plan.steps.slice();
+      for (const i of last.moving) steps[i] = moveStep(steps[i] as Step, offset, Lk);
+      const plan = { ...last.plan, steps, dims: { ...last.plan.dims, keyLength: Lk } };
+      this.#last = { ...last, shape, plan };
+      return plan;
     }
     const plan = planFor(buildGraph(this.#config, shape, this.#constants), outputs, this.#backend);
-    const movable = key !== null && plan.steps.every((s) => MOVABLE.has(s.op));
-    this.#key = movable ? key : '';
-    this.#plan = movable ? { ...plan, steps: plan.steps.map(stepOnly) } : null;
+    const movable = reusable(shape) && plan.steps.every((s) => MOVABLE.has(s.op));
+    this.#last = null;
+    if (movable) {
+      const steps = plan.steps.map(stepOnly);
+      const moving = steps.flatMap((s, i) => (moves(s) ? [i] : []));
+      this.#last = { shape, outputs: [...outputs], plan: { ...plan, steps }, moving };
+    }
     return plan;
   }
 }
 
-/** Ops whose step is the same at every position, or whose position-dependent values movePlan moves. */
+/** Ops whose step is the same at every position, or whose position-dependent values moveStep moves. */
 const MOVABLE: ReadonlySet<StepOp> = new Set<StepOp>([
   'input',
   'param',
@@ -68,28 +76,56 @@ const MOVABLE: ReadonlySet<StepOp> = new Set<StepOp>([
   'fusedLse',
 ]);
 
-/**
- * What a step's plan depends on besides its position, or null where it is never reused: a host
- * cache, a wrapped ring, explicit positions. The first position is in it as zero / non-zero
- * (queryOffset is set only when it is not 0).
- */
-function structureKey(shape: GraphShape, outputs: readonly string[]): string | null {
+/** A step whose plan is ever reused: a device cache that has not wrapped, positions by offset. */
+function reusable(shape: GraphShape): boolean {
   const { cache } = shape;
-  if (cache?.mode !== 'device' || cache.ring !== undefined || shape.positionIds !== undefined) return null;
-  const flags = [shape.hasKeyPaddingMask, shape.hasAttnMask, shape.hasSequenceIds === true, shape.selfAttention];
-  const first = (shape.positionOffset ?? 0) === 0;
-  return `${shape.batch} ${shape.queryLength} ${cache.capacity} ${first} ${flags.join(' ')} ${outputs.join(',')}`;
+  return cache?.mode === 'device' && cache.ring === undefined && shape.positionIds === undefined;
+}
+
+/**
+ * Whether `b` has the structure `a` (a reusable step's) was planned for: everything but its
+ * position, which counts only as zero / non-zero (queryOffset is set only when it is not 0).
+ */
+function sameStructure(a: GraphShape, b: GraphShape): boolean {
+  return (
+    reusable(b) &&
+    a.batch === b.batch &&
+    a.queryLength === b.queryLength &&
+    a.cache?.capacity === b.cache?.capacity &&
+    a.selfAttention === b.selfAttention &&
+    a.hasKeyPaddingMask === b.hasKeyPaddingMask &&
+    a.hasAttnMask === b.hasAttnMask &&
+    (a.hasSequenceIds === true) === (b.hasSequenceIds === true) &&
+    ((a.positionOffset ?? 0) === 0) === ((b.positionOffset ?? 0) === 0)
+  );
+}
+
+function sameList(a: readonly string[], b: readonly string[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** Whether moveStep changes this step. */
+function moves(s: Step): boolean {
+  switch (s.op) {
+    case 'writeRows':
+    case 'fusedAttention':
+    case 'fusedAttentionLse':
+    case 'rotary':
+    case 'positionalEncoding':
+      return true;
+    case 'input':
+      return s.name === 'sequenceIds' || s.attrs.kind === 'learned';
+    default:
+      return false;
+  }
 }
 
 /** The step without the graph node's other fields (doc): what a moved plan carries. */
 function stepOnly(s: Step): Step {
   const { name, shape, dims, op, inputs, attrs } = s;
   return { name, shape, dims, op, inputs, attrs } as Step;
-}
-
-/** `plan` at first position `offset` and Lk keys (same structure: see StepPlans). */
-function movePlan(plan: ExecutionPlan, offset: number, Lk: number): ExecutionPlan {
-  return { ...plan, steps: plan.steps.map((s) => moveStep(s, offset, Lk)), dims: { ...plan.dims, keyLength: Lk } };
 }
 
 function moveStep(s: Step, offset: number, Lk: number): Step {
