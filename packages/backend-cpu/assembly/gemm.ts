@@ -1,4 +1,5 @@
 // Packing, the 4 × 8 micro-kernel and the matrix multiply (C = A · B + bias) of `linear`.
+import { gemmRows1, gemmRows2 } from './gemv';
 import { madd } from './madd';
 
 /**
@@ -112,9 +113,9 @@ const GEMM_ROW_BLOCK = 64;
  * C[M, Np] = A[M, K] · B + bias, B given as packed panels (packPanels) of Np = ceil(N/8)·8
  * columns; any M ≥ 0. bias: [Np] or 0.
  * Loop nest for the row quads: row block (64) → panel (8 columns) → row quad (4) → k. The last
- * M mod 4 rows go to the few-row kernels (gemmRows2, gemmRows1), which hold more panels per row
- * instead of more rows per panel: a decode step's projection (1–3 rows) reads W once, at the
- * FMA rate, instead of computing three zero rows for each real one.
+ * M mod 4 rows go to the few-row kernels (gemv.ts: gemmRows2, gemmRows1), which hold more
+ * panels per row instead of more rows per panel: a decode step's projection (1–3 rows) reads W
+ * once, at the FMA rate, instead of computing three zero rows for each real one.
  */
 export function gemm(a: usize, M: i32, K: i32, bp: usize, Np: i32, bias: usize, c: usize): void {
   const panels = Np >> 3;
@@ -145,119 +146,4 @@ export function gemm(a: usize, M: i32, K: i32, bp: usize, Np: i32, bias: usize, 
     r += 2;
   }
   if (r < M) gemmRows1(a + ((<usize>r * K) << 2), K, bp, panels, bias, c + ((<usize>r * Np) << 2));
-}
-
-/** v + bias[col … col+3] when there is a bias. */
-// @ts-ignore: decorator
-@inline
-function plusBias(v: v128, bias: usize, col: i32): v128 {
-  return bias ? f32x4.add(v, v128.load(bias + (<usize>col << 2))) : v;
-}
-
-/**
- * One row of C [Np] = a [K] · B + bias: four panels at a time (eight accumulators, as many
- * independent FMA chains as the 4 × 8 tile), then any last panels one at a time.
- */
-function gemmRows1(a: usize, K: i32, bp: usize, panels: i32, bias: usize, c: usize): void {
-  const panelB = <usize>K << 5;
-  const end = a + (<usize>K << 2);
-  let p = 0;
-  for (; p + 4 <= panels; p += 4) {
-    let c00 = f32x4.splat(0), c01 = f32x4.splat(0), c10 = f32x4.splat(0), c11 = f32x4.splat(0);
-    let c20 = f32x4.splat(0), c21 = f32x4.splat(0), c30 = f32x4.splat(0), c31 = f32x4.splat(0);
-    let pp = bp + <usize>p * panelB;
-    for (let a0 = a; a0 < end; a0 += 4, pp += 32) {
-      const s = v128.load32_splat(a0);
-      c00 = madd(s, v128.load(pp), c00);
-      c01 = madd(s, v128.load(pp, 16), c01);
-      c10 = madd(s, v128.load(pp + panelB), c10);
-      c11 = madd(s, v128.load(pp + panelB, 16), c11);
-      c20 = madd(s, v128.load(pp + 2 * panelB), c20);
-      c21 = madd(s, v128.load(pp + 2 * panelB, 16), c21);
-      c30 = madd(s, v128.load(pp + 3 * panelB), c30);
-      c31 = madd(s, v128.load(pp + 3 * panelB, 16), c31);
-    }
-    const col = p << 3;
-    const out = c + (<usize>col << 2);
-    v128.store(out, plusBias(c00, bias, col));
-    v128.store(out, plusBias(c01, bias, col + 4), 16);
-    v128.store(out, plusBias(c10, bias, col + 8), 32);
-    v128.store(out, plusBias(c11, bias, col + 12), 48);
-    v128.store(out, plusBias(c20, bias, col + 16), 64);
-    v128.store(out, plusBias(c21, bias, col + 20), 80);
-    v128.store(out, plusBias(c30, bias, col + 24), 96);
-    v128.store(out, plusBias(c31, bias, col + 28), 112);
-  }
-  for (; p < panels; p++) {
-    let c00 = f32x4.splat(0), c01 = f32x4.splat(0);
-    let pp = bp + <usize>p * panelB;
-    for (let a0 = a; a0 < end; a0 += 4, pp += 32) {
-      const s = v128.load32_splat(a0);
-      c00 = madd(s, v128.load(pp), c00);
-      c01 = madd(s, v128.load(pp, 16), c01);
-    }
-    const col = p << 3;
-    v128.store(c + (<usize>col << 2), plusBias(c00, bias, col));
-    v128.store(c + (<usize>col << 2), plusBias(c01, bias, col + 4), 16);
-  }
-}
-
-/** Two rows of C (ldc floats apart): two panels at a time (eight accumulators), then the last one. */
-function gemmRows2(a: usize, K: i32, bp: usize, panels: i32, bias: usize, c: usize, ldc: i32): void {
-  const panelB = <usize>K << 5;
-  const ldaB = <usize>K << 2;
-  const ldcB = <usize>ldc << 2;
-  const end = a + ldaB;
-  let p = 0;
-  for (; p + 2 <= panels; p += 2) {
-    let c00 = f32x4.splat(0), c01 = f32x4.splat(0), c02 = f32x4.splat(0), c03 = f32x4.splat(0);
-    let c10 = f32x4.splat(0), c11 = f32x4.splat(0), c12 = f32x4.splat(0), c13 = f32x4.splat(0);
-    let pp = bp + <usize>p * panelB;
-    for (let a0 = a; a0 < end; a0 += 4, pp += 32) {
-      const b0 = v128.load(pp);
-      const b1 = v128.load(pp, 16);
-      const b2 = v128.load(pp + panelB);
-      const b3 = v128.load(pp + panelB, 16);
-      let s = v128.load32_splat(a0);
-      c00 = madd(s, b0, c00);
-      c01 = madd(s, b1, c01);
-      c02 = madd(s, b2, c02);
-      c03 = madd(s, b3, c03);
-      s = v128.load32_splat(a0 + ldaB);
-      c10 = madd(s, b0, c10);
-      c11 = madd(s, b1, c11);
-      c12 = madd(s, b2, c12);
-      c13 = madd(s, b3, c13);
-    }
-    const col = p << 3;
-    const out = c + (<usize>col << 2);
-    v128.store(out, plusBias(c00, bias, col));
-    v128.store(out, plusBias(c01, bias, col + 4), 16);
-    v128.store(out, plusBias(c02, bias, col + 8), 32);
-    v128.store(out, plusBias(c03, bias, col + 12), 48);
-    v128.store(out + ldcB, plusBias(c10, bias, col));
-    v128.store(out + ldcB, plusBias(c11, bias, col + 4), 16);
-    v128.store(out + ldcB, plusBias(c12, bias, col + 8), 32);
-    v128.store(out + ldcB, plusBias(c13, bias, col + 12), 48);
-  }
-  if (p < panels) {
-    let c00 = f32x4.splat(0), c01 = f32x4.splat(0), c10 = f32x4.splat(0), c11 = f32x4.splat(0);
-    let pp = bp + <usize>p * panelB;
-    for (let a0 = a; a0 < end; a0 += 4, pp += 32) {
-      const b0 = v128.load(pp);
-      const b1 = v128.load(pp, 16);
-      let s = v128.load32_splat(a0);
-      c00 = madd(s, b0, c00);
-      c01 = madd(s, b1, c01);
-      s = v128.load32_splat(a0 + ldaB);
-      c10 = madd(s, b0, c10);
-      c11 = madd(s, b1, c11);
-    }
-    const col = p << 3;
-    const out = c + (<usize>col << 2);
-    v128.store(out, plusBias(c00, bias, col));
-    v128.store(out, plusBias(c01, bias, col + 4), 16);
-    v128.store(out + ldcB, plusBias(c10, bias, col));
-    v128.store(out + ldcB, plusBias(c11, bias, col + 4), 16);
-  }
 }

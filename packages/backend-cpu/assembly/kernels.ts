@@ -7,7 +7,8 @@
 // rounded up to a multiple of 8), K / N the inner / output widths of a matrix product.
 //
 // Files: madd.ts (the one multiply-add both builds differ in), gemm.ts (packing, the
-// micro-kernel, the matrix multiply), attention.ts (flash attention on the same micro-kernel),
+// micro-kernel, the matrix multiply), gemv.ts (its few-row kernels: the last M mod 4 rows, a
+// decode step's projections), attention.ts (flash attention on the same micro-kernel),
 // stage.ts (one head's rows gathered from, packed from and scattered into row-major operands).
 //
 // Both kernels are built on one register-blocked micro-kernel: a 4 × 8 tile of C held in eight

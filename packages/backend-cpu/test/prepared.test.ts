@@ -26,10 +26,14 @@ describe('PreparedWeight', () => {
       const r = rng(11);
       const fk = k.fastKernels(build);
       const before = residentBytes();
+      // The few-row kernels' paths: K odd / even (the one-row kernel's k pairs), panels = 1, 5
+      // (4 + 1), 9, 18 (4·4 + 2) and 32 (its 4-panel groups only), with and without bias.
       for (const [nIn, nOut] of [
         [5, 7],
         [33, 40],
         [64, 72],
+        [35, 139],
+        [34, 256],
       ] as const) {
         const w = rand(nIn * nOut, r);
         const bias = nOut % 2 ? rand(nOut, r) : null;
