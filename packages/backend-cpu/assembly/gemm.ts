@@ -1,5 +1,5 @@
 // Packing, the 4 × 8 micro-kernel and the matrix multiply (C = A · B + bias) of `linear`.
-import { gemmRows1, gemmRows2 } from './gemv';
+import { gemmRows1, gemmRows2, gemmRows3 } from './gemv';
 import { madd } from './madd';
 
 /**
@@ -113,7 +113,7 @@ const GEMM_ROW_BLOCK = 64;
  * C[M, Np] = A[M, K] · B + bias, B given as packed panels (packPanels) of Np = ceil(N/8)·8
  * columns; any M ≥ 0. bias: [Np] or 0.
  * Loop nest for the row quads: row block (64) → panel (8 columns) → row quad (4) → k. The last
- * M mod 4 rows go to the few-row kernels (gemv.ts: gemmRows2, gemmRows1), which hold more
+ * M mod 4 rows go to the few-row kernels (gemv.ts: gemmRows3, 2 or 1), which hold more
  * panels per row instead of more rows per panel: a decode step's projection (1–3 rows) reads W
  * once, at the FMA rate, instead of computing three zero rows for each real one.
  */
@@ -140,10 +140,10 @@ export function gemm(a: usize, M: i32, K: i32, bp: usize, Np: i32, bias: usize, 
       }
     }
   }
-  let r = M4;
-  if (M - r >= 2) {
-    gemmRows2(a + ((<usize>r * K) << 2), K, bp, panels, bias, c + ((<usize>r * Np) << 2), Np);
-    r += 2;
-  }
-  if (r < M) gemmRows1(a + ((<usize>r * K) << 2), K, bp, panels, bias, c + ((<usize>r * Np) << 2));
+  const aTail = a + ((<usize>M4 * K) << 2);
+  const cTail = c + ((<usize>M4 * Np) << 2);
+  const tail = M - M4;
+  if (tail == 3) gemmRows3(aTail, K, bp, panels, bias, cTail, Np);
+  else if (tail == 2) gemmRows2(aTail, K, bp, panels, bias, cTail, Np);
+  else if (tail == 1) gemmRows1(aTail, K, bp, panels, bias, cTail);
 }

@@ -149,3 +149,42 @@ export function gemmRows2(a: usize, K: i32, bp: usize, panels: i32, bias: usize,
     v128.store(out + ldcB, plusBias(c11, bias, col + 4), 16);
   }
 }
+
+/**
+ * Three rows of C (ldc floats apart), one panel at a time (six accumulators: three rows × two
+ * f32x4, plus the panel's two vectors and a broadcast, in registers), so W is read once for all
+ * three rows instead of once by gemmRows2 and again by gemmRows1.
+ */
+export function gemmRows3(a: usize, K: i32, bp: usize, panels: i32, bias: usize, c: usize, ldc: i32): void {
+  const panelB = <usize>K << 5;
+  const ldaB = <usize>K << 2;
+  const ldcB = <usize>ldc << 2;
+  const end = a + ldaB;
+  for (let p = 0; p < panels; p++) {
+    let c00 = f32x4.splat(0), c01 = f32x4.splat(0);
+    let c10 = f32x4.splat(0), c11 = f32x4.splat(0);
+    let c20 = f32x4.splat(0), c21 = f32x4.splat(0);
+    let pp = bp + <usize>p * panelB;
+    for (let a0 = a; a0 < end; a0 += 4, pp += 32) {
+      const b0 = v128.load(pp);
+      const b1 = v128.load(pp, 16);
+      let s = v128.load32_splat(a0);
+      c00 = madd(s, b0, c00);
+      c01 = madd(s, b1, c01);
+      s = v128.load32_splat(a0 + ldaB);
+      c10 = madd(s, b0, c10);
+      c11 = madd(s, b1, c11);
+      s = v128.load32_splat(a0 + 2 * ldaB);
+      c20 = madd(s, b0, c20);
+      c21 = madd(s, b1, c21);
+    }
+    const col = p << 3;
+    const out = c + (<usize>col << 2);
+    v128.store(out, plusBias(c00, bias, col));
+    v128.store(out, plusBias(c01, bias, col + 4), 16);
+    v128.store(out + ldcB, plusBias(c10, bias, col));
+    v128.store(out + ldcB, plusBias(c11, bias, col + 4), 16);
+    v128.store(out + 2 * ldcB, plusBias(c20, bias, col));
+    v128.store(out + 2 * ldcB, plusBias(c21, bias, col + 4), 16);
+  }
+}
