@@ -109,4 +109,30 @@ describe('choosing a build', () => {
       for (let i = 0; i < out.length; i++) expect(Math.abs((out[i] as number) - (ref[i] as number))).toBeLessThan(1e-4);
     }
   });
+
+  it("each build's gemm remainder rows match the reference: M mod 4 and M mod 5 = 0…4 past a 64-row block, ± bias", () => {
+    // 64 rows fill one row block of 4-row tiles; 64…71 leave every quad tail (0–3 rows on the
+    // few-row kernels) and every 5-row tail (a 5-row tile's remainder), on a half-filled last panel.
+    const nIn = 24;
+    const nOut = 20;
+    const r = (n: number, s: number) => Float32Array.from({ length: n }, (_, i) => Math.sin(i * 0.61 + s));
+    const w = r(nIn * nOut, 3);
+    for (let rows = 64; rows < 72; rows++) {
+      for (const bias of [null, r(nOut, 4)]) {
+        const attrs = { rows, inFeatures: nIn, outFeatures: nOut };
+        const x = r(rows * nIn, rows);
+        const ref = new Float32Array(rows * nOut);
+        k.linear(x, w, bias, ref, attrs);
+        for (const build of (['relaxed-simd', 'simd128'] as const).filter((b) => k.wasmBuildSupport()[b])) {
+          const out = new Float32Array(rows * nOut).fill(Number.NaN);
+          k.fastKernels(build).linear(x, w, bias, out, attrs);
+          for (let i = 0; i < out.length; i++) {
+            const d = Math.abs((out[i] as number) - (ref[i] as number));
+            if (!(d < 1e-4))
+              expect.fail(`${build}, ${rows} rows${bias ? ' + bias' : ''}, [${i}]: ${out[i]} vs ${ref[i]}`);
+          }
+        }
+      }
+    }
+  });
 });
