@@ -1,18 +1,8 @@
 import { QkvError } from '@qkv/core';
-import { describeJob, type Job, type PoolStats, type StepSpec } from './job.js';
-import { planTask, rowsOfTask } from './ops.js';
+import { describeJob, type Job, type PoolStats, planSteps, type Slot, type StepSpec } from './job.js';
 import { spawnThread, type Thread } from './platform.js';
 import { DEFAULT_START_TIMEOUT_MS, MAX_STARTUP_FAILURES, type PoolStart, startAdvice } from './pool-start.js';
-import {
-  ABORT,
-  CLAIMED_TOTAL,
-  controlSlots,
-  DONE_TOTAL,
-  doneSlot,
-  type FromWorker,
-  type Lease,
-  type LeaseStep,
-} from './protocol.js';
+import { ABORT, CLAIMED_TOTAL, controlSlots, DONE_TOTAL, doneSlot, type FromWorker, type Lease } from './protocol.js';
 
 /**
  * How long a worker keeps claiming blocks of one job before it returns to the scheduler when
@@ -21,22 +11,6 @@ import {
  * a large one waits at most one slice per thread for its first turn.
  */
 export const SLICE_MS = 4;
-
-interface Slot {
-  readonly index: number;
-  /** Bumped for every replacement, so events from a dead thread are recognised and ignored. */
-  generation: number;
-  thread: Thread | null;
-  state: 'starting' | 'idle' | 'busy' | 'dead';
-  /**
-   * Jobs leased to this thread whose 'done' has not come back yet, oldest first. At most the last
-   * one is unsettled: a thread gets a new lease only once every job it holds is settled (see
-   * `#free`), which is how it gets the next job before its last 'done' has reached this thread.
-   */
-  leases: Job[];
-  /** Waiting `preparedStats` answers of this thread, oldest first. */
-  probes: ((m: { weights: number; residentBytes: number } | null) => void)[];
-}
 
 /**
  * A fixed set of threads and a fair scheduler. Every job is a list of steps (ops), each split
@@ -141,16 +115,7 @@ export class WorkerPool {
       return Promise.reject(new QkvError('DISPOSED', 'workers backend: the thread pool was terminated'));
     }
     if (this.#broken) return Promise.reject(this.#broken);
-    const steps: LeaseStep[] = [];
-    let total = 0;
-    for (const [s, { task, deps }] of specs.entries()) {
-      for (const d of deps) {
-        if (!Number.isInteger(d) || d < 0 || d >= s) throw new RangeError(`step ${s}: dep ${d} is not an earlier step`);
-      }
-      const plan = planTask(task, this.threads);
-      steps.push({ task, rows: rowsOfTask(task), ...plan, deps });
-      total += plan.blocks;
-    }
+    const { steps, total } = planSteps(specs, this.threads);
     // Empty ops (a zero-length axis) have nothing to hand out; no thread would ever finish them.
     if (total === 0) return Promise.resolve();
     const fault = this.#fault;
@@ -189,13 +154,17 @@ export class WorkerPool {
     this.#broken = new QkvError('WORKER_FAILED', `workers backend: ${what}; ${startAdvice(this.start.workerUrl)}`);
     this.#startedReject(this.#broken);
     for (const j of [...this.#jobs]) this.#fail(j, this.#broken);
-    for (const s of this.#slots) {
-      s.generation++;
-      s.state = 'dead';
-      for (const answer of s.probes.splice(0)) answer(null);
-      if (s.thread) void s.thread.terminate();
-      s.thread = null;
-    }
+    for (const s of this.#slots) void this.#stop(s);
+  }
+
+  /** Ends a slot's thread for good: its late events are ignored, its probes answered null. */
+  #stop(s: Slot): Promise<void> {
+    s.generation++;
+    s.state = 'dead';
+    for (const answer of s.probes.splice(0)) answer(null);
+    const end = s.thread ? s.thread.terminate() : Promise.resolve();
+    s.thread = null;
+    return end;
   }
 
   #clearStartTimer(): void {
@@ -215,15 +184,7 @@ export class WorkerPool {
         new QkvError('DISPOSED', 'workers backend: the thread pool was terminated while this run was in flight'),
       );
     }
-    const ends: Promise<void>[] = [];
-    for (const s of this.#slots) {
-      s.generation++;
-      s.state = 'dead';
-      for (const answer of s.probes.splice(0)) answer(null);
-      if (s.thread) ends.push(s.thread.terminate());
-      s.thread = null;
-    }
-    await Promise.all(ends);
+    await Promise.all(this.#slots.map((s) => this.#stop(s)));
   }
 
   #spawn(slot: Slot): void {
